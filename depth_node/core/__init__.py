@@ -1,0 +1,1 @@
+"""ROS-free numeric core: image → model input → prediction → metric depth → confidence → point cloud."""

@@ -1,0 +1,46 @@
+"""Depth → rgb8 picture for people, with a FIXED range so colours mean the same metres in every frame."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+COLORMAPS = {
+    "turbo": cv2.COLORMAP_TURBO,
+    "viridis": cv2.COLORMAP_VIRIDIS,
+    "inferno": cv2.COLORMAP_INFERNO,
+    "magma": cv2.COLORMAP_MAGMA,
+    "plasma": cv2.COLORMAP_PLASMA,
+    "jet": cv2.COLORMAP_JET,
+    "gray": None,
+}
+
+
+@lru_cache(maxsize=8)
+def _table(colormap: str) -> np.ndarray:
+    """256×1×3 uint8 RGB table for cv2.applyColorMap: entry 0 = black (invalid), 1..255 = the colormap."""
+    ramp = np.linspace(0, 255, 255).astype(np.uint8)[:, None]
+    if COLORMAPS[colormap] is None:
+        rgb = np.repeat(ramp[..., None], 3, axis=2)
+    else:
+        rgb = cv2.applyColorMap(ramp, COLORMAPS[colormap])[..., ::-1]
+    table = np.zeros((256, 1, 3), np.uint8)
+    table[1:] = rgb
+    return table
+
+
+def colorize_depth(depth_m: np.ndarray, min_m: float, max_m: float, colormap: str = "turbo") -> np.ndarray:
+    """uint8 (H, W, 3) RGB: ``min_m`` → first colour, ``max_m`` → last, clipped outside; invalid (NaN) → black."""
+    if not max_m > min_m:
+        raise ValueError(f"colormap range needs max > min, got [{min_m}, {max_m}]")
+    if colormap not in COLORMAPS:
+        raise ValueError(f"unknown colormap {colormap!r}; choose one of {sorted(COLORMAPS)}")
+    gain = 254.0 / (max_m - min_m)
+    level = depth_m * np.float32(gain)
+    level += np.float32(1.0 - min_m * gain)  # valid depths map to 1..255
+    np.clip(level, 1.0, 255.0, out=level)  # NaN stays NaN
+    np.nan_to_num(level, copy=False, nan=0.0)
+    level8 = (level + 0.5).astype(np.uint8)
+    return cv2.applyColorMap(level8, _table(colormap))

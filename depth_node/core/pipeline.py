@@ -1,0 +1,197 @@
+"""The one pipeline the node and every tool call: RGB + intrinsics → metric depth, confidence, points.
+
+Stages, each timed under its own name in ``DepthResult.timings_ms``:
+
+``preprocess``  estimator: resize/normalize to the model's input rules
+``infer``       estimator: forward pass → prediction in the model's own output space
+``metric``      resize the prediction to the output grid (in its own space), convert to metres
+``confidence``  model head or single-pass heuristic; ``confidence_threshold`` masks depth to NaN
+``cloud``       organized back-projection (+ packed colour)
+``colorize``    fixed-range colormap for people
+
+Output grid: ``output_resolution='input'`` publishes on the camera image's grid (pixel-registered with the
+RGB), ``'model'`` on the model's output grid (cheaper); ``DepthResult.camera`` always describes the grid.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from depth_node.core.camera import PinholeCamera
+from depth_node.core.cloud import backproject
+from depth_node.core.colorize import COLORMAPS, colorize_depth
+from depth_node.core.confidence import gradient_confidence
+from depth_node.core.spaces import Invariance, to_metres
+from depth_node.core.timing import StageTimer
+from depth_node.errors import ConfigError, InputError
+from depth_node.estimators.base import DepthEstimator, Prediction
+
+OUTPUT_RESOLUTIONS = ("input", "model")
+SCALE_MODES = ("model", "fixed")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything the core needs besides the model. Units: metres; confidence in [0, 1]."""
+
+    output_resolution: str = "input"
+    scale_mode: str = "model"
+    fixed_scale: float = 1.0
+    fixed_shift: float = 0.0
+    confidence_gradient_scale: float = 0.05
+    confidence_threshold: float = 0.0
+    cloud_decimation: int = 1
+    min_range: float = 0.0
+    max_range: float = math.inf
+    colormap: str = "turbo"
+    colormap_min_m: float = 0.3
+    colormap_max_m: float = 10.0
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first bad field."""
+        if self.output_resolution not in OUTPUT_RESOLUTIONS:
+            raise ConfigError(f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, got {self.output_resolution!r}")
+        if self.scale_mode not in SCALE_MODES:
+            raise ConfigError(f"scale.mode must be one of {SCALE_MODES}, got {self.scale_mode!r}")
+        if not (math.isfinite(self.fixed_scale) and self.fixed_scale > 0):
+            raise ConfigError(f"scale.fixed_scale must be a positive number, got {self.fixed_scale}")
+        if not math.isfinite(self.fixed_shift):
+            raise ConfigError(f"scale.fixed_shift must be finite, got {self.fixed_shift}")
+        if not self.confidence_gradient_scale > 0:
+            raise ConfigError(f"confidence_gradient_scale must be > 0, got {self.confidence_gradient_scale}")
+        if not 0.0 <= self.confidence_threshold <= 1.0:
+            raise ConfigError(f"confidence_threshold must be in [0, 1], got {self.confidence_threshold}")
+        if self.cloud_decimation < 1:
+            raise ConfigError(f"cloud_decimation must be >= 1, got {self.cloud_decimation}")
+        if not 0.0 <= self.min_range < self.max_range:
+            raise ConfigError(f"need 0 <= min_range < max_range, got {self.min_range}, {self.max_range}")
+        if self.colormap not in COLORMAPS:
+            raise ConfigError(f"colormap must be one of {sorted(COLORMAPS)}, got {self.colormap!r}")
+        if not self.colormap_min_m < self.colormap_max_m:
+            raise ConfigError(f"need colormap_min_m < colormap_max_m, got {self.colormap_min_m}, {self.colormap_max_m}")
+
+
+@dataclass
+class DepthResult:
+    """One frame's outputs, all on the grid ``camera`` describes.
+
+    depth_m:     float32 (h, w), metres along the optical axis, NaN invalid.
+    confidence:  float32 (h, w) in [0, 1], or None when not requested.
+    points:      float32 (h', w', 3 or 4) organized cloud (x, y, z[, packed rgb]) in the optical frame,
+                 NaN invalid, h' = ceil(h / cloud_decimation); or None when not requested.
+    colorized:   uint8 (h, w, 3) RGB picture of depth, or None when not requested.
+    prediction:  the raw model output (own space, model grid).
+    timings_ms:  per-stage wall time.
+    """
+
+    depth_m: np.ndarray
+    confidence: np.ndarray | None
+    camera: PinholeCamera
+    points: np.ndarray | None
+    colorized: np.ndarray | None
+    prediction: Prediction
+    timings_ms: dict[str, float]
+
+
+class DepthPipeline:
+    """An estimator plus a :class:`PipelineConfig`; ``config`` may be replaced between frames."""
+
+    def __init__(self, estimator: DepthEstimator, config: PipelineConfig | None = None) -> None:
+        self.estimator = estimator
+        self.config = config or PipelineConfig()
+
+    @property
+    def config(self) -> PipelineConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: PipelineConfig) -> None:
+        config.validate()
+        spec = self.estimator.output
+        if config.scale_mode == "model" and spec.invariance is not Invariance.METRIC:
+            raise ConfigError(
+                f"model '{self.estimator.name}' outputs {spec.describe()}, which is not metres: "
+                "set scale.mode: fixed with scale.fixed_scale/fixed_shift for your camera"
+            )
+        self._config = config
+
+    def scale_shift(self) -> tuple[float, float]:
+        """(scale, shift) applied in the model's output space before conversion to metres."""
+        if self.config.scale_mode == "fixed":
+            return self.config.fixed_scale, self.config.fixed_shift
+        return 1.0, 0.0
+
+    def process(
+        self,
+        rgb: np.ndarray,
+        camera: PinholeCamera,
+        *,
+        confidence: bool = True,
+        points: bool = True,
+        cloud_color: bool = True,
+        colorized: bool = False,
+        timer: StageTimer | None = None,
+    ) -> DepthResult:
+        """Run every requested stage on one uint8 (H, W, 3) RGB image whose intrinsics are ``camera``."""
+        if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise InputError(f"pipeline input must be uint8 (H, W, 3) RGB, got {rgb.dtype} {rgb.shape}")
+        if rgb.shape[:2] != (camera.height, camera.width):
+            raise InputError(
+                f"image is {rgb.shape[1]}x{rgb.shape[0]} but its camera_info is {camera.width}x{camera.height}"
+            )
+        cfg = self.config
+        timer = timer or StageTimer()
+        with timer.stage("preprocess"):
+            model_input = self.estimator.preprocess(rgb)
+        with timer.stage("infer"):
+            prediction = self.estimator.infer(model_input)
+
+        with timer.stage("metric"):
+            if cfg.output_resolution == "input":
+                height, width = camera.height, camera.width
+            else:
+                height, width = prediction.values.shape
+            values = _resize_values(prediction.values, height, width)
+            depth_camera = camera.resized(width, height)
+            scale, shift = self.scale_shift()
+            depth = to_metres(values, prediction.spec.space, scale, shift)
+
+        conf = None
+        if confidence or cfg.confidence_threshold > 0:
+            with timer.stage("confidence"):
+                if prediction.confidence is not None:
+                    conf = _resize_values(prediction.confidence, height, width).copy()
+                    conf[~np.isfinite(depth)] = 0.0
+                else:
+                    conf = gradient_confidence(depth, cfg.confidence_gradient_scale)
+                if cfg.confidence_threshold > 0:
+                    depth[conf < cfg.confidence_threshold] = np.nan
+
+        cloud = None
+        if points:
+            with timer.stage("cloud"):
+                colour = None
+                if cloud_color:
+                    colour = rgb if (height, width) == rgb.shape[:2] else cv2.resize(
+                        rgb, (width, height), interpolation=cv2.INTER_AREA
+                    )
+                cloud = backproject(depth, depth_camera, cfg.cloud_decimation, cfg.min_range, cfg.max_range, colour)
+
+        picture = None
+        if colorized:
+            with timer.stage("colorize"):
+                picture = colorize_depth(depth, cfg.colormap_min_m, cfg.colormap_max_m, cfg.colormap)
+
+        return DepthResult(depth, conf, depth_camera, cloud, picture, prediction, timer.ms)
+
+
+def _resize_values(values: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of a float map (the input itself when the size already matches)."""
+    values = values.astype(np.float32, copy=False)
+    if values.shape == (height, width):
+        return values
+    return cv2.resize(values, (width, height), interpolation=cv2.INTER_LINEAR)

@@ -1,0 +1,107 @@
+"""Generic ONNX Runtime estimator: any exported depth network, described by a model card.
+
+The network takes one image tensor (layout, dtype and normalization from the card) and returns the prediction
+as its ``output.index``-th output, shaped (1, 1, h, w), (1, h, w), (h, w) or (1, h, w, 1) on a grid covering
+the same field of view as its input.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from depth_node.errors import ModelLoadError
+from depth_node.estimators.base import DepthEstimator, Prediction
+from depth_node.estimators.card import ModelCard
+from depth_node.estimators.preprocess import to_model_input
+
+# device name → execution providers to ask for, best first (CPU always last as the runtime's own fallback).
+_PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+def _as_2d(array: np.ndarray, what: str) -> np.ndarray:
+    squeezed = np.squeeze(array)
+    if squeezed.ndim != 2:
+        raise ModelLoadError(f"{what} has shape {list(array.shape)}; expected one image, e.g. (1, 1, H, W)")
+    return squeezed
+
+
+class OnnxEstimator(DepthEstimator):
+    """Runs ``card.weights`` (an .onnx file) with ONNX Runtime."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, card: ModelCard, device: str = "cpu", num_threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        self.card = card
+        if device not in _PROVIDERS:
+            raise ModelLoadError(f"onnxruntime device must be one of {sorted(_PROVIDERS)}, got {device!r}")
+        available = set(ort.get_available_providers())
+        wanted = _PROVIDERS[device]
+        if wanted[0] not in available:
+            raise ModelLoadError(
+                f"{wanted[0]} is not available in this onnxruntime build (has: {sorted(available)}); "
+                "set device: cpu, or install onnxruntime-gpu"
+            )
+        if not card.weights.is_file():
+            raise ModelLoadError(
+                f"weights file not found: {card.weights} (model card {card.path}). Put the file there, "
+                "or fix the card's 'weights' key."
+            )
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if num_threads > 0:
+            options.intra_op_num_threads = num_threads
+        try:
+            self.session = ort.InferenceSession(
+                str(card.weights), sess_options=options, providers=[p for p in wanted if p in available]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors (InvalidProtobuf, Fail, ...)
+            raise ModelLoadError(
+                f"onnxruntime could not load {card.weights} (model card {card.path}): {str(exc).strip()[:300]}. "
+                "The file may be truncated or not an ONNX model: export it again."
+            ) from None
+        self.device = device
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelLoadError(f"{card.weights}: expected one image input, the model has {len(inputs)}")
+        self._input_name = inputs[0].name
+        self._outputs = [o.name for o in self.session.get_outputs()]
+        if card.output_index >= len(self._outputs):
+            raise ModelLoadError(
+                f"model card {card.path}: output.index {card.output_index} but the model has "
+                f"{len(self._outputs)} output(s)"
+            )
+        self.rules = card.input
+        if self.rules.size is None and self.rules.long_side is None:
+            self.rules = self._static_size(inputs[0].shape)
+
+    def _static_size(self, shape: list[Any]) -> Any:
+        from dataclasses import replace
+
+        if len(shape) == 4:
+            h, w = (shape[2], shape[3]) if self.card.input.layout == "nchw" else (shape[1], shape[2])
+            if isinstance(h, int) and isinstance(w, int):
+                return replace(self.card.input, size=(h, w))
+        return self.card.input  # fully dynamic: fed at the camera's own resolution
+
+    def preprocess(self, rgb: np.ndarray) -> np.ndarray:
+        return to_model_input(rgb, self.rules)
+
+    def infer(self, model_input: np.ndarray) -> Prediction:
+        outputs = self.session.run(None, {self._input_name: model_input})
+        values = _as_2d(outputs[self.card.output_index], f"{self.card.name} output {self.card.output_index}")
+        values = values.astype(np.float32, copy=False)
+        if self.card.output.unit_scale != 1.0:
+            values = values * np.float32(self.card.output.unit_scale)
+        confidence = None
+        if self.card.confidence_index is not None:
+            confidence = _as_2d(outputs[self.card.confidence_index], f"{self.card.name} confidence output")
+            confidence = np.clip(confidence.astype(np.float32), 0.0, 1.0)
+        return Prediction(values, self.card.output, confidence)

@@ -1,0 +1,52 @@
+"""Where the package's data (config/, launch/, models/) lives, in a colcon install, a pip install or a checkout."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+PACKAGE = "depth_node"
+
+
+def share_dir() -> Path:
+    """The folder holding config/, launch/ and models/.
+
+    Order: the ament index (colcon workspace, or AMENT_PREFIX_PATH set), ``<prefix>/share/depth_node``
+    (a plain pip install), then the source checkout this module was imported from (editable install, tests).
+    """
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            return Path(get_package_share_directory(PACKAGE))
+        except (PackageNotFoundError, KeyError, ValueError, LookupError):
+            pass
+    except ImportError:
+        pass
+    installed = Path(sys.prefix) / "share" / PACKAGE
+    if (installed / "config").is_dir():
+        return installed
+    return Path(__file__).resolve().parent.parent
+
+
+def config_file(name: str) -> Path:
+    """A file of the package's config/ folder."""
+    return share_dir() / "config" / name
+
+
+def models_dir() -> Path:
+    """The package's models/ folder (model cards and shipped weights)."""
+    return share_dir() / "models"
+
+
+def resolve_card(spec: str) -> Path:
+    """A ``model_card`` parameter value → card path: an existing path as given (``~`` expanded), else
+    ``models/<spec>`` or ``models/<spec>.yaml`` of the package."""
+    path = Path(os.path.expanduser(spec))
+    if path.is_file():
+        return path.resolve()
+    for candidate in (models_dir() / spec, models_dir() / f"{spec}.yaml"):
+        if candidate.is_file():
+            return candidate
+    return path

@@ -1,0 +1,212 @@
+"""sensor_msgs ↔ numpy, written here because no cv_bridge wheel exists.
+
+Reading is zero-copy where the layout allows (``np.frombuffer`` over the message buffer, honouring ``step``
+row padding and ``is_bigendian``); writing is one memcpy into an ``array.array`` (assigning an ndarray to
+``msg.data`` is 40–280 ms slower in rclpy). Every malformed message raises :class:`InputError` with the reason.
+Works on rclpy messages and on rosbags' deserialized messages alike (same field names).
+"""
+
+from __future__ import annotations
+
+import array
+from typing import Any
+
+import cv2
+import numpy as np
+
+from depth_node.core.camera import PinholeCamera
+from depth_node.errors import InputError
+
+# encoding → (dtype, channels). The depth encodings are here so ground-truth depth reads the same way.
+IMAGE_ENCODINGS: dict[str, tuple[np.dtype, int]] = {
+    "rgb8": (np.dtype(np.uint8), 3),
+    "bgr8": (np.dtype(np.uint8), 3),
+    "rgba8": (np.dtype(np.uint8), 4),
+    "bgra8": (np.dtype(np.uint8), 4),
+    "mono8": (np.dtype(np.uint8), 1),
+    "mono16": (np.dtype(np.uint16), 1),
+    "16UC1": (np.dtype(np.uint16), 1),
+    "32FC1": (np.dtype(np.float32), 1),
+}
+COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")
+_TO_RGB = {"bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB, "mono8": cv2.COLOR_GRAY2RGB}
+
+
+def image_to_array(msg: Any) -> np.ndarray:
+    """An Image → (H, W) or (H, W, C) array in native byte order; a view of the message buffer when possible."""
+    encoding = msg.encoding
+    if encoding not in IMAGE_ENCODINGS:
+        raise InputError(f"unsupported image encoding {encoding!r}; supported: {', '.join(IMAGE_ENCODINGS)}")
+    dtype, channels = IMAGE_ENCODINGS[encoding]
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height == 0 or width == 0:
+        raise InputError(f"zero-size image ({width}x{height})")
+    row_bytes = width * channels * dtype.itemsize
+    if step < row_bytes:
+        raise InputError(f"step {step} is smaller than width × pixel size = {row_bytes} bytes ({encoding}, width {width})")
+    buf = np.frombuffer(msg.data, np.uint8)
+    if buf.size != step * height:
+        raise InputError(f"image data has {buf.size} bytes, expected step × height = {step} × {height} = {step * height}")
+    rows = buf.reshape(height, step)[:, :row_bytes]
+    if dtype.itemsize == 1:
+        pixels = rows
+    else:
+        wire = dtype.newbyteorder(">" if msg.is_bigendian else "<")
+        pixels = rows.view(wire)
+        if wire != dtype.newbyteorder("="):
+            pixels = pixels.astype(dtype)
+    return pixels.reshape((height, width, channels) if channels > 1 else (height, width))
+
+
+def image_to_rgb(msg: Any) -> np.ndarray:
+    """A colour or mono Image → uint8 (H, W, 3) RGB. mono16 maps 0..65535 to 0..255."""
+    if msg.encoding not in COLOR_ENCODINGS:
+        raise InputError(
+            f"unsupported image encoding {msg.encoding!r} for a camera image; supported: {', '.join(COLOR_ENCODINGS)}"
+        )
+    pixels = image_to_array(msg)
+    if msg.encoding == "rgb8":
+        return pixels
+    if msg.encoding == "mono16":
+        pixels = (pixels >> 8).astype(np.uint8)
+        return cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
+    return cv2.cvtColor(np.ascontiguousarray(pixels), _TO_RGB[msg.encoding])
+
+
+def compressed_to_rgb(msg: Any) -> np.ndarray:
+    """A CompressedImage (jpeg or png, as image_transport's compressed plugin writes) → uint8 (H, W, 3) RGB."""
+    fmt = str(msg.format).lower()
+    if "compresseddepth" in fmt or ("jpeg" not in fmt and "jpg" not in fmt and "png" not in fmt and fmt.strip()):
+        raise InputError(f"unsupported CompressedImage format {msg.format!r}; supported: jpeg, png")
+    data = np.frombuffer(msg.data, np.uint8)
+    if data.size == 0:
+        raise InputError("empty CompressedImage data")
+    is_jpeg = data[:2].tobytes() == b"\xff\xd8"
+    is_png = data[:8].tobytes() == b"\x89PNG\r\n\x1a\n"
+    if not (is_jpeg or is_png):
+        raise InputError(f"CompressedImage data ({data.size} bytes) is neither JPEG nor PNG (bad magic bytes)")
+    # libjpeg decodes a truncated stream into a grey-padded picture instead of failing: demand the EOI marker.
+    if is_jpeg and b"\xff\xd9" not in data[-16:].tobytes():
+        raise InputError(f"corrupt or truncated JPEG ({data.size} bytes, no end-of-image marker)")
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if bgr is None or bgr.size == 0:
+        raise InputError(f"corrupt {'JPEG' if is_jpeg else 'PNG'} ({data.size} bytes): the decoder rejected it")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _bytes_of(array_: np.ndarray) -> array.array:
+    out = array.array("B")
+    out.frombytes(np.ascontiguousarray(array_).reshape(-1).view(np.uint8))
+    return out
+
+
+def array_to_image(pixels: np.ndarray, encoding: str, header: Any, msg_type: Any = None) -> Any:
+    """(H, W[, C]) array → Image with ``header`` (little-endian, no padding)."""
+    if msg_type is None:
+        from sensor_msgs.msg import Image as msg_type
+    dtype, channels = IMAGE_ENCODINGS[encoding]
+    if pixels.dtype != dtype or (pixels.shape[2] if pixels.ndim == 3 else 1) != channels:
+        raise ValueError(f"{encoding} needs {dtype} with {channels} channel(s), got {pixels.dtype} {pixels.shape}")
+    msg = msg_type()
+    msg.header = header
+    msg.height, msg.width = int(pixels.shape[0]), int(pixels.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = msg.width * channels * dtype.itemsize
+    msg.data = _bytes_of(pixels.astype(dtype.newbyteorder("<"), copy=False))
+    return msg
+
+
+def _grid_of_info(info: Any) -> tuple[float, float, float, float, int, int]:
+    """(x_offset, y_offset, binning_x, binning_y, width, height) of the image a CameraInfo describes."""
+    bx, by = max(1, int(info.binning_x)), max(1, int(info.binning_y))
+    roi = info.roi
+    if roi.width > 0 and roi.height > 0:
+        x0, y0, w, h = roi.x_offset, roi.y_offset, roi.width, roi.height
+    else:
+        x0, y0, w, h = 0, 0, int(info.width), int(info.height)
+    return float(x0), float(y0), float(bx), float(by), w // bx, h // by
+
+
+def camera_from_info(info: Any, width: int, height: int) -> PinholeCamera:
+    """Intrinsics of a ``width`` × ``height`` image from its CameraInfo (ROI and binning applied).
+
+    Raises :class:`InputError` for an all-zero/NaN K or a camera_info made for another image size.
+    """
+    k = np.asarray(info.k, np.float64)
+    if k.shape != (9,) or not np.all(np.isfinite(k)):
+        raise InputError("camera_info K has NaN/inf entries: fix the camera's calibration file")
+    if k[0] <= 0 or k[4] <= 0:
+        raise InputError(
+            f"camera_info K has fx={k[0]:g}, fy={k[4]:g} (uncalibrated camera?): calibrate it, or stop publishing "
+            "camera_info and set fallback_hfov_deg"
+        )
+    x0, y0, bx, by, w, h = _grid_of_info(info)
+    if (w, h) != (width, height):
+        raise InputError(
+            f"camera_info is for a {w}x{h} image (width {info.width}, height {info.height}, binning "
+            f"{int(bx)}x{int(by)}) but the image is {width}x{height}: remap camera_info to this camera's own topic"
+        )
+    return PinholeCamera(
+        width, height, k[0] / bx, k[4] / by, (k[2] - x0 + 0.5) / bx - 0.5, (k[5] - y0 + 0.5) / by - 0.5
+    )
+
+
+def camera_info_for_grid(
+    source: Any | None, camera: PinholeCamera, depth_camera: PinholeCamera, header: Any, msg_type: Any = None
+) -> Any:
+    """CameraInfo for the depth grid ``depth_camera``, derived from the image's ``source`` info (or None).
+
+    K and P describe the depth grid directly (binning 1, no ROI); P's projection is transformed exactly like
+    K (a rectified camera's P is rescaled, its Tx/Ty baselines scale with fx/fy); D, R and the distortion
+    model are kept. Header is ``header`` (the input image's), as depth_image_proc expects.
+    """
+    if msg_type is None:
+        from sensor_msgs.msg import CameraInfo as msg_type
+    out = msg_type()
+    out.header = header
+    out.width, out.height = depth_camera.width, depth_camera.height
+    kd = depth_camera
+    out.k = [kd.fx, 0.0, kd.cx, 0.0, kd.fy, kd.cy, 0.0, 0.0, 1.0]
+    p = np.array([kd.fx, 0.0, kd.cx, 0.0, 0.0, kd.fy, kd.cy, 0.0, 0.0, 0.0, 1.0, 0.0])
+    if source is not None:
+        src_p = np.asarray(source.p, np.float64)
+        if src_p.shape == (12,) and np.all(np.isfinite(src_p)) and src_p[0] > 0 and src_p[5] > 0:
+            x0, y0, bx, by, _, _ = _grid_of_info(source)
+            ax = depth_camera.width / camera.width / bx
+            ay = depth_camera.height / camera.height / by
+            p = src_p.copy()
+            p[0], p[1], p[3] = src_p[0] * ax, src_p[1] * ax, src_p[3] * ax
+            p[2] = (src_p[2] - x0 + 0.5) * ax - 0.5
+            p[5], p[7] = src_p[5] * ay, src_p[7] * ay
+            p[6] = (src_p[6] - y0 + 0.5) * ay - 0.5
+        out.distortion_model = source.distortion_model
+        out.d = [float(v) for v in source.d]
+        out.r = [float(v) for v in source.r]
+    else:
+        out.distortion_model = "plumb_bob"
+        out.d = [0.0] * 5
+        out.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    out.p = [float(v) for v in p]
+    return out
+
+
+def points_to_cloud(points: np.ndarray, header: Any, msg_type: Any = None, field_type: Any = None) -> Any:
+    """Interleaved float32 (h, w, 3 | 4) from :func:`depth_node.core.cloud.interleave` → organized PointCloud2
+    (fields x, y, z[, rgb], ``is_dense`` false, NaN for invalid)."""
+    if msg_type is None:
+        from sensor_msgs.msg import PointCloud2 as msg_type
+        from sensor_msgs.msg import PointField as field_type
+    if points.dtype != np.float32 or points.ndim != 3 or points.shape[2] not in (3, 4):
+        raise ValueError(f"points must be float32 (h, w, 3|4), got {points.dtype} {points.shape}")
+    names = ("x", "y", "z", "rgb")[: points.shape[2]]
+    msg = msg_type()
+    msg.header = header
+    msg.height, msg.width = int(points.shape[0]), int(points.shape[1])
+    msg.fields = [field_type(name=n, offset=4 * i, datatype=field_type.FLOAT32, count=1) for i, n in enumerate(names)]
+    msg.is_bigendian = False
+    msg.point_step = 4 * len(names)
+    msg.row_step = msg.point_step * msg.width
+    msg.is_dense = False
+    msg.data = _bytes_of(points)
+    return msg

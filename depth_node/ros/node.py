@@ -1,0 +1,353 @@
+"""The depth node: a thin rclpy shell around :class:`depth_node.core.pipeline.DepthPipeline`.
+
+Subscribes (relative names, remap them):
+  ``image`` (sensor_msgs/Image) or ``image/compressed`` (sensor_msgs/CompressedImage), per ``input_transport``;
+  ``camera_info`` (sensor_msgs/CameraInfo). Sensor-data QoS (best effort, depth 1).
+Publishes (each built only while it has a subscriber; header = the input image's):
+  ``depth/image`` (32FC1 m, NaN invalid | 16UC1 mm, 0 invalid), ``depth/camera_info`` (rescaled to the depth grid),
+  ``depth/confidence`` (32FC1 in [0, 1]), ``depth/points`` (organized PointCloud2), ``depth/colorized`` (rgb8),
+  and ``/diagnostics`` at ``diagnostics_period_s``.
+
+Threads: subscription callbacks only store the newest frame; one worker thread converts, runs the model and
+publishes. A frame that arrives while the worker is busy replaces the waiting one and is counted as dropped.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import InvalidParameterValueException
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+
+from depth_node.core.camera import PinholeCamera
+from depth_node.core.depth_encoding import encode_depth
+from depth_node.core.pipeline import DepthPipeline
+from depth_node.core.timing import StageTimer
+from depth_node.errors import ConfigError, InputError, ModelLoadError
+from depth_node.estimators.registry import load_estimator
+from depth_node.paths import resolve_card
+from depth_node.ros import convert
+from depth_node.ros.diagnostics import ERROR, FrameStats, WarningBoard, build_status
+from depth_node.ros.params import PARAMS, PARAMS_BY_NAME, check_value, pipeline_config
+from depth_node.ros.sync import LAST, MATCHED, NONE, CameraInfoCache, stamp_ns
+
+INPUT_QOS = QoSProfile(depth=1, reliability=qos_profile_sensor_data.reliability, history=qos_profile_sensor_data.history)
+OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+STARTUP_GRACE_S = 1.0  # how long to wait for a first camera_info before falling back to fallback_hfov_deg
+
+
+def _descriptor(spec: Any) -> ParameterDescriptor:
+    text = spec.description
+    if spec.choices:
+        text += f" One of: {', '.join(spec.choices)}."
+    descriptor = ParameterDescriptor(description=text, read_only=not spec.dynamic)
+    if spec.range is not None:
+        if isinstance(spec.default, int) and not isinstance(spec.default, bool):
+            descriptor.integer_range = [IntegerRange(from_value=int(spec.range[0]), to_value=int(spec.range[1]), step=0)]
+        else:
+            descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.range[0]), to_value=float(spec.range[1]), step=0.0)]
+    return descriptor
+
+
+class DepthNode(Node):
+    """See the module docstring. ``close()`` stops the worker; call it before ``destroy_node()``."""
+
+    def __init__(self, node_name: str = "depth_node", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        for spec in PARAMS:
+            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        self._values = {spec.name: self.get_parameter(spec.name).value for spec in PARAMS}
+        for spec in PARAMS:
+            problem = check_value(spec, self._values[spec.name])
+            if problem:
+                raise ConfigError(problem)
+        config = pipeline_config(self._values)
+        config.validate()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self.stats = FrameStats()
+        self.warnings = WarningBoard()
+        self.pipeline: DepthPipeline | None = None
+        self._load_model(config)
+
+        self._cache = CameraInfoCache()
+        self._pending: tuple[Any, float] | None = None
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._first_frame_s: float | None = None
+        self._warned_fallback = False
+        self._last_start = 0.0
+        self._camera_source = NONE
+
+        self.pub_depth = self.create_publisher(Image, "depth/image", OUTPUT_QOS)
+        self.pub_info = self.create_publisher(CameraInfo, "depth/camera_info", OUTPUT_QOS)
+        self.pub_confidence = self.create_publisher(Image, "depth/confidence", OUTPUT_QOS)
+        self.pub_points = self.create_publisher(PointCloud2, "depth/points", OUTPUT_QOS)
+        self.pub_colorized = self.create_publisher(Image, "depth/colorized", OUTPUT_QOS)
+        self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        if self._values["input_transport"] == "compressed":
+            self.sub_image = self.create_subscription(CompressedImage, "image/compressed", self._on_image, INPUT_QOS)
+        else:
+            self.sub_image = self.create_subscription(Image, "image", self._on_image, INPUT_QOS)
+        self.sub_info = self.create_subscription(CameraInfo, "camera_info", self._cache.add, qos_profile_sensor_data)
+        self.create_timer(self._values["diagnostics_period_s"], self.publish_diagnostics)
+
+        self._worker = threading.Thread(target=self._work, name="depth_node_worker", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"subscribed to {self.sub_image.topic_name} ({self._values['input_transport']}) and "
+            f"{self.sub_info.topic_name}; model: {self._model_summary()}"
+        )
+
+    # ----------------------------------------------------------------- model and parameters
+    def _load_model(self, config: Any) -> None:
+        card = resolve_card(self._values["model_card"])
+        try:
+            estimator = load_estimator(card, self._values["backend"], self._values["device"], self._values["num_threads"])
+            self.pipeline = DepthPipeline(estimator, config)
+        except (ModelLoadError, ConfigError) as exc:
+            self.warnings.raise_("model", str(exc), ERROR, sticky=True)
+            self.get_logger().error(f"no model, publishing nothing until restarted with a working model: {exc}")
+
+    def _model_summary(self) -> str:
+        if self.pipeline is None:
+            return "NOT LOADED (see /diagnostics)"
+        est = self.pipeline.estimator
+        return f"{est.name} ({est.output.describe()}) on {est.backend}/{est.device}"
+
+    def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
+        values = dict(self._values)
+        for param in params:
+            spec = PARAMS_BY_NAME.get(param.name)
+            if spec is None:
+                continue  # use_sim_time and other rclpy-owned parameters
+            if not spec.dynamic:
+                return SetParametersResult(successful=False, reason=f"{param.name} is read-only at run time: restart the node to change it")
+            problem = check_value(spec, param.value)
+            if problem:
+                return SetParametersResult(successful=False, reason=problem)
+            values[param.name] = param.value
+        try:
+            config = pipeline_config(values)
+            if self.pipeline is not None:
+                self.pipeline.config = config  # validates, including the model's output space
+            else:
+                config.validate()
+        except ConfigError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        self._values = values
+        return SetParametersResult(successful=True)
+
+    # ----------------------------------------------------------------- input
+    def _on_image(self, msg: Any) -> None:
+        now = time.monotonic()
+        self.stats.count("received", now)
+        with self._cond:
+            if self._pending is not None:
+                self.stats.count("dropped")
+            self._pending = (msg, now)
+            self._cond.notify()
+
+    def _camera_for(self, header: Any, width: int, height: int) -> tuple[PinholeCamera, Any | None] | None:
+        """The image's intrinsics and the camera_info they came from; None = skip this frame for now."""
+        values = self._values
+        slop_ns = int(values["sync_slop_s"] * 1e9)
+        info = None
+        if self._cache.received:
+            info = self._cache.wait_nearest(stamp_ns(header.stamp), slop_ns, timeout_s=min(values["sync_slop_s"], 0.2))
+            self._camera_source = MATCHED
+            if info is None:
+                if not values["use_last_camera_info"]:
+                    raise InputError(
+                        f"no camera_info within sync_slop_s={values['sync_slop_s']} s of the image stamp: raise "
+                        "sync_slop_s or set use_last_camera_info: true"
+                    )
+                info = self._cache.latest()
+                self._camera_source = LAST
+            self.warnings.clear("camera_info")
+            return convert.camera_from_info(info, width, height), info
+        # No camera_info ever: give the driver a moment, then fall back to an assumed field of view.
+        if time.monotonic() - (self._first_frame_s or 0.0) < STARTUP_GRACE_S:
+            return None
+        hfov = values["fallback_hfov_deg"]
+        topic = self.sub_info.topic_name
+        if hfov <= 0:
+            self.warnings.raise_("camera_info", f"no camera_info on {topic}; waiting (fallback_hfov_deg is 0)")
+            return None
+        if not self._warned_fallback:
+            self.get_logger().warning(
+                f"no camera_info received on {topic}: assuming a pinhole camera with hfov {hfov} deg. "
+                "Depth scale and cloud geometry are approximate until camera_info arrives."
+            )
+            self._warned_fallback = True
+        self.warnings.raise_("camera_info", f"no camera_info on {topic}; using fallback_hfov_deg={hfov}")
+        self._camera_source = "fallback_hfov"
+        return PinholeCamera.from_hfov(width, height, hfov), None
+
+    # ----------------------------------------------------------------- worker
+    def _take(self) -> tuple[Any, float] | None:
+        with self._cond:
+            while self._pending is None and not self._stop.is_set():
+                self._cond.wait(timeout=0.5)
+            item, self._pending = self._pending, None
+            return None if self._stop.is_set() else item
+
+    def _work(self) -> None:
+        while True:
+            item = self._take()
+            if item is None:
+                return
+            msg, received = item
+            max_rate = self._values["max_rate_hz"]
+            if max_rate > 0 and received - self._last_start < 1.0 / max_rate:
+                self.stats.count("throttled")
+                continue
+            self._last_start = received
+            try:
+                self._process(msg, received)
+            except InputError as exc:
+                self.stats.count("bad_input")
+                self.warnings.raise_("bad_input", str(exc))
+                self.get_logger().warning(f"frame skipped: {exc}", throttle_duration_sec=5.0)
+            except Exception as exc:  # a model or publish failure must not kill the worker
+                if self._stop.is_set():
+                    return
+                self.stats.count("failed")
+                self.warnings.raise_("processing", f"{type(exc).__name__}: {exc}", ERROR)
+                self.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+
+    def _wanted(self) -> dict[str, bool]:
+        return {
+            "depth": self.pub_depth.get_subscription_count() > 0,
+            "info": self.pub_info.get_subscription_count() > 0,
+            "confidence": self.pub_confidence.get_subscription_count() > 0,
+            "points": self.pub_points.get_subscription_count() > 0,
+            "colorized": self.pub_colorized.get_subscription_count() > 0,
+        }
+
+    def _process(self, msg: Any, received: float) -> None:
+        if self._first_frame_s is None:
+            self._first_frame_s = received
+        timer = StageTimer()
+        with timer.stage("convert_in"):
+            rgb = convert.compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else convert.image_to_rgb(msg)
+        height, width = rgb.shape[:2]
+        found = self._camera_for(msg.header, width, height)
+        pipeline = self.pipeline
+        if found is None or pipeline is None:
+            return
+        camera, info = found
+        want = self._wanted()
+        if not any(want.values()):
+            return  # nobody listens: don't burn the CPU/GPU
+        values = self._values
+        result = pipeline.process(
+            rgb,
+            camera,
+            confidence=want["confidence"],
+            points=want["points"],
+            cloud_color=values["cloud_color"],
+            colorized=want["colorized"],
+            timer=timer,
+        )
+        header = msg.header
+        with timer.stage("publish"):
+            if want["depth"]:
+                encoding = values["depth_encoding"]
+                self.pub_depth.publish(convert.array_to_image(encode_depth(result.depth_m, encoding), encoding, header))
+            if want["info"]:
+                self.pub_info.publish(convert.camera_info_for_grid(info, camera, result.camera, header))
+            if want["confidence"] and result.confidence is not None:
+                self.pub_confidence.publish(convert.array_to_image(result.confidence, "32FC1", header))
+            if want["points"] and result.points is not None:
+                self.pub_points.publish(convert.points_to_cloud(result.points, header))
+            if want["colorized"] and result.colorized is not None:
+                self.pub_colorized.publish(convert.array_to_image(result.colorized, "rgb8", header))
+        now_ns = self.get_clock().now().nanoseconds
+        self.stats.frame_done((now_ns - stamp_ns(header.stamp)) / 1e6, (time.monotonic() - received) * 1e3, timer.ms)
+
+    # ----------------------------------------------------------------- diagnostics and shutdown
+    def diagnostic_info(self) -> dict[str, Any]:
+        est = self.pipeline.estimator if self.pipeline else None
+        return {
+            "model": est.name if est else "none",
+            "model_output": est.output.describe() if est else "none",
+            "backend": f"{est.backend}/{est.device}" if est else "none",
+            "input_topic": self.sub_image.topic_name,
+            "camera_info_source": self._camera_source,
+            "output_resolution": self._values["output_resolution"],
+            "depth_encoding": self._values["depth_encoding"],
+            "scale_mode": self._values["scale.mode"],
+        }
+
+    def publish_diagnostics(self) -> None:
+        info = self.diagnostic_info()
+        level, message, pairs = build_status(self.stats.snapshot(), info, self.warnings.active())
+        status = DiagnosticStatus(
+            level=bytes([level]),
+            name=f"{self.get_fully_qualified_name()}: depth",
+            message=message,
+            hardware_id=info["model"],
+            values=[KeyValue(key=k, value=v) for k, v in pairs],
+        )
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.pub_diagnostics.publish(array)
+
+    def close(self) -> None:
+        """Stop and join the worker (idempotent)."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._worker.is_alive() and threading.current_thread() is not self._worker:
+            self._worker.join(timeout=30.0)
+
+
+def main(args: list[str] | None = None) -> int:
+    """``ros2 run depth_node depth_node [--ros-args ...]``. Exits 0 on SIGINT/SIGTERM."""
+    from rclpy.signals import SignalHandlerOptions
+
+    args = sys.argv if args is None else args
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    node = None
+    executor = SingleThreadedExecutor()
+    try:
+        try:
+            node = DepthNode()
+        except (ConfigError, InvalidParameterValueException) as exc:
+            print(f"ERROR: invalid parameter: {exc}", file=sys.stderr)
+            return 2
+        executor.add_node(node)
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+        # Order matters (an executor thread left running aborts the process): worker, executor, node, context.
+        node.close()
+        return 0
+    finally:
+        executor.shutdown()
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Every parameter of the node, in one table: name, default, unit, range, whether it changes at run time.
+
+The node declares exactly these (with descriptions and ranges), ``config/depth.yaml`` sets exactly these,
+and the launch file's arguments name only these; a test keeps the three in agreement.
+ROS-free (plain data), so tools and tests can read it without rclpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from depth_node.core.colorize import COLORMAPS
+from depth_node.core.depth_encoding import DEPTH_ENCODINGS
+from depth_node.core.pipeline import OUTPUT_RESOLUTIONS, SCALE_MODES, PipelineConfig
+from depth_node.estimators.registry import BACKENDS
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    dynamic: bool = True  # False: read-only after start (changing it needs a restart)
+    choices: tuple[str, ...] | None = None
+    range: tuple[float, float] | None = None  # inclusive
+
+
+PARAMS: tuple[ParamSpec, ...] = (
+    # --- model ---
+    ParamSpec("model_card", "default", "Model card: a YAML path, or the name of a card in the package's models/ folder.", dynamic=False),
+    ParamSpec("backend", "auto", "Inference runtime; auto picks the card family's runtime.", dynamic=False, choices=BACKENDS),
+    ParamSpec("device", "cpu", "Where the model runs.", dynamic=False, choices=("cpu", "cuda", "tensorrt")),
+    ParamSpec("num_threads", 0, "CPU threads for the runtime (0 = runtime default).", dynamic=False, range=(0, 64)),
+    # --- input ---
+    ParamSpec("input_transport", "raw", "raw: subscribe to 'image' (sensor_msgs/Image); compressed: to 'image/compressed'.", dynamic=False, choices=("raw", "compressed")),
+    ParamSpec("sync_slop_s", 0.05, "Seconds: the largest image/camera_info stamp difference accepted as a pair.", range=(0.0, 1.0)),
+    ParamSpec("use_last_camera_info", True, "When no camera_info is within sync_slop_s, use the most recent one (bags, drivers with odd stamps)."),
+    ParamSpec("fallback_hfov_deg", 60.0, "Degrees: horizontal field of view assumed while no camera_info has ever arrived (0 = wait for camera_info).", range=(0.0, 179.0)),
+    ParamSpec("max_rate_hz", 0.0, "Hz: process at most this many frames per second (0 = as fast as the model allows).", range=(0.0, 1000.0)),
+    # --- output ---
+    ParamSpec("output_resolution", "input", "Grid of the published depth: input (the camera image's) or model (the model's output grid, cheaper).", choices=OUTPUT_RESOLUTIONS),
+    ParamSpec("depth_encoding", "32FC1", "32FC1: metres, NaN invalid; 16UC1: millimetres, 0 invalid (REP 118).", choices=DEPTH_ENCODINGS),
+    ParamSpec("scale.mode", "model", "How the prediction becomes metres: model (metric models) or fixed (scale/shift below, in the model's output space).", choices=SCALE_MODES),
+    ParamSpec("scale.fixed_scale", 1.0, "Scale s in the model's output space for scale.mode fixed (depth = s*p + t; disparity: 1/(s*p + t)).", range=(1e-9, 1e9)),
+    ParamSpec("scale.fixed_shift", 0.0, "Shift t in the model's output space for scale.mode fixed.", range=(-1e9, 1e9)),
+    ParamSpec("confidence_gradient_scale", 0.05, "Relative depth change per pixel at which the single-pass confidence is 0.5.", range=(1e-4, 10.0)),
+    ParamSpec("confidence_threshold", 0.0, "Pixels with confidence below this become invalid in depth and cloud (0 = keep all).", range=(0.0, 1.0)),
+    ParamSpec("cloud_decimation", 1, "Keep every n-th pixel in both directions of the organized cloud.", range=(1, 16)),
+    ParamSpec("cloud_color", True, "Add a packed rgb field to depth/points."),
+    ParamSpec("min_range", 0.0, "Metres: cloud points closer than this (Euclidean) become NaN.", range=(0.0, 1000.0)),
+    ParamSpec("max_range", 20.0, "Metres: cloud points farther than this (Euclidean) become NaN.", range=(0.01, 1000.0)),
+    ParamSpec("colormap", "turbo", "Colormap of depth/colorized.", choices=tuple(COLORMAPS)),
+    ParamSpec("colormap_min_m", 0.3, "Metres shown as the first colour of depth/colorized (fixed, not per frame).", range=(0.0, 1000.0)),
+    ParamSpec("colormap_max_m", 10.0, "Metres shown as the last colour of depth/colorized.", range=(0.01, 1000.0)),
+    ParamSpec("diagnostics_period_s", 1.0, "Seconds between /diagnostics messages.", dynamic=False, range=(0.1, 60.0)),
+)
+
+PARAMS_BY_NAME = {p.name: p for p in PARAMS}
+
+
+def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
+    """Parameter values → the core's config (not yet validated)."""
+    return PipelineConfig(
+        output_resolution=values["output_resolution"],
+        scale_mode=values["scale.mode"],
+        fixed_scale=float(values["scale.fixed_scale"]),
+        fixed_shift=float(values["scale.fixed_shift"]),
+        confidence_gradient_scale=float(values["confidence_gradient_scale"]),
+        confidence_threshold=float(values["confidence_threshold"]),
+        cloud_decimation=int(values["cloud_decimation"]),
+        min_range=float(values["min_range"]),
+        max_range=float(values["max_range"]),
+        colormap=values["colormap"],
+        colormap_min_m=float(values["colormap_min_m"]),
+        colormap_max_m=float(values["colormap_max_m"]),
+    )
+
+
+def check_value(spec: ParamSpec, value: Any) -> str | None:
+    """Why ``value`` is not acceptable for ``spec`` (type, choice, range), or None."""
+    default = spec.default
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, float)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        return f"{spec.name} must be a {type(default).__name__}, got {value!r}"
+    if spec.choices is not None and value not in spec.choices:
+        return f"{spec.name} must be one of {', '.join(spec.choices)}, got {value!r}"
+    if spec.range is not None and not spec.range[0] <= value <= spec.range[1]:
+        return f"{spec.name} must be in [{spec.range[0]:g}, {spec.range[1]:g}], got {value!r}"
+    return None

@@ -1,0 +1,1 @@
+"""Procedural synthetic scenes with exact metric depth (tests, demo, evaluation, training)."""

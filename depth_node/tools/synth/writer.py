@@ -1,0 +1,191 @@
+"""Render a sequence and write it as a rosbag2 bag (mcap or sqlite3) and/or a folder dataset.
+
+Bag topics (frame_id ``camera_color_optical_frame``, like the RGB-D bags in ../shared/data/bags):
+  /camera/color/image_raw                       sensor_msgs/Image rgb8
+  /camera/color/image_raw/compressed            sensor_msgs/CompressedImage jpeg
+  /camera/color/camera_info                     sensor_msgs/CameraInfo
+  /camera/aligned_depth_to_color/image_raw      sensor_msgs/Image 32FC1, exact metres, NaN = sky
+  /camera/aligned_depth_to_color/camera_info    sensor_msgs/CameraInfo
+
+Folder layout = ../shared/data/rgbd_dev's: ``index.json`` (a list of records with id, rgb, depth, width, height,
+fx, fy, cx, cy, scene, sensor, synthetic, valid_frac, ...) and ``frames/<id>.png``, ``frames/<id>_depth.png``
+(uint16, metres = value / 256, 0 = invalid), plus ``frames/<id>_depth.npy`` (exact float32 metres, NaN = sky).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+
+from depth_node.core.camera import PinholeCamera
+from depth_node.tools.synth.render import CameraPose, render, trajectory
+from depth_node.tools.synth.scene import SCENE_KINDS
+
+FRAME_ID = "camera_color_optical_frame"
+TOPICS = {
+    "image": "/camera/color/image_raw",
+    "compressed": "/camera/color/image_raw/compressed",
+    "camera_info": "/camera/color/camera_info",
+    "depth": "/camera/aligned_depth_to_color/image_raw",
+    "depth_info": "/camera/aligned_depth_to_color/camera_info",
+}
+START_NS = 1_700_000_000_000_000_000
+
+
+@dataclass(frozen=True)
+class SynthSpec:
+    """What to render. ``scenes`` are kinds from SCENE_KINDS, cycled; ``frames`` per scene."""
+
+    scenes: tuple[str, ...] = ("room",)
+    frames: int = 10
+    width: int = 640
+    height: int = 480
+    hfov_deg: float = 70.0
+    camera_height_m: float = 1.0
+    pitch_deg: float = 5.0
+    rate_hz: float = 10.0
+    seed: int = 0
+
+
+@dataclass
+class SynthFrame:
+    index: int
+    scene: str
+    stamp_ns: int
+    rgb: np.ndarray
+    depth_m: np.ndarray  # float32, +inf = sky
+    camera: PinholeCamera
+    pose: CameraPose
+
+
+def generate(spec: SynthSpec) -> Iterator[SynthFrame]:
+    """Frames in order; deterministic in ``spec`` (seed included)."""
+    camera = PinholeCamera.from_hfov(spec.width, spec.height, spec.hfov_deg)
+    index = 0
+    for scene_number, kind in enumerate(spec.scenes):
+        if kind not in SCENE_KINDS:
+            raise ValueError(f"unknown scene kind {kind!r}; choose from {', '.join(SCENE_KINDS)}")
+        rng = np.random.default_rng([spec.seed, scene_number])
+        scene = SCENE_KINDS[kind](rng)
+        for pose in trajectory(scene, spec.frames, spec.camera_height_m, spec.pitch_deg, rng):
+            rgb, depth = render(scene, camera, pose, seed=spec.seed + scene_number)
+            yield SynthFrame(index, kind, START_NS + int(round(index * 1e9 / spec.rate_hz)), rgb, depth, camera, pose)
+            index += 1
+
+
+def _ros_messages(frame: SynthFrame, typestore: object) -> dict[str, object]:
+    """rosbags message objects for one frame, keyed like TOPICS."""
+    T = typestore.types  # type: ignore[attr-defined]
+    Header, Time = T["std_msgs/msg/Header"], T["builtin_interfaces/msg/Time"]
+    header = Header(stamp=Time(sec=frame.stamp_ns // 1_000_000_000, nanosec=frame.stamp_ns % 1_000_000_000), frame_id=FRAME_ID)
+    cam = frame.camera
+    roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    info = T["sensor_msgs/msg/CameraInfo"](
+        header=header, height=cam.height, width=cam.width, distortion_model="plumb_bob", d=np.zeros(5),
+        k=cam.K.reshape(-1), r=np.eye(3).reshape(-1),
+        p=np.array([cam.fx, 0, cam.cx, 0, 0, cam.fy, cam.cy, 0, 0, 0, 1, 0], float), binning_x=0, binning_y=0, roi=roi,
+    )
+    Image = T["sensor_msgs/msg/Image"]
+    rgb = np.ascontiguousarray(frame.rgb)
+    depth = np.where(np.isfinite(frame.depth_m), frame.depth_m, np.nan).astype("<f4")
+    ok, jpeg = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return {
+        "image": Image(header=header, height=cam.height, width=cam.width, encoding="rgb8", is_bigendian=0, step=cam.width * 3, data=rgb.reshape(-1)),
+        "compressed": T["sensor_msgs/msg/CompressedImage"](header=header, format="rgb8; jpeg compressed bgr8", data=jpeg.reshape(-1)),
+        "camera_info": info,
+        "depth": Image(header=header, height=cam.height, width=cam.width, encoding="32FC1", is_bigendian=0, step=cam.width * 4, data=depth.view(np.uint8).reshape(-1)),
+        "depth_info": info,
+    }
+
+
+_MSGTYPES = {
+    "image": "sensor_msgs/msg/Image",
+    "compressed": "sensor_msgs/msg/CompressedImage",
+    "camera_info": "sensor_msgs/msg/CameraInfo",
+    "depth": "sensor_msgs/msg/Image",
+    "depth_info": "sensor_msgs/msg/CameraInfo",
+}
+
+
+def write(
+    spec: SynthSpec,
+    out_dir: Path,
+    bag_storage: str | None = "mcap",
+    folder: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Path]:
+    """Render ``spec`` into ``out_dir`` (must not exist or be empty): ``bag/`` and/or ``frames/`` + ``index.json``."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir} is not empty: choose a new output folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    total = len(spec.scenes) * spec.frames
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    writer = None
+    if bag_storage:
+        plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[bag_storage]
+        writer = Writer(out_dir / "bag", version=9, storage_plugin=plugin)
+        writer.open()
+        connections = {k: writer.add_connection(TOPICS[k], _MSGTYPES[k], typestore=typestore) for k in TOPICS}
+        written["bag"] = out_dir / "bag"
+    records = []
+    if folder:
+        (out_dir / "frames").mkdir()
+    try:
+        for frame in generate(spec):
+            if writer is not None:
+                for key, msg in _ros_messages(frame, typestore).items():
+                    writer.write(connections[key], frame.stamp_ns, typestore.serialize_cdr(msg, _MSGTYPES[key]))
+            if folder:
+                records.append(_write_frame_files(out_dir, frame, spec))
+            if progress:
+                progress(frame.index + 1, total)
+    finally:
+        if writer is not None:
+            writer.close()
+    if folder:
+        (out_dir / "index.json").write_text(json.dumps(records, indent=1))
+        written["folder"] = out_dir
+    return written
+
+
+def _write_frame_files(out_dir: Path, frame: SynthFrame, spec: SynthSpec) -> dict[str, object]:
+    frame_id = f"synth_{frame.scene}_{frame.index:05d}"
+    rgb_path, depth_path = f"frames/{frame_id}.png", f"frames/{frame_id}_depth.png"
+    cv2.imwrite(str(out_dir / rgb_path), frame.rgb[..., ::-1])
+    finite = np.isfinite(frame.depth_m)
+    depth256 = np.where(finite, np.clip(np.rint(frame.depth_m * 256), 0, 65535), 0).astype(np.uint16)
+    cv2.imwrite(str(out_dir / depth_path), depth256)
+    np.save(out_dir / f"frames/{frame_id}_depth.npy", np.where(finite, frame.depth_m, np.nan).astype(np.float32))
+    cam = frame.camera
+    return {
+        "id": frame_id,
+        "rgb": rgb_path,
+        "depth": depth_path,
+        "depth_exact": f"frames/{frame_id}_depth.npy",
+        "depth_encoding": "uint16 PNG, meters = value/256, 0 = invalid",
+        "width": cam.width,
+        "height": cam.height,
+        "fx": cam.fx,
+        "fy": cam.fy,
+        "cx": cam.cx,
+        "cy": cam.cy,
+        "valid_frac": round(float((depth256 > 0).mean()), 4),
+        "scene": "outdoor" if frame.scene == "street" else "indoor",
+        "scene_kind": frame.scene,
+        "sensor": "SYNTHETIC: depth_node synth ray-caster (exact depth)",
+        "synthetic": True,
+        "stamp_ns": frame.stamp_ns,
+        "pose": asdict(frame.pose),
+        "seed": spec.seed,
+    }

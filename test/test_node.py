@@ -1,0 +1,194 @@
+"""The node in-process over real rclpy: outputs, headers, camera_info, diagnostics, parameters, bad input."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rclpy.parameter import Parameter
+
+from _models import conv_model, plane_disparity, plane_model, write_card
+from _ros import Harness, camera_info, header, jpeg_image, rgb_image
+from depth_node.core.camera import PinholeCamera
+from depth_node.ros.convert import image_to_array
+
+CAM = PinholeCamera(640, 480, 500.0, 500.0, 319.5, 239.5)
+NORMAL = np.array([0.0, -0.3, 1.0]) / np.linalg.norm([0.0, -0.3, 1.0])
+
+
+@pytest.fixture(scope="module")
+def plane_card(model_dir: Path) -> str:
+    return str(plane_model(model_dir, CAM.resized(320, 240), NORMAL, 2.0))
+
+
+def cloud_xyz(msg) -> np.ndarray:  # noqa: ANN001
+    """Read x, y, z of an organized PointCloud2 from its fields (independent of the node's packing)."""
+    offsets = {f.name: f.offset for f in msg.fields}
+    raw = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.width, msg.point_step)
+    return np.stack([raw[..., offsets[a] : offsets[a] + 4].copy().view(np.float32)[..., 0] for a in "xyz"], axis=-1)
+
+
+def test_every_output_with_header_encoding_and_geometry(plane_card: str) -> None:
+    with Harness({"model_card": plane_card, "max_range": 3.0}) as h:
+        h.send(rgb_image(1), camera_info(1))
+        assert h.wait_for(lambda: all(h.count(t) for t in ("depth/image", "depth/camera_info", "depth/confidence", "depth/points", "depth/colorized")))
+        expected_header = header(1)
+        for topic in ("depth/image", "depth/camera_info", "depth/confidence", "depth/points", "depth/colorized"):
+            msg = h.last(topic)
+            assert msg.header == expected_header, topic
+        depth = image_to_array(h.last("depth/image"))
+        assert h.last("depth/image").encoding == "32FC1" and depth.shape == (480, 640)
+        np.testing.assert_allclose(1 / depth[2:-2, 2:-2], plane_disparity(CAM, NORMAL, 2.0)[2:-2, 2:-2], rtol=1e-5)
+        info = h.last("depth/camera_info")
+        assert (info.width, info.height) == (640, 480) and list(info.k) == pytest.approx(list(camera_info(1).k))
+        confidence = image_to_array(h.last("depth/confidence"))
+        assert confidence.shape == (480, 640) and ((confidence >= 0) & (confidence <= 1)).all()
+        cloud = h.last("depth/points")
+        assert (cloud.height, cloud.width, cloud.is_dense) == (480, 640, False)
+        xyz = cloud_xyz(cloud)
+        on_plane = np.abs(xyz.reshape(-1, 3) @ NORMAL - 2.0)
+        assert np.nanmax(on_plane) < 1e-3
+        ranges = np.linalg.norm(xyz, axis=-1)
+        assert np.isnan(xyz[..., 2]).any() and not (ranges > 3.0 + 1e-4).any()  # max_range 3 m → NaN, not dropped
+        assert h.last("depth/colorized").encoding == "rgb8"
+
+
+def test_model_grid_output_rescales_camera_info_and_16uc1(plane_card: str) -> None:
+    params = {"model_card": plane_card, "output_resolution": "model", "depth_encoding": "16UC1", "cloud_decimation": 2}
+    with Harness(params, outputs=("depth/image", "depth/camera_info", "depth/points")) as h:
+        h.send(rgb_image(2), camera_info(2))
+        assert h.wait_for(lambda: h.count("depth/image") and h.count("depth/camera_info") and h.count("depth/points"))
+        depth = h.last("depth/image")
+        assert (depth.encoding, depth.width, depth.height) == ("16UC1", 320, 240)
+        info = h.last("depth/camera_info")
+        small = CAM.resized(320, 240)
+        assert (info.width, info.height) == (320, 240) and info.header == depth.header
+        assert list(info.k) == pytest.approx([small.fx, 0, small.cx, 0, small.fy, small.cy, 0, 0, 1])
+        mm = image_to_array(depth)
+        expected = np.rint(1000 / plane_disparity(small, NORMAL, 2.0))
+        assert np.abs(mm[2:-2, 2:-2].astype(float) - expected[2:-2, 2:-2]).max() <= 1
+        assert (h.last("depth/points").height, h.last("depth/points").width) == (120, 160)
+
+
+def test_compressed_input_and_diagnostics(conv_card: Path) -> None:
+    with Harness({"model_card": str(conv_card), "input_transport": "compressed"}, outputs=("depth/image",)) as h:
+        for i in range(3):
+            h.send(jpeg_image(i), camera_info(i))
+            assert h.wait_for(lambda i=i: h.count("depth/image") > i)
+        assert h.last("depth/image").header == header(2)
+        diag = h.diagnostics()
+        assert diag["level"] == 0 and diag["model"] == "test-model" and diag["backend"] == "onnxruntime/cpu"
+        assert diag["input_topic"] == "/image/compressed" and diag["camera_info_source"] == "matched"
+        assert int(diag["frames_processed"]) == 3 and int(diag["frames_received"]) == 3
+        for key in ("input_rate_hz", "output_rate_hz", "latency_p50_ms", "latency_p95_ms", "stage_infer_ms", "stage_publish_ms", "frames_dropped"):
+            assert key in diag
+        assert math.isfinite(float(diag["stage_infer_ms"]))
+
+
+def test_parameters_validated_and_applied_at_run_time(conv_card: Path) -> None:
+    with Harness({"model_card": str(conv_card)}, outputs=("depth/points",)) as h:
+        node = h.node
+        refused = {
+            "cloud_decimation": 0,
+            "confidence_threshold": 1.5,
+            "colormap": "rainbow",
+            "depth_encoding": "8UC1",
+            "model_card": "other.yaml",
+            "input_transport": "compressed",
+        }
+        for name, value in refused.items():
+            result = node.set_parameters([Parameter(name, value=value)])[0]
+            assert not result.successful and result.reason, name
+        result = node.set_parameters([Parameter("min_range", value=30.0)])[0]
+        assert not result.successful and "min_range < max_range" in result.reason
+        result = node.set_parameters([Parameter("scale.mode", value="fixed"), Parameter("cloud_decimation", value=4)])
+        assert all(r.successful for r in result)
+        h.send(rgb_image(3), camera_info(3))
+        assert h.wait_for(lambda: h.count("depth/points"))
+        assert (h.last("depth/points").height, h.last("depth/points").width) == (120, 160)
+        assert node.get_parameter("cloud_decimation").value == 4
+
+
+BAD_FRAMES = {
+    "unsupported encoding": lambda i: _mutated(i, encoding="yuv422"),
+    "step mismatch": lambda i: _mutated(i, step=100),
+    "truncated data": lambda i: _mutated(i, truncate=True),
+    "zero-size image": lambda i: _mutated(i, width=0, height=0, step=0, data=b""),
+}
+
+
+def _mutated(i: int, truncate: bool = False, **fields) -> object:  # noqa: ANN003
+    msg = rgb_image(i, 64, 48)
+    for k, v in fields.items():
+        setattr(msg, k, v)
+    if truncate:
+        msg.data = bytes(msg.data)[: len(msg.data) // 2]
+    return msg
+
+
+@pytest.mark.parametrize("case", [*BAD_FRAMES, "corrupt jpeg", "camera_info zeros", "camera_info nan", "camera_info other size"])
+def test_bad_input_is_skipped_with_a_warning_and_the_node_keeps_going(conv_card: Path, case: str) -> None:
+    transport = "compressed" if case == "corrupt jpeg" else "raw"
+    with Harness({"model_card": str(conv_card), "input_transport": transport, "use_last_camera_info": False}, outputs=("depth/image",)) as h:
+        good_info = camera_info(0, 64, 48, [50.0, 0, 31.5, 0, 50.0, 23.5, 0, 0, 1])
+        if case in BAD_FRAMES:
+            h.send(BAD_FRAMES[case](0), good_info)
+        elif case == "corrupt jpeg":
+            bad = jpeg_image(0, 64, 48)
+            bad.data = bytes(bad.data)[:200]
+            h.send(bad, good_info)
+        else:
+            info = {"camera_info zeros": camera_info(0, 64, 48, [0.0] * 9),
+                    "camera_info nan": camera_info(0, 64, 48, [math.nan] * 9),
+                    "camera_info other size": camera_info(0, 320, 240)}[case]
+            h.send(rgb_image(0, 64, 48), info)
+        assert h.wait_for(lambda: h.node.stats.counts["bad_input"] == 1), case
+        diag = h.diagnostics()
+        assert diag["level"] == 1 and "bad_input" in diag.get("warning_0", ""), diag
+        assert h.count("depth/image") == 0
+        # the next good frame goes through
+        good = jpeg_image(1, 64, 48) if transport == "compressed" else rgb_image(1, 64, 48)
+        good_info.header = header(1)
+        h.send(good, good_info)
+        assert h.wait_for(lambda: h.count("depth/image") == 1)
+
+
+def test_missing_model_reports_error_and_stays_up(tmp_path: Path) -> None:
+    card = write_card(tmp_path / "gone.yaml", "gone.onnx", {"space": "depth", "invariance": "metric"})
+    with Harness({"model_card": str(card)}, outputs=("depth/image",)) as h:
+        diag = h.diagnostics()
+        assert diag["level"] == 2 and "gone.onnx" in diag["message"] and "weights file not found" in diag["message"]
+        h.send(rgb_image(0, 64, 48), camera_info(0, 64, 48))
+        assert not h.wait_for(lambda: h.count("depth/image") > 0, 1.0)
+        assert h.node.stats.counts["received"] == 1
+
+
+def test_fallback_hfov_when_no_camera_info(conv_card: Path) -> None:
+    with Harness({"model_card": str(conv_card), "fallback_hfov_deg": 90.0}, outputs=("depth/image", "depth/camera_info")) as h:
+        i = 0
+        while not h.count("depth/camera_info") and i < 40:  # frames during the start-up grace are skipped
+            h.send(rgb_image(i, 64, 48))
+            h.wait_for(lambda: h.count("depth/camera_info") > 0, 0.1)
+            i += 1
+        info = h.last("depth/camera_info")
+        assert info.k[0] == pytest.approx(32.0) and info.k[2] == pytest.approx(31.5)
+        diag = h.diagnostics()
+        assert diag["level"] == 1 and "fallback_hfov_deg=90.0" in diag["message"]
+
+
+def test_busy_worker_drops_frames_and_counts_them(model_dir: Path) -> None:
+    slow = model_dir / "slow"
+    slow.mkdir(exist_ok=True)
+    card = conv_model(slow)
+    text = card.read_text().replace("long_side: 96", "long_side: 1536")
+    card.write_text(text)
+    with Harness({"model_card": str(card), "output_resolution": "model"}, outputs=("depth/image",)) as h:
+        for i in range(30):
+            h.send(rgb_image(i, 320, 240), camera_info(i, 320, 240))
+            h.wait_for(lambda: False, 0.01)
+        assert h.wait_for(lambda: h.node.stats.counts["received"] == 30)
+        counts = h.node.stats.counts
+        assert h.wait_for(lambda: counts["processed"] + counts["dropped"] == 30, 20.0), counts
+        assert counts["dropped"] > 0 and counts["processed"] >= 1
