@@ -192,3 +192,13 @@ def test_busy_worker_drops_frames_and_counts_them(model_dir: Path) -> None:
         counts = h.node.stats.counts
         assert h.wait_for(lambda: counts["processed"] + counts["dropped"] == 30, 20.0), counts
         assert counts["dropped"] > 0 and counts["processed"] >= 1
+
+
+def test_allocator_tuning_applies_on_glibc() -> None:
+    import platform
+
+    from depth_node.ros.allocator import keep_frame_buffers_mapped
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert keep_frame_buffers_mapped() is True

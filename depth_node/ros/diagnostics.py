@@ -44,6 +44,7 @@ class FrameStats:
         self._out = RateWindow()
         self._latency_stamp: deque[float] = deque(maxlen=samples)
         self._latency_receive: deque[float] = deque(maxlen=samples)
+        self._overhead: deque[float] = deque(maxlen=samples)
         self._stages: dict[str, deque[float]] = {}
         self._samples = samples
 
@@ -59,6 +60,7 @@ class FrameStats:
             self._out.tick(time.monotonic())
             self._latency_stamp.append(stamp_latency_ms)
             self._latency_receive.append(receive_latency_ms)
+            self._overhead.append(sum(ms for name, ms in stages_ms.items() if name != "infer"))
             for name, ms in stages_ms.items():
                 self._stages.setdefault(name, deque(maxlen=self._samples)).append(ms)
 
@@ -78,6 +80,7 @@ class FrameStats:
                 "latency_p95_ms": pct(self._latency_stamp, 95),
                 "processing_p50_ms": pct(self._latency_receive, 50),
                 "processing_p95_ms": pct(self._latency_receive, 95),
+                "overhead_p50_ms": pct(self._overhead, 50),  # every stage but the forward pass
                 "stages_ms": {k: pct(v, 50) for k, v in self._stages.items()},
             }
 
@@ -130,7 +133,7 @@ def build_status(
     level = max([OK] + [lvl for _, lvl, _ in warnings])
     message = warnings[0][2] if warnings else "publishing" if stats["processed"] else "waiting for images"
     values: list[tuple[str, str]] = [(k, _fmt(v)) for k, v in info.items()]
-    for key in ("input_rate_hz", "output_rate_hz", "latency_p50_ms", "latency_p95_ms", "processing_p50_ms", "processing_p95_ms"):
+    for key in ("input_rate_hz", "output_rate_hz", "latency_p50_ms", "latency_p95_ms", "processing_p50_ms", "processing_p95_ms", "overhead_p50_ms"):
         values.append((key, _fmt(stats[key])))
     for key in ("received", "processed", "dropped", "throttled", "bad_input", "failed"):
         values.append((f"frames_{key}", str(stats[key])))

@@ -37,6 +37,7 @@ from depth_node.errors import ConfigError, InputError, ModelLoadError
 from depth_node.estimators.registry import load_estimator
 from depth_node.paths import resolve_card
 from depth_node.ros import convert
+from depth_node.ros.allocator import keep_frame_buffers_mapped
 from depth_node.ros.diagnostics import ERROR, FrameStats, WarningBoard, build_status
 from depth_node.ros.params import PARAMS, PARAMS_BY_NAME, check_value, pipeline_config
 from depth_node.ros.sync import LAST, MATCHED, NONE, CameraInfoCache, stamp_ns
@@ -319,6 +320,7 @@ def main(args: list[str] | None = None) -> int:
     from rclpy.signals import SignalHandlerOptions
 
     args = sys.argv if args is None else args
+    keep_frame_buffers_mapped()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
 
@@ -329,6 +331,7 @@ def main(args: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     node = None
     executor = SingleThreadedExecutor()
+    spin = threading.Thread(target=executor.spin, name="depth_node_executor", daemon=True)
     try:
         try:
             node = DepthNode()
@@ -336,15 +339,19 @@ def main(args: list[str] | None = None) -> int:
             print(f"ERROR: invalid parameter: {exc}", file=sys.stderr)
             return 2
         executor.add_node(node)
-        while not stop.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
-        # Order matters (an executor thread left running aborts the process): worker, executor, node, context.
-        node.close()
+        spin.start()
+        while not stop.wait(0.5) and rclpy.ok():
+            pass
         return 0
     finally:
-        executor.shutdown()
+        # Order matters (an executor thread still running at exit aborts the process):
+        # worker → executor → its thread → node → context.
         if node is not None:
             node.close()
+        executor.shutdown()
+        if spin.is_alive():
+            spin.join(timeout=10.0)
+        if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
 

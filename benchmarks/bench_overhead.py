@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Node overhead at 640x480: every stage except the model's forward pass, median over frames.
+
+The node runs as users run it (`depth-node run`, its own process, the shipped Fast DDS profile, a small ONNX
+model). This process plays the camera (640x480 rgb8 + camera_info, sensor-data QoS) and a consumer subscribed to
+the chosen outputs, and reads the node's own figures from /diagnostics:
+  overhead = convert_in + preprocess + metric + confidence + cloud + colorize + publish (per frame, median)
+
+    .venv/bin/python benchmarks/bench_overhead.py [--frames 300] [--rate 15] [--outputs all|nav|depth] [--cloud-color true|false] [--cloud-decimation N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "test"))  # the tests' tiny-model builders: one source of truth
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_DOMAIN_ID", "91")
+os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_shm.xml"))
+
+OUTPUT_SETS = {
+    "all": ("depth/image", "depth/camera_info", "depth/points", "depth/confidence", "depth/colorized"),
+    "nav": ("depth/image", "depth/camera_info", "depth/points"),
+    "depth": ("depth/image", "depth/camera_info"),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--frames", type=int, default=300, help="frames to send (default 300)")
+    parser.add_argument("--rate", type=float, default=15.0, help="camera rate, Hz (default 15)")
+    parser.add_argument("--outputs", choices=sorted(OUTPUT_SETS), default="all", help="outputs the consumer subscribes to")
+    parser.add_argument("--cloud-color", choices=("true", "false"), default="true")
+    parser.add_argument("--cloud-decimation", type=int, default=1)
+    args = parser.parse_args()
+
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+    from _models import conv_model
+    from _ros import OUTPUTS, SENSOR_QOS, camera_info, rgb_image
+
+    card = conv_model(Path(tempfile.mkdtemp()))
+    exe = shutil.which("depth-node", path=str(Path(sys.executable).parent)) or "depth-node"
+    node = subprocess.Popen([exe, "run", "--ros-args", "-p", f"model_card:={card}", "-p", f"cloud_color:={args.cloud_color}",
+                             "-p", f"cloud_decimation:={args.cloud_decimation}",
+                             "-p", "diagnostics_period_s:=0.5"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    rclpy.init()
+    peer = rclpy.create_node("bench_camera_and_consumer")
+    diagnostics: list = []
+    qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.BEST_EFFORT)
+    for topic in OUTPUT_SETS[args.outputs]:
+        peer.create_subscription(OUTPUTS[topic], topic, lambda m: None, qos)
+    peer.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+    image_pub = peer.create_publisher(Image, "image", SENSOR_QOS)
+    info_pub = peer.create_publisher(CameraInfo, "camera_info", SENSOR_QOS)
+    try:
+        end = time.monotonic() + 60
+        while image_pub.get_subscription_count() == 0 and time.monotonic() < end:
+            rclpy.spin_once(peer, timeout_sec=0.1)
+        frames = [rgb_image(i) for i in range(10)]
+        next_t = time.monotonic()
+        for i in range(args.frames):
+            info = camera_info(i)
+            image = frames[i % 10]
+            image.header = info.header
+            info_pub.publish(info)
+            image_pub.publish(image)
+            next_t += 1.0 / args.rate
+            while time.monotonic() < next_t:
+                rclpy.spin_once(peer, timeout_sec=max(0.0, next_t - time.monotonic()))
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            rclpy.spin_once(peer, timeout_sec=0.1)
+        values = {kv.key: kv.value for kv in diagnostics[-1].status[0].values}
+        stages = {k[6:-3]: v for k, v in values.items() if k.startswith("stage_")}
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
+        print(f"node: depth-node run, model {values['model']} ({values['backend']}), 640x480 rgb8 at {args.rate:g} Hz, cloud_color {args.cloud_color}, cloud_decimation {args.cloud_decimation}")
+        print(f"outputs subscribed: {', '.join(OUTPUT_SETS[args.outputs])}")
+        print(f"frames: received {values['frames_received']}, processed {values['frames_processed']}, dropped {values['frames_dropped']}")
+        print("median ms per stage (last 200 frames): " + ", ".join(f"{k} {v}" for k, v in sorted(stages.items())))
+        print(f"NODE OVERHEAD (every stage but infer), median: {values['overhead_p50_ms']} ms")
+        print(f"receive->publish, median: {values['processing_p50_ms']} ms (p95 {values['processing_p95_ms']})")
+        return 0
+    finally:
+        node.send_signal(signal.SIGINT)
+        node.wait(timeout=20)
+        peer.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
