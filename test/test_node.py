@@ -155,11 +155,14 @@ def test_bad_input_is_skipped_with_a_warning_and_the_node_keeps_going(conv_card:
         assert h.wait_for(lambda: h.count("depth/image") == 1)
 
 
-def test_missing_model_reports_error_and_stays_up(tmp_path: Path) -> None:
+@pytest.mark.parametrize("problem, message", [("missing", "weights file not found"), ("corrupt", "could not load")])
+def test_bad_model_reports_error_and_stays_up(tmp_path: Path, problem: str, message: str) -> None:
+    if problem == "corrupt":
+        (tmp_path / "gone.onnx").write_bytes(b"not an onnx file")
     card = write_card(tmp_path / "gone.yaml", "gone.onnx", {"space": "depth", "invariance": "metric"})
     with Harness({"model_card": str(card)}, outputs=("depth/image",)) as h:
         diag = h.diagnostics()
-        assert diag["level"] == 2 and "gone.onnx" in diag["message"] and "weights file not found" in diag["message"]
+        assert diag["level"] == 2 and "gone.onnx" in diag["message"] and message in diag["message"], diag
         h.send(rgb_image(0, 64, 48), camera_info(0, 64, 48))
         assert not h.wait_for(lambda: h.count("depth/image") > 0, 1.0)
         assert h.node.stats.counts["received"] == 1
@@ -192,6 +195,17 @@ def test_busy_worker_drops_frames_and_counts_them(model_dir: Path) -> None:
         counts = h.node.stats.counts
         assert h.wait_for(lambda: counts["processed"] + counts["dropped"] == 30, 20.0), counts
         assert counts["dropped"] > 0 and counts["processed"] >= 1
+
+
+def test_max_rate_hz_throttles(conv_card: Path) -> None:
+    with Harness({"model_card": str(conv_card), "max_rate_hz": 2.0}, outputs=("depth/image",)) as h:
+        start = __import__("time").monotonic()
+        for i in range(20):  # 20 frames over ~1 s at 20 Hz
+            h.send(rgb_image(i, 64, 48), camera_info(i, 64, 48, [50.0, 0, 31.5, 0, 50.0, 23.5, 0, 0, 1]))
+            h.wait_for(lambda: False, max(0.0, start + (i + 1) * 0.05 - __import__("time").monotonic()))
+        counts = h.node.stats.counts
+        assert h.wait_for(lambda: counts["processed"] + counts["throttled"] + counts["dropped"] == 20, 5.0), counts
+        assert 1 <= counts["processed"] <= 4 and counts["throttled"] >= 10, counts
 
 
 def test_allocator_tuning_applies_on_glibc() -> None:

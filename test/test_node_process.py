@@ -17,11 +17,33 @@ import rclpy
 from rclpy.context import Context
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.executors import SingleThreadedExecutor
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from _ros import SENSOR_QOS, camera_info, rgb_image
+from _ros import OUTPUTS, SENSOR_QOS, camera_info, jpeg_image, rgb_image
+from depth_node.core.camera import PinholeCamera
+from depth_node.ros.sync import stamp_ns
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def shm_segments() -> set[str]:
+    """Fast DDS shared-memory segments (random hex names; the per-port files are shared and not counted)."""
+    return {n for n in os.listdir("/dev/shm") if n.startswith("fastdds_") and not n.startswith("fastdds_port") and not n.endswith("_el")}
+
+
+def mapped_by_a_live_process(name: str) -> bool:
+    for maps in glob.glob("/proc/[0-9]*/maps"):
+        try:
+            if f"/dev/shm/{name}" in Path(maps).read_text():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def leaked_segments(before: set[str]) -> list[str]:
+    """Segments created since ``before`` that no running process maps any more: left by a dead process."""
+    return sorted(n for n in shm_segments() - before if not mapped_by_a_live_process(n))
 
 
 def start_node(card: Path, *extra: str) -> subprocess.Popen:
@@ -58,48 +80,83 @@ def ros():
     rclpy.shutdown(context=context)
 
 
-def test_frames_cross_processes_and_sigint_exits_cleanly(conv_card: Path, ros) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("transport, resolution", [("raw", "input"), ("compressed", "model")])
+def test_frames_cross_processes_and_sigint_exits_cleanly(conv_card: Path, ros, transport: str, resolution: str) -> None:  # noqa: ANN001
     ros, executor = ros
-    proc = start_node(conv_card, "-p", "output_resolution:=input")
-    depth, clouds = [], []
+    before = shm_segments()
+    proc = start_node(conv_card, "-p", f"output_resolution:={resolution}", "-p", f"input_transport:={transport}")
+    received: dict[str, list] = {topic: [] for topic in OUTPUTS}
     qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)  # the harshest consumer: best effort
-    ros.create_subscription(Image, "depth/image", depth.append, qos)
-    ros.create_subscription(PointCloud2, "depth/points", clouds.append, qos)
-    image_pub = ros.create_publisher(Image, "image", SENSOR_QOS)
+    for topic, msg_type in OUTPUTS.items():
+        ros.create_subscription(msg_type, topic, received[topic].append, qos)
+    image_pub = ros.create_publisher(CompressedImage if transport == "compressed" else Image,
+                                     "image/compressed" if transport == "compressed" else "image", SENSOR_QOS)
     info_pub = ros.create_publisher(CameraInfo, "camera_info", SENSOR_QOS)
+    sent = {}
     try:
         end = time.monotonic() + 30
         while time.monotonic() < end and image_pub.get_subscription_count() == 0:
             executor.spin_once(timeout_sec=0.1)
         assert image_pub.get_subscription_count() > 0, "node did not come up"
-        sent = 0
-        end = time.monotonic() + 30
-        while time.monotonic() < end and (len(depth) < 10 or len(clouds) < 10):
-            info_pub.publish(camera_info(sent))
-            image_pub.publish(rgb_image(sent))
-            sent += 1
+        i = 0
+        end = time.monotonic() + 40
+        while time.monotonic() < end and min(len(v) for v in received.values()) < 5:
+            image = jpeg_image(i) if transport == "compressed" else rgb_image(i)
+            sent[stamp_ns(image.header.stamp)] = image.header
+            info_pub.publish(camera_info(i))
+            image_pub.publish(image)
+            i += 1
             t = time.monotonic() + 0.1
             while time.monotonic() < t:
                 executor.spin_once(timeout_sec=0.02)
-        assert len(depth) >= 10 and len(clouds) >= 10, f"received {len(depth)} depth / {len(clouds)} clouds of {sent} frames"
-        assert (depth[-1].width, depth[-1].height, depth[-1].encoding) == (640, 480, "32FC1")
-        cloud = clouds[-1]
-        assert (cloud.width, cloud.height, cloud.point_step) == (640, 480, 16) and len(cloud.data) == 640 * 480 * 16
+        counts = {topic: len(v) for topic, v in received.items()}
+        assert min(counts.values()) >= 5, f"received {counts} of {i} frames"
+        grid = (640, 480) if resolution == "input" else (96, 72)
+        for topic, messages in received.items():
+            for msg in messages:
+                assert sent[stamp_ns(msg.header.stamp)] == msg.header, topic  # stamp and frame_id kept
+        depth, info = received["depth/image"][-1], received["depth/camera_info"][-1]
+        assert (depth.width, depth.height, depth.encoding) == (*grid, "32FC1")
+        assert (info.width, info.height) == grid
+        small = PinholeCamera(640, 480, *camera_info(0).k[[0, 4, 2, 5]]).resized(*grid)
+        assert list(info.k) == pytest.approx([small.fx, 0, small.cx, 0, small.fy, small.cy, 0, 0, 1])
+        cloud = received["depth/points"][-1]
+        assert (cloud.width, cloud.height, cloud.point_step, cloud.is_dense) == (*grid, 16, False)
+        assert len(cloud.data) == grid[0] * grid[1] * 16
+        conf = received["depth/confidence"][-1]
+        assert (conf.width, conf.height, conf.encoding) == (*grid, "32FC1")
+        assert received["depth/colorized"][-1].encoding == "rgb8"
     finally:
         rc, out = stop(proc, signal.SIGINT)
     assert rc == 0, out
     assert "terminate called" not in out and "Traceback" not in out, out
-    assert not glob.glob(f"/dev/shm/*{proc.pid}*"), "the node left shared-memory files behind"
+    assert not leaked_segments(before), "the node left shared-memory segments behind"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_while_idle_exits_zero(conv_card: Path, sig: int) -> None:
+    before = shm_segments()
     proc = start_node(conv_card)
     time.sleep(3.0)
     assert proc.poll() is None, proc.communicate()[0]
     rc, out = stop(proc, sig)
     assert rc == 0, out
     assert "terminate called" not in out and "Traceback" not in out, out
+    assert not leaked_segments(before), "the node left shared-memory segments behind"
+
+
+def test_leak_check_sees_a_killed_process(conv_card: Path) -> None:
+    # The check above must be able to fail: SIGKILL gives Fast DDS no chance to clean up.
+    before = shm_segments()
+    proc = start_node(conv_card)
+    time.sleep(3.0)
+    proc.kill()
+    proc.communicate()
+    leaked = leaked_segments(before)
+    for name in leaked:  # tidy up after ourselves
+        for path in glob.glob(f"/dev/shm/{name}*"):
+            os.unlink(path)
+    assert leaked, "a SIGKILLed node should leave its segment behind"
 
 
 def test_invalid_parameter_file_value_is_a_one_line_error(conv_card: Path) -> None:

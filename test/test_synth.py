@@ -79,6 +79,11 @@ def test_synth_cli(tmp_path: Path) -> None:
     assert (tmp_path / "s" / "bag" / "metadata.yaml").is_file() and (tmp_path / "s" / "index.json").is_file()
     again = subprocess.run([*cmd, str(tmp_path / "s")], capture_output=True, text=True)
     assert again.returncode == 2 and again.stderr.startswith("ERROR: ") and "not empty" in again.stderr
+    calibrated = subprocess.run([*cmd, str(tmp_path / "k"), "--frames", "1", "--size", "64x48", "--storage", "none",
+                                 "--intrinsics", "60,61,30.5,20.5"], capture_output=True, text=True)
+    assert calibrated.returncode == 0, calibrated.stderr
+    record = json.loads((tmp_path / "k" / "index.json").read_text())[0]
+    assert (record["fx"], record["fy"], record["cx"], record["cy"]) == (60.0, 61.0, 30.5, 20.5)
     bad = subprocess.run([*cmd, str(tmp_path / "t"), "--scenes", "moon"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown scene kind" in bad.stderr
     assert set(SCENE_KINDS) == {"room", "corridor", "street"}

@@ -7,11 +7,13 @@ latest camera_infos searched by stamp rather than a general synchronizer.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from typing import Any
 
 # How a frame's camera was found; reported on /diagnostics.
 MATCHED, LAST, NONE = "matched", "last", "none"
+LIVE_S = 1.0  # camera_info counts as still streaming if one arrived this recently
 
 
 def stamp_ns(stamp: Any) -> int:
@@ -26,11 +28,13 @@ class CameraInfoCache:
         self._infos: deque[tuple[int, Any]] = deque(maxlen=capacity)
         self._cond = threading.Condition()
         self.received = 0
+        self._last_arrival = -float("inf")
 
     def add(self, info: Any) -> None:
         with self._cond:
             self._infos.append((stamp_ns(info.header.stamp), info))
             self.received += 1
+            self._last_arrival = time.monotonic()
             self._cond.notify_all()
 
     def nearest(self, t_ns: int, slop_ns: int) -> Any | None:
@@ -48,10 +52,17 @@ class CameraInfoCache:
         return best
 
     def wait_nearest(self, t_ns: int, slop_ns: int, timeout_s: float) -> Any | None:
-        """Like :meth:`nearest`, but waits up to ``timeout_s`` for a matching camera_info to arrive."""
+        """Like :meth:`nearest`, but waits up to ``timeout_s`` for a matching camera_info to arrive — only when
+        one still can: camera_info is streaming and none newer than the image has arrived yet. (A bag whose
+        camera_info never matches, or was published once, costs no waiting.)"""
         with self._cond:
             found = self._nearest(t_ns, slop_ns)
-            if found is None and timeout_s > 0:
+            may_come = (
+                bool(self._infos)
+                and self._infos[-1][0] < t_ns
+                and time.monotonic() - self._last_arrival < LIVE_S
+            )
+            if found is None and timeout_s > 0 and may_come:
                 self._cond.wait_for(lambda: self._nearest(t_ns, slop_ns) is not None, timeout=timeout_s)
                 found = self._nearest(t_ns, slop_ns)
             return found

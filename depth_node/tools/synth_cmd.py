@@ -12,6 +12,7 @@ EPILOG = """examples:
   depth-node synth out/synth                                  # 10 frames of a room, mcap bag + folder
   depth-node synth out/mixed --scenes room,corridor,street --frames 30 --seed 7
   depth-node synth out/low --size 320x240 --height 0.3 --pitch 0 --storage sqlite3
+  depth-node synth out/rs --intrinsics 518,519,325.5,253.5     # a calibrated 640x480 camera
 then: ros2 bag play out/synth/bag   (topics: /camera/color/image_raw, /camera/color/camera_info, ...)"""
 
 
@@ -23,6 +24,16 @@ def _size(text: str) -> tuple[int, int]:
         return w, h
     except ValueError:
         raise argparse.ArgumentTypeError(f"size must look like 640x480, got {text!r}") from None
+
+
+def _intrinsics(text: str) -> tuple[float, float, float, float]:
+    try:
+        fx, fy, cx, cy = (float(v) for v in text.split(","))
+        if fx <= 0 or fy <= 0:
+            raise ValueError
+        return fx, fy, cx, cy
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"intrinsics must be fx,fy,cx,cy in pixels with fx, fy > 0, got {text!r}") from None
 
 
 def _scenes(text: str) -> tuple[str, ...]:
@@ -42,6 +53,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=10, help="frames per scene (default: 10)")
     p.add_argument("--size", type=_size, default=(640, 480), help="WIDTHxHEIGHT in pixels (default: 640x480)")
     p.add_argument("--hfov", type=float, default=70.0, help="horizontal field of view, degrees (default: 70)")
+    p.add_argument("--intrinsics", type=_intrinsics, default=None, metavar="FX,FY,CX,CY",
+                   help="pinhole intrinsics in pixels (overrides --hfov), e.g. 518,519,325.5,253.5")
     p.add_argument("--height", type=float, default=1.0, help="camera height above the floor, metres (default: 1.0)")
     p.add_argument("--pitch", type=float, default=5.0, help="camera pitch down, degrees (default: 5)")
     p.add_argument("--rate", type=float, default=10.0, help="frame rate for the stamps, Hz (default: 10)")
@@ -60,7 +73,8 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     if storage is None and args.no_folder:
         raise ValueError("--storage none with --no-folder writes nothing")
     spec = SynthSpec(scenes=args.scenes, frames=args.frames, width=args.size[0], height=args.size[1], hfov_deg=args.hfov,
-                     camera_height_m=args.height, pitch_deg=args.pitch, rate_hz=args.rate, seed=args.seed)
+                     camera_height_m=args.height, pitch_deg=args.pitch, rate_hz=args.rate, seed=args.seed,
+                     intrinsics=args.intrinsics)
     written = write(spec, args.out, bag_storage=storage, folder=not args.no_folder, progress=ProgressBar("rendering"))
     for kind, path in written.items():
         print(f"{kind}: {path}")

@@ -50,6 +50,12 @@ class SynthSpec:
     pitch_deg: float = 5.0
     rate_hz: float = 10.0
     seed: int = 0
+    intrinsics: tuple[float, float, float, float] | None = None  # fx, fy, cx, cy; overrides hfov_deg
+
+    def camera(self) -> PinholeCamera:
+        if self.intrinsics is not None:
+            return PinholeCamera(self.width, self.height, *self.intrinsics)
+        return PinholeCamera.from_hfov(self.width, self.height, self.hfov_deg)
 
 
 @dataclass
@@ -65,7 +71,7 @@ class SynthFrame:
 
 def generate(spec: SynthSpec) -> Iterator[SynthFrame]:
     """Frames in order; deterministic in ``spec`` (seed included)."""
-    camera = PinholeCamera.from_hfov(spec.width, spec.height, spec.hfov_deg)
+    camera = spec.camera()
     index = 0
     for scene_number, kind in enumerate(spec.scenes):
         if kind not in SCENE_KINDS:
