@@ -31,9 +31,10 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.depth_encoding import encode_depth
-from depth_node.core.pipeline import DepthPipeline
+from depth_node.core.pipeline import DepthPipeline, PipelineConfig
 from depth_node.core.timing import StageTimer
 from depth_node.errors import ConfigError, InputError, ModelLoadError
+from depth_node.estimators.base import DepthEstimator
 from depth_node.estimators.registry import load_estimator
 from depth_node.paths import resolve_card
 from depth_node.ros import convert
@@ -78,6 +79,7 @@ class DepthNode(Node):
 
         self.stats = FrameStats()
         self.warnings = WarningBoard()
+        self.estimator: DepthEstimator | None = None
         self.pipeline: DepthPipeline | None = None
         self._load_model(config)
 
@@ -112,19 +114,33 @@ class DepthNode(Node):
         )
 
     # ----------------------------------------------------------------- model and parameters
-    def _load_model(self, config: Any) -> None:
+    def _load_model(self, config: PipelineConfig) -> None:
         card = resolve_card(self._values["model_card"])
         try:
-            estimator = load_estimator(card, self._values["backend"], self._values["device"], self._values["num_threads"])
-            self.pipeline = DepthPipeline(estimator, config)
-        except (ModelLoadError, ConfigError) as exc:
+            self.estimator = load_estimator(card, self._values["backend"], self._values["device"], self._values["num_threads"])
+        except ModelLoadError as exc:
             self.warnings.raise_("model", str(exc), ERROR, sticky=True)
             self.get_logger().error(f"no model, publishing nothing until restarted with a working model: {exc}")
+            return
+        problem = self._install_pipeline(config)
+        if problem:
+            self.get_logger().error(f"model loaded, but publishing nothing until the parameters fit it: {problem}")
+
+    def _install_pipeline(self, config: PipelineConfig) -> str | None:
+        """Build the pipeline for the loaded estimator; on a mismatch (e.g. a relative model with scale.mode
+        model) keep the ERROR up and return why, so a later parameter change can still fix it."""
+        try:
+            self.pipeline = DepthPipeline(self.estimator, config)
+        except ConfigError as exc:
+            self.warnings.raise_("model", str(exc), ERROR, sticky=True)
+            return str(exc)
+        self.warnings.clear("model")
+        return None
 
     def _model_summary(self) -> str:
-        if self.pipeline is None:
+        est = self.estimator
+        if est is None:
             return "NOT LOADED (see /diagnostics)"
-        est = self.pipeline.estimator
         return f"{est.name} ({est.output.describe()}) on {est.backend}/{est.device}"
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
@@ -145,6 +161,8 @@ class DepthNode(Node):
                 self.pipeline.config = config  # validates, including the model's output space
             else:
                 config.validate()
+                if self.estimator is not None:
+                    self._install_pipeline(config)  # may fix a model/parameter mismatch from start-up
         except ConfigError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         self._values = values
@@ -280,7 +298,7 @@ class DepthNode(Node):
 
     # ----------------------------------------------------------------- diagnostics and shutdown
     def diagnostic_info(self) -> dict[str, Any]:
-        est = self.pipeline.estimator if self.pipeline else None
+        est = self.estimator
         return {
             "model": est.name if est else "none",
             "model_output": est.output.describe() if est else "none",
