@@ -11,7 +11,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
@@ -76,7 +76,7 @@ class Harness:
         self.image_pub = self.peer.create_publisher(Image, "image", SENSOR_QOS)
         self.compressed_pub = self.peer.create_publisher(CompressedImage, "image/compressed", SENSOR_QOS)
         self.info_pub = self.peer.create_publisher(CameraInfo, "camera_info", SENSOR_QOS)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.executor.add_node(self.peer)
         self._spin = threading.Thread(target=self.executor.spin, daemon=True)
