@@ -18,7 +18,12 @@ setup(
         (f"share/{PACKAGE}/models", [f for f in glob("models/*") if not f.endswith("/")]),
     ],
     install_requires=["setuptools", "numpy", "opencv-python-headless", "pyyaml", "onnxruntime", "rosbags"],
-    extras_require={"test": ["pytest"]},
+    extras_require={
+        "test": ["pytest"],
+        "torch": ["torch==2.13.0"],  # pinned: a floating torch pulls a multi-GB CUDA build
+        "depth_anything": ["torch==2.13.0", "transformers", "huggingface-hub"],
+        "tflite": ["ai-edge-litert"],
+    },
     zip_safe=True,
     maintainer="depth_node maintainers",
     maintainer_email="maintainers@depth-node.invalid",

@@ -87,3 +87,27 @@ def plane_model(folder: Path, model_camera: PinholeCamera, normal: np.ndarray, o
     model.ir_version = 8
     onnx.save(model, str(folder / "plane.onnx"))
     return write_card(folder / "plane.yaml", "plane.onnx", {"space": "disparity", "invariance": "metric"}, name="plane")
+
+
+def tiny_depth_anything(folder: Path, kind: str = "relative", seed: int = 0, long_side: int = 98) -> Path:
+    """A tiny Depth Anything V2 (DINOv2 backbone) built from configs, saved in Hugging Face format, + its card."""
+    import torch
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
+
+    torch.manual_seed(seed)
+    backbone = Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                            out_features=["stage1", "stage2"], reshape_hidden_states=False, image_size=56, patch_size=14)
+    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=32, fusion_hidden_size=16, head_hidden_size=8,
+                                 neck_hidden_sizes=[8, 16], reassemble_factors=[4, 2], patch_size=14,
+                                 depth_estimation_type=kind, max_depth=20)
+    model = DepthAnythingForDepthEstimation(config).eval()
+    weights = folder / f"da_{kind}"
+    model.save_pretrained(str(weights))
+    output = {"space": "disparity", "invariance": "affine"} if kind == "relative" else {"space": "depth", "invariance": "metric"}
+    card = {"name": f"tiny_da_{kind}", "family": "depth_anything_v2", "license": "Apache-2.0", "weights": weights.name,
+            "input": {"long_side": long_side, "multiple_of": 14, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                      "interpolation": "cubic"},
+            "output": output}
+    path = folder / f"da_{kind}.yaml"
+    path.write_text(yaml.safe_dump(card))
+    return path

@@ -31,6 +31,7 @@ Validation happens once, here; every error names the card file, the key and the 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,10 +179,10 @@ def parse_card(data: Any, path: Path | None = None) -> ModelCard:
     for key in ("name", "family", "license", "weights"):
         if not isinstance(data.get(key), str) or not data[key].strip():
             raise _fail(where, key, "is required and must be a non-empty string")
-    known = {"name", "family", "license", "weights", "input", "output", "description"}
+    known = {"name", "family", "license", "weights", "input", "output", "description"}  # hf_repo etc. go to extra
     weights = Path(data["weights"]).expanduser()
     if not weights.is_absolute() and path is not None:
-        weights = path.parent / weights
+        weights = Path(os.path.normpath(path.parent / weights))
     spec, index, confidence_index = _parse_output(where, data.get("output"))
     return ModelCard(
         name=data["name"],

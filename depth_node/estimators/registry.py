@@ -1,4 +1,9 @@
-"""Model family name → estimator class, and the one function that turns a card into a running estimator."""
+"""Model family name → estimator factory, and the one function that turns a card into a running estimator.
+
+``backend: auto`` picks the family's runtime from the weights: an ``.onnx`` file runs on ONNX Runtime, a
+Hugging Face folder on torch, a ``.tflite`` file on LiteRT. Each family imports its runtime lazily, so a missing
+optional runtime only affects the cards that need it.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +14,51 @@ from depth_node.errors import ModelLoadError
 from depth_node.estimators.base import DepthEstimator
 from depth_node.estimators.card import ModelCard, load_card
 
+BACKENDS = ("auto", "onnxruntime", "torch", "tflite")
+Factory = Callable[[ModelCard, str, str, int, str], DepthEstimator]
 
-def _onnx(card: ModelCard, backend: str, device: str, num_threads: int) -> DepthEstimator:
+
+def _require(card: ModelCard, backend: str, allowed: tuple[str, ...]) -> str:
+    if backend == "auto":
+        return allowed[0]
+    if backend not in allowed:
+        raise ModelLoadError(f"model card {card.path}: family {card.family!r} with these weights runs on {', '.join(allowed)}, not {backend!r}")
+    return backend
+
+
+def _onnx(card: ModelCard, backend: str, device: str, num_threads: int, precision: str) -> DepthEstimator:
     from depth_node.estimators.onnx_runner import OnnxEstimator
 
-    if backend not in ("onnxruntime", "auto"):
-        raise ModelLoadError(f"family 'onnx' runs on backend 'onnxruntime', not {backend!r}")
+    _require(card, backend, ("onnxruntime",))
     return OnnxEstimator(card, device=device, num_threads=num_threads)
 
 
-# Each family imports its runtime lazily, so a missing optional runtime only affects cards that need it.
-FAMILIES: dict[str, Callable[[ModelCard, str, str, int], DepthEstimator]] = {
+def _depth_anything(card: ModelCard, backend: str, device: str, num_threads: int, precision: str) -> DepthEstimator:
+    if card.weights.suffix == ".onnx":
+        return _onnx(card, backend, device, num_threads, precision)
+    from depth_node.estimators.depth_anything import DepthAnythingV2Estimator
+
+    _require(card, backend, ("torch",))
+    return DepthAnythingV2Estimator(card, device=device, precision=precision, num_threads=num_threads)
+
+
+def _tflite(card: ModelCard, backend: str, device: str, num_threads: int, precision: str) -> DepthEstimator:
+    from depth_node.estimators.tflite_runner import TfliteEstimator
+
+    _require(card, backend, ("tflite",))
+    return TfliteEstimator(card, device=device, num_threads=num_threads)
+
+
+FAMILIES: dict[str, Factory] = {
     "onnx": _onnx,
+    "depth_anything_v2": _depth_anything,
+    "tflite": _tflite,
 }
 
-BACKENDS = ("auto", "onnxruntime")
 
-
-def load_estimator(card_path: str | Path, backend: str = "auto", device: str = "cpu", num_threads: int = 0) -> DepthEstimator:
+def load_estimator(
+    card_path: str | Path, backend: str = "auto", device: str = "cpu", num_threads: int = 0, precision: str = "fp32"
+) -> DepthEstimator:
     """Load the model a card describes; raises :class:`ModelLoadError` saying which file and what to do."""
     card = load_card(card_path)
     factory = FAMILIES.get(card.family)
@@ -34,4 +66,4 @@ def load_estimator(card_path: str | Path, backend: str = "auto", device: str = "
         raise ModelLoadError(
             f"model card {card.path}: unknown family {card.family!r}; known families: {', '.join(sorted(FAMILIES))}"
         )
-    return factory(card, backend, device, num_threads)
+    return factory(card, backend, device, num_threads, precision)

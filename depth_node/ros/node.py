@@ -117,7 +117,9 @@ class DepthNode(Node):
     def _load_model(self, config: PipelineConfig) -> None:
         card = resolve_card(self._values["model_card"])
         try:
-            self.estimator = load_estimator(card, self._values["backend"], self._values["device"], self._values["num_threads"])
+            self.estimator = load_estimator(
+                card, self._values["backend"], self._values["device"], self._values["num_threads"], self._values["precision"]
+            )
         except ModelLoadError as exc:
             self.warnings.raise_("model", str(exc), ERROR, sticky=True)
             self.get_logger().error(f"no model, publishing nothing until restarted with a working model: {exc}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from depth_node.backends.torch_backend import PRECISIONS
 from depth_node.core.colorize import COLORMAPS
 from depth_node.core.depth_encoding import DEPTH_ENCODINGS
 from depth_node.core.pipeline import OUTPUT_RESOLUTIONS, SCALE_MODES, PipelineConfig
@@ -29,8 +30,9 @@ class ParamSpec:
 PARAMS: tuple[ParamSpec, ...] = (
     # --- model ---
     ParamSpec("model_card", "default", "Model card: a YAML path, or the name of a card in the package's models/ folder.", dynamic=False),
-    ParamSpec("backend", "auto", "Inference runtime; auto picks the card family's runtime.", dynamic=False, choices=BACKENDS),
-    ParamSpec("device", "cpu", "Where the model runs.", dynamic=False, choices=("cpu", "cuda", "tensorrt")),
+    ParamSpec("backend", "auto", "Inference runtime; auto picks the one the card's weights need (.onnx: onnxruntime, HF folder: torch, .tflite: tflite).", dynamic=False, choices=BACKENDS),
+    ParamSpec("device", "cpu", "Where the model runs (onnxruntime: cpu, cuda, tensorrt execution providers; torch: cpu, cuda).", dynamic=False, choices=("cpu", "cuda", "tensorrt")),
+    ParamSpec("precision", "fp32", "Numeric precision of torch models (fp16/bf16 keep norm layers in fp32).", dynamic=False, choices=PRECISIONS),
     ParamSpec("num_threads", 0, "CPU threads for the runtime (0 = runtime default).", dynamic=False, range=(0, 64)),
     # --- input ---
     ParamSpec("input_transport", "raw", "raw: subscribe to 'image' (sensor_msgs/Image); compressed: to 'image/compressed'.", dynamic=False, choices=("raw", "compressed")),
@@ -95,3 +97,18 @@ def check_value(spec: ParamSpec, value: Any) -> str | None:
     if spec.range is not None and not spec.range[0] <= value <= spec.range[1]:
         return f"{spec.name} must be in [{spec.range[0]:g}, {spec.range[1]:g}], got {value!r}"
     return None
+
+
+def markdown_table() -> str:
+    """The parameter table of docs/node.md (``python -m depth_node.ros.params`` prints it)."""
+    rows = ["| name | type | default | choices / range | run time | description |", "|---|---|---|---|---|---|"]
+    for p in PARAMS:
+        d = p.default
+        default = ("true" if d else "false") if isinstance(d, bool) else repr(d) if isinstance(d, str) else str(d)
+        allowed = ", ".join(p.choices) if p.choices else (f"[{p.range[0]:g}, {p.range[1]:g}]" if p.range else "")
+        rows.append(f"| `{p.name}` | {type(d).__name__} | `{default}` | {allowed} | {'yes' if p.dynamic else 'no'} | {p.description} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -1,0 +1,80 @@
+"""Depth Anything V2 (Small/Base/Large, relative and metric) from a local Hugging Face folder, on torch.
+
+Output spaces (state them in the card, they are checked against the model's config at load):
+- relative checkpoints predict **affine-invariant disparity** (larger = nearer);
+- metric checkpoints (``depth_estimation_type: metric``; Hypersim indoor max 20 m, VKITTI outdoor max 80 m)
+  predict **metric depth** in metres.
+Input: aspect-preserving resize so the long side ≈ ``input.long_side`` (518 for the released checkpoints), both
+sides multiples of 14, ImageNet mean/std; the prediction comes back on that grid and the pipeline resizes it to
+the camera's. An ``.onnx`` weights file runs the same card on ONNX Runtime instead (see ``depth-node export``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from depth_node.backends.torch_backend import image_to_tensor, prepare_module
+from depth_node.core.spaces import Invariance, OutputSpace
+from depth_node.errors import ModelLoadError
+from depth_node.estimators.base import DepthEstimator, Prediction
+from depth_node.estimators.card import ModelCard
+
+
+def check_output_spec(card: ModelCard, estimation_type: str) -> None:
+    """The card's output space must be what the checkpoint really predicts."""
+    expected = (OutputSpace.DEPTH, Invariance.METRIC) if estimation_type == "metric" else (OutputSpace.DISPARITY, Invariance.AFFINE)
+    got = (card.output.space, card.output.invariance)
+    if got != expected:
+        raise ModelLoadError(
+            f"model card {card.path}: the checkpoint is a {estimation_type} Depth Anything model, which outputs "
+            f"{expected[1].value} {expected[0].value}, but the card says {got[1].value} {got[0].value}: fix 'output'"
+        )
+
+
+class DepthAnythingV2Estimator(DepthEstimator):
+    """transformers' ``DepthAnythingForDepthEstimation`` loaded offline from ``card.weights`` (a folder)."""
+
+    backend = "torch"
+
+    def __init__(self, card: ModelCard, device: str = "cpu", precision: str = "fp32", num_threads: int = 0) -> None:
+        import torch
+
+        folder = card.weights
+        if not (folder / "config.json").is_file():
+            hint = f" (depth-node models download {card.name})" if card.extra.get("hf_repo") else ""
+            raise ModelLoadError(
+                f"Depth Anything weights not found: {folder} has no config.json (model card {card.path}). "
+                f"Download the Hugging Face folder there{hint}, or point 'weights' at it."
+            )
+        from transformers import DepthAnythingForDepthEstimation
+
+        try:
+            model = DepthAnythingForDepthEstimation.from_pretrained(str(folder), local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"transformers could not load {folder} (model card {card.path}): {exc}") from None
+        check_output_spec(card, getattr(model.config, "depth_estimation_type", "relative") or "relative")
+        if num_threads > 0:
+            torch.set_num_threads(num_threads)
+        self.card = card
+        self.model, self._device, self._dtype = prepare_module(model, device, precision)
+        self.device = device
+        self.precision = precision
+        if card.input.long_side is None and card.input.size is None:
+            raise ModelLoadError(f"model card {card.path}: Depth Anything needs input.long_side (518 for released weights)")
+
+    def preprocess(self, rgb: np.ndarray) -> Any:
+        rules = self.card.input
+        size = rules.target_size(rgb.shape[0], rgb.shape[1])
+        return image_to_tensor(rgb, size, rules.mean, rules.std, rules.scale, self._device, self._dtype, rules.interpolation)
+
+    def infer(self, model_input: Any) -> Prediction:
+        import torch
+
+        with torch.inference_mode():
+            predicted = self.model(pixel_values=model_input).predicted_depth
+        values = predicted[0].float().cpu().numpy()
+        if self.card.output.unit_scale != 1.0:
+            values *= np.float32(self.card.output.unit_scale)
+        return Prediction(values, self.card.output)

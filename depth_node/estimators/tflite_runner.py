@@ -1,0 +1,59 @@
+"""TFLite (LiteRT) estimator: quantized edge models such as FastDepth, run by ``ai_edge_litert``.
+
+Quantized outputs are dequantized with the tensor's own (scale, zero point) before the card's ``unit_scale``.
+The input size defaults to the model's static input shape; ``input.dtype: uint8`` feeds raw pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from depth_node.errors import ModelLoadError
+from depth_node.estimators.base import DepthEstimator, Prediction
+from depth_node.estimators.card import ModelCard
+from depth_node.estimators.onnx_runner import _as_2d
+from depth_node.estimators.preprocess import to_model_input
+
+
+class TfliteEstimator(DepthEstimator):
+    backend = "tflite"
+
+    def __init__(self, card: ModelCard, device: str = "cpu", num_threads: int = 0) -> None:
+        if device != "cpu":
+            raise ModelLoadError(f"the tflite family runs on the CPU only, not {device!r}")
+        if not card.weights.is_file():
+            raise ModelLoadError(f"weights file not found: {card.weights} (model card {card.path}). Put the file there, or fix 'weights'.")
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError:
+            raise ModelLoadError("the tflite family needs the ai-edge-litert package: pip install ai-edge-litert") from None
+        try:
+            self.interpreter = Interpreter(model_path=str(card.weights), num_threads=num_threads or None)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"LiteRT could not load {card.weights} (model card {card.path}): {exc}") from None
+        self.card, self.device = card, device
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[card.output_index]
+        shape = [int(v) for v in self._input["shape"]]
+        layout_hw = (shape[1], shape[2]) if card.input.layout == "nhwc" else (shape[2], shape[3])
+        self.rules = card.input if card.input.size else replace(card.input, size=layout_hw)
+        if np.dtype(self._input["dtype"]) != np.dtype(self.rules.dtype):
+            raise ModelLoadError(
+                f"model card {card.path}: input.dtype is {self.rules.dtype} but the model takes {np.dtype(self._input['dtype'])}"
+            )
+
+    def preprocess(self, rgb: np.ndarray) -> np.ndarray:
+        return to_model_input(rgb, self.rules)
+
+    def infer(self, model_input: np.ndarray) -> Prediction:
+        self.interpreter.set_tensor(self._input["index"], model_input)
+        self.interpreter.invoke()
+        raw = _as_2d(self.interpreter.get_tensor(self._output["index"]), f"{self.card.name} output")
+        scale, zero_point = self._output["quantization"]
+        values = (raw.astype(np.float32) - zero_point) * np.float32(scale) if scale else raw.astype(np.float32)
+        if self.card.output.unit_scale != 1.0:
+            values *= np.float32(self.card.output.unit_scale)
+        return Prediction(values, self.card.output)
