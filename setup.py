@@ -22,6 +22,7 @@ setup(
         "test": ["pytest"],
         "torch": ["torch==2.13.0"],  # pinned: a floating torch pulls a multi-GB CUDA build
         "depth_anything": ["torch==2.13.0", "transformers", "huggingface-hub"],
+        "diffusion": ["torch==2.13.0", "transformers", "diffusers", "huggingface-hub"],
         "tflite": ["ai-edge-litert"],
     },
     zip_safe=True,

@@ -111,3 +111,64 @@ def tiny_depth_anything(folder: Path, kind: str = "relative", seed: int = 0, lon
     path = folder / f"da_{kind}.yaml"
     path.write_text(yaml.safe_dump(card))
     return path
+
+
+DIFFUSION_OUTPUT = {"e2e_ft": "depth", "lotus_d": "disparity", "depthmaster": "sqrt_disparity", "marigold": "depth"}
+
+
+def tiny_diffusion(folder: Path, variant: str = "e2e_ft", conditioner: str = "empty_prompt", tiny_decoder: bool = False,
+                   prediction: str = "v_prediction", steps: int = 1, seed: int = 0) -> Path:
+    """A tiny SD2-style latent-diffusion depth model in diffusers layout (UNet, VAE, DDIM scheduler, CLIP text
+    encoder + a minimal tokenizer; optionally an AutoencoderTiny decoder and a CIDE conditioner), + its card."""
+    import json
+
+    import torch
+    from diffusers import AutoencoderKL, AutoencoderTiny, DDIMScheduler, UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, ViTConfig, ViTForImageClassification
+
+    torch.manual_seed(seed)
+    root = folder / f"{variant}_{conditioner}{'_tiny' if tiny_decoder else ''}"
+    root.mkdir(parents=True, exist_ok=True)
+    dim = 16
+    noise_latent = variant in ("e2e_ft", "marigold")
+    lotus = variant == "lotus_d"
+    UNet2DConditionModel(
+        sample_size=8, in_channels=8 if noise_latent else 4, out_channels=4, layers_per_block=1, block_out_channels=(8, 16),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=dim, attention_head_dim=2, norm_num_groups=4,
+        class_embed_type="projection" if lotus else None, projection_class_embeddings_input_dim=4 if lotus else None,
+    ).save_pretrained(str(root / "unet"))
+    AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8, 8, 8),
+                  down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                  layers_per_block=1, norm_num_groups=4).save_pretrained(str(root / "vae"))
+    if tiny_decoder:
+        AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+                        num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1), latent_channels=4).save_pretrained(str(root / "vae_tiny"))
+    DDIMScheduler(prediction_type=prediction, timestep_spacing="trailing", beta_schedule="scaled_linear",
+                  clip_sample=False, set_alpha_to_one=False).save_pretrained(str(root / "scheduler"))
+    tok = root / "tokenizer_src"
+    tok.mkdir(exist_ok=True)
+    (tok / "vocab.json").write_text(json.dumps({"<|startoftext|>": 0, "<|endoftext|>": 1, "a</w>": 2}))
+    (tok / "merges.txt").write_text("#version: 0.2\n")
+    CLIPTokenizer(str(tok / "vocab.json"), str(tok / "merges.txt"), model_max_length=8).save_pretrained(str(root / "tokenizer"))
+    CLIPTextModel(CLIPTextConfig(vocab_size=3, hidden_size=dim, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                 max_position_embeddings=8, bos_token_id=0, eos_token_id=1, pad_token_id=1)).save_pretrained(str(root / "text_encoder"))
+    if conditioner == "cide":
+        cide = root / "cide"
+        ViTForImageClassification(ViTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                            intermediate_size=32, num_labels=10)).save_pretrained(str(cide / "classifier"))
+        save_file({"mlp.0.weight": torch.randn(12, 10) * 0.3, "mlp.0.bias": torch.zeros(12), "mlp.2.weight": torch.randn(5, 12) * 0.3,
+                   "mlp.2.bias": torch.zeros(5), "embeddings": torch.randn(5, dim), "gamma": torch.ones(1)}, str(cide / "cide.safetensors"))
+        (cide / "config.json").write_text(json.dumps({"image_size": 32}))
+    block = {"variant": variant, "conditioner": conditioner, "decoder": "tiny" if tiny_decoder else "full", "seed": seed}
+    if variant == "marigold":
+        block["steps"] = steps
+    if lotus:
+        block["task_embedding"] = [1.0, 0.0]
+    card = {"name": f"tiny_{root.name}", "family": "diffusion", "license": "Apache-2.0", "weights": root.name, "diffusion": block,
+            "input": {"long_side": 48, "multiple_of": 8, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "linear"},
+            "output": {"space": DIFFUSION_OUTPUT[variant], "invariance": "affine"}}
+    path = folder / f"{root.name}.yaml"
+    path.write_text(yaml.safe_dump(card))
+    return path

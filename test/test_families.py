@@ -127,6 +127,10 @@ def test_every_shipped_card_is_valid_and_its_family_registered() -> None:
         card = load_card(path)
         assert card.family in FAMILIES, path
         assert card.license, path
+        if card.family == "diffusion":
+            from depth_node.estimators.diffusion import DiffusionSettings
+
+            DiffusionSettings.from_card(card)  # the diffusion block is valid too
 
 
 def test_models_cli_lists_and_download_fails_clearly_offline() -> None:

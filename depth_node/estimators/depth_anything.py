@@ -64,6 +64,22 @@ class DepthAnythingV2Estimator(DepthEstimator):
         if card.input.long_side is None and card.input.size is None:
             raise ModelLoadError(f"model card {card.path}: Depth Anything needs input.long_side (518 for released weights)")
 
+    def export_module(self) -> Any:
+        """A torch module: preprocessed image tensor → (1, h, w) prediction (for ``depth-node export``)."""
+        import torch
+
+        model = self.model
+
+        class PredictedDepth(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, image: torch.Tensor) -> torch.Tensor:
+                return self.model(pixel_values=image).predicted_depth
+
+        return PredictedDepth().eval()
+
     def preprocess(self, rgb: np.ndarray) -> Any:
         rules = self.card.input
         size = rules.target_size(rgb.shape[0], rgb.shape[1])

@@ -49,10 +49,20 @@ def _tflite(card: ModelCard, backend: str, device: str, num_threads: int, precis
     return TfliteEstimator(card, device=device, num_threads=num_threads)
 
 
+def _diffusion(card: ModelCard, backend: str, device: str, num_threads: int, precision: str) -> DepthEstimator:
+    if card.weights.suffix == ".onnx":
+        return _onnx(card, backend, device, num_threads, precision)
+    from depth_node.estimators.diffusion import DiffusionDepthEstimator
+
+    _require(card, backend, ("torch",))
+    return DiffusionDepthEstimator(card, device=device, precision=precision, num_threads=num_threads)
+
+
 FAMILIES: dict[str, Factory] = {
     "onnx": _onnx,
     "depth_anything_v2": _depth_anything,
     "tflite": _tflite,
+    "diffusion": _diffusion,
 }
 
 

@@ -48,23 +48,14 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
 
     card_path = resolve_card(args.card)
     estimator = load_estimator(card_path, backend="torch")
-    module = getattr(estimator, "model", None)
-    if module is None:
+    if not hasattr(estimator, "export_module"):
         raise DepthNodeError(f"{estimator.name} is not a torch model (family {estimator.card.family}); nothing to export")
+    wrapper = estimator.export_module()
     output = args.output or estimator.card.weights.parent / f"{estimator.name}.onnx"
     output.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     x = estimator.preprocess(rng.integers(0, 256, (*args.size, 3), dtype=np.uint8))
 
-    class Prediction(torch.nn.Module):  # the transformers output object → its prediction tensor
-        def __init__(self, model: torch.nn.Module) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, image: torch.Tensor) -> torch.Tensor:
-            return self.model(pixel_values=image).predicted_depth
-
-    wrapper = Prediction(module).eval()
     with warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer warnings
         torch.onnx.export(wrapper, x, str(output), dynamo=False, opset_version=args.opset, input_names=["image"],

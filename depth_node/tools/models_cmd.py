@@ -26,8 +26,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def weights_present(card: ModelCard) -> bool:
+    """A weights file exists, or a weights folder holds a transformers (config.json) or diffusers (unet/) model."""
     path = card.weights
-    return (path / "config.json").is_file() if card.family != "onnx" and path.suffix == "" else path.is_file()
+    if path.is_file():
+        return True
+    return (path / "config.json").is_file() or (path / "unet" / "config.json").is_file()
 
 
 def cards(folder: Path) -> list[tuple[Path, ModelCard | ModelLoadError]]:
