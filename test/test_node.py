@@ -97,6 +97,7 @@ def test_parameters_validated_and_applied_at_run_time(conv_card: Path) -> None:
             "depth_encoding": "8UC1",
             "model_card": "other.yaml",
             "input_transport": "compressed",
+            "backend_fallback": "tensorrt:gpu",
         }
         for name, value in refused.items():
             result = node.set_parameters([Parameter(name, value=value)])[0]
@@ -166,6 +167,23 @@ def test_bad_model_reports_error_and_stays_up(tmp_path: Path, problem: str, mess
         h.send(rgb_image(0, 64, 48), camera_info(0, 64, 48))
         assert not h.wait_for(lambda: h.count("depth/image") > 0, 1.0)
         assert h.node.stats.counts["received"] == 1
+
+
+@pytest.mark.parametrize("fallback", ["", "onnxruntime:cpu"])
+def test_backend_fallback_is_used_and_reported(conv_card: Path, fallback: str) -> None:
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has the CUDA provider: the primary backend would not fail")
+    with Harness({"model_card": str(conv_card), "device": "cuda", "backend_fallback": fallback}, outputs=("depth/image",)) as h:
+        diag = h.diagnostics()
+        if not fallback:
+            assert diag["level"] == 2 and "CUDAExecutionProvider is not available" in diag["message"], diag
+            return
+        assert diag["level"] == 1 and "running on fallback onnxruntime:cpu" in diag["message"], diag
+        assert diag["backend"] == "onnxruntime/cpu"
+        h.send(rgb_image(0, 64, 48), camera_info(0, 64, 48, [50.0, 0, 31.5, 0, 50.0, 23.5, 0, 0, 1]))
+        assert h.wait_for(lambda: h.count("depth/image") == 1)
 
 
 def test_relative_model_waits_for_a_scale_and_recovers_at_run_time(model_dir: Path) -> None:

@@ -153,3 +153,13 @@ def test_colcon_build_installs_an_ament_python_package(tmp_path: Path) -> None:
     help_run = subprocess.run([sys.executable, str(prefix / "lib" / "depth_node" / "depth-node"), "synth", "--help"],
                               capture_output=True, text=True, env=env, cwd=tmp_path)
     assert help_run.returncode == 0 and "usage: depth-node synth" in help_run.stdout, help_run.stderr
+
+
+def test_backend_fallback_values() -> None:
+    from depth_node.ros.params import parse_backend_list
+
+    spec = PARAMS_BY_NAME["backend_fallback"]
+    assert check_value(spec, "") is None and check_value(spec, "onnxruntime:cpu, torch") is None
+    assert parse_backend_list("onnxruntime:cpu, torch") == [("onnxruntime", "cpu"), ("torch", None)]
+    assert "not backend[:device]" in check_value(spec, "tensorrt:gpu")
+    assert "not backend[:device]" in check_value(spec, "openvino")

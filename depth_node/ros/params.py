@@ -17,6 +17,9 @@ from depth_node.core.pipeline import OUTPUT_RESOLUTIONS, SCALE_MODES, PipelineCo
 from depth_node.estimators.registry import BACKENDS
 
 
+DEVICES = ("cpu", "cuda", "tensorrt")
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     name: str
@@ -31,7 +34,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     # --- model ---
     ParamSpec("model_card", "default", "Model card: a YAML path, or the name of a card in the package's models/ folder.", dynamic=False),
     ParamSpec("backend", "auto", "Inference runtime; auto picks the one the card's weights need (.onnx: onnxruntime, HF folder: torch, .tflite: tflite).", dynamic=False, choices=BACKENDS),
-    ParamSpec("device", "cpu", "Where the model runs (onnxruntime: cpu, cuda, tensorrt execution providers; torch: cpu, cuda).", dynamic=False, choices=("cpu", "cuda", "tensorrt")),
+    ParamSpec("device", "cpu", "Where the model runs (onnxruntime: cpu, cuda, tensorrt execution providers; torch: cpu, cuda).", dynamic=False, choices=DEVICES),
+    ParamSpec("backend_fallback", "", "Comma-separated backend[:device] entries tried in order when the model fails to load on backend/device, e.g. 'onnxruntime:cpu' (empty = none).", dynamic=False),
     ParamSpec("precision", "fp32", "Numeric precision of torch models (fp16/bf16 keep norm layers in fp32).", dynamic=False, choices=PRECISIONS),
     ParamSpec("num_threads", 0, "CPU threads for the runtime (0 = runtime default).", dynamic=False, range=(0, 64)),
     # --- input ---
@@ -79,6 +83,20 @@ def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
     )
 
 
+def parse_backend_list(text: str) -> list[tuple[str, str | None]]:
+    """'onnxruntime:cpu, torch' → [('onnxruntime', 'cpu'), ('torch', None)] (None = keep the device parameter)."""
+    entries = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        backend, _, device = item.partition(":")
+        if backend not in BACKENDS or (device and device not in DEVICES):
+            raise ValueError(f"backend_fallback entry {item!r} is not backend[:device] with backend in {', '.join(BACKENDS)} "
+                             f"and device in {', '.join(DEVICES)}")
+        entries.append((backend, device or None))
+    return entries
+
+
 def check_value(spec: ParamSpec, value: Any) -> str | None:
     """Why ``value`` is not acceptable for ``spec`` (type, choice, range), or None."""
     default = spec.default
@@ -96,6 +114,11 @@ def check_value(spec: ParamSpec, value: Any) -> str | None:
         return f"{spec.name} must be one of {', '.join(spec.choices)}, got {value!r}"
     if spec.range is not None and not spec.range[0] <= value <= spec.range[1]:
         return f"{spec.name} must be in [{spec.range[0]:g}, {spec.range[1]:g}], got {value!r}"
+    if spec.name == "backend_fallback":
+        try:
+            parse_backend_list(value)
+        except ValueError as exc:
+            return str(exc)
     return None
 
 
