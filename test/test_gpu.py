@@ -47,3 +47,29 @@ def test_onnxruntime_gpu_providers_match_cpu(tmp_path: Path, device: str) -> Non
     reference = load_estimator(card).predict(RGB).values
     values = load_estimator(card, device=device).predict(RGB).values
     assert np.abs(values - reference).max() <= 1e-3 * np.abs(reference).max()
+
+
+@cuda
+@pytest.mark.skipif(__import__("importlib").util.find_spec("tensorrt") is None, reason="TensorRT is not installed")
+def test_tensorrt_engine_matches_onnxruntime_and_is_cached(tmp_path: Path) -> None:
+    import time
+
+    import yaml
+
+    card = conv_model(tmp_path)
+    data = yaml.safe_load(card.read_text())
+    data["input"] = {k: v for k, v in data["input"].items() if k not in ("long_side", "multiple_of")} | {"size": [72, 96]}
+    card.write_text(yaml.safe_dump(data))
+    reference = load_estimator(card).predict(RGB).values
+    from depth_node.estimators.tensorrt_runner import TensorrtEstimator
+    from depth_node.estimators.card import load_card
+
+    start = time.monotonic()
+    first = TensorrtEstimator(load_card(card), precision="fp16", cache_dir=tmp_path / "engines")
+    built_s = time.monotonic() - start
+    assert first.load_info.startswith("built")
+    start = time.monotonic()
+    second = TensorrtEstimator(load_card(card), precision="fp16", cache_dir=tmp_path / "engines")
+    assert second.load_info == "cache hit" and time.monotonic() - start < built_s
+    values = second.predict(RGB).values
+    assert np.isfinite(values).all() and np.abs(values - reference).max() <= 1e-2 * np.abs(reference).max()

@@ -1,7 +1,8 @@
 """Model family name → estimator factory, and the one function that turns a card into a running estimator.
 
-``backend: auto`` picks the family's runtime from the weights: an ``.onnx`` file runs on ONNX Runtime, a
-Hugging Face folder on torch, a ``.tflite`` file on LiteRT. Each family imports its runtime lazily, so a missing
+``backend: auto`` picks the family's runtime from the weights: an ``.onnx`` file runs on ONNX Runtime (or, with
+``backend: tensorrt``, as a cached native TensorRT engine), a Hugging Face / diffusers folder on torch, a
+``.tflite`` file on LiteRT. Each family imports its runtime lazily, so a missing
 optional runtime only affects the cards that need it.
 """
 
@@ -14,7 +15,7 @@ from depth_node.errors import ModelLoadError
 from depth_node.estimators.base import DepthEstimator
 from depth_node.estimators.card import ModelCard, load_card
 
-BACKENDS = ("auto", "onnxruntime", "torch", "tflite")
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch", "tflite")
 Factory = Callable[[ModelCard, str, str, int, str], DepthEstimator]
 
 
@@ -27,9 +28,12 @@ def _require(card: ModelCard, backend: str, allowed: tuple[str, ...]) -> str:
 
 
 def _onnx(card: ModelCard, backend: str, device: str, num_threads: int, precision: str) -> DepthEstimator:
+    if _require(card, backend, ("onnxruntime", "tensorrt")) == "tensorrt":
+        from depth_node.estimators.tensorrt_runner import TensorrtEstimator
+
+        return TensorrtEstimator(card, precision=precision)
     from depth_node.estimators.onnx_runner import OnnxEstimator
 
-    _require(card, backend, ("onnxruntime",))
     return OnnxEstimator(card, device=device, num_threads=num_threads)
 
 

@@ -7,9 +7,9 @@ import sys
 
 from depth_node import __version__
 from depth_node.errors import DepthNodeError
-from depth_node.tools import export_cmd, models_cmd, run_cmd, synth_cmd
+from depth_node.tools import engine_cmd, export_cmd, models_cmd, run_cmd, synth_cmd
 
-VERBS = (run_cmd, synth_cmd, models_cmd, export_cmd)
+VERBS = (run_cmd, synth_cmd, models_cmd, export_cmd, engine_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

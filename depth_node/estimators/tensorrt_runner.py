@@ -1,0 +1,56 @@
+"""Native TensorRT estimator for ONNX cards: engine built once per (model, precision, shape, TensorRT, GPU) and
+cached (see :mod:`depth_node.backends.tensorrt_engine`); preprocessing on the GPU, one copy back per frame."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from depth_node.backends.tensorrt_engine import DEFAULT_CACHE, EngineCache, TensorrtRunner, _trt, build_engine, engine_key
+from depth_node.backends.torch_backend import image_to_tensor, torch_device
+from depth_node.errors import ModelLoadError
+from depth_node.estimators.base import DepthEstimator, Prediction
+from depth_node.estimators.card import ModelCard
+from depth_node.estimators.onnx_runner import _as_2d
+
+
+class TensorrtEstimator(DepthEstimator):
+    backend = "tensorrt"
+
+    def __init__(self, card: ModelCard, precision: str = "fp16", cache_dir: Any = None) -> None:
+        import torch
+
+        if card.weights.suffix != ".onnx" or not card.weights.is_file():
+            raise ModelLoadError(f"TensorRT builds engines from an .onnx file; {card.weights} is not one (model card {card.path})")
+        if card.input.size is None:
+            raise ModelLoadError(
+                f"model card {card.path}: a TensorRT engine has a fixed input: set input.size [height, width] "
+                "(depth-node export writes it)"
+            )
+        if card.input.layout != "nchw" or card.input.dtype == "uint8":
+            raise ModelLoadError(f"model card {card.path}: the TensorRT backend takes float NCHW inputs")
+        _trt()  # a clear error before anything else when TensorRT is absent
+        if not torch.cuda.is_available():
+            raise ModelLoadError("the TensorRT backend needs a CUDA GPU, and torch sees none: use backend onnxruntime or torch on this machine")
+        self._device = torch_device("cuda")
+        self.card, self.device = card, "cuda"
+        self.precision = "fp16" if precision in ("fp16", "bf16") else "fp32"
+        shape = (1, 3, *card.input.size)
+        key = engine_key(card.weights, self.precision, shape)
+        cache = EngineCache(cache_dir or DEFAULT_CACHE)
+        data, self.load_info = cache.get_or_build(card.name, key, lambda: build_engine(card.weights, self.precision, shape))
+        self.runner = TensorrtRunner(data)
+
+    def preprocess(self, rgb: np.ndarray) -> Any:
+        import torch
+
+        rules = self.card.input
+        return image_to_tensor(rgb, rules.size, rules.mean, rules.std, rules.scale, self._device, torch.float32, rules.interpolation)
+
+    def infer(self, model_input: Any) -> Prediction:
+        outputs = self.runner(model_input)
+        values = _as_2d(outputs[self.card.output_index].float().cpu().numpy(), f"{self.card.name} output")
+        if self.card.output.unit_scale != 1.0:
+            values = values * np.float32(self.card.output.unit_scale)
+        return Prediction(values.astype(np.float32, copy=False), self.card.output)
