@@ -8,6 +8,7 @@ optional runtime only affects the cards that need it.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Callable
 
@@ -37,13 +38,17 @@ def _onnx(card: ModelCard, backend: str, device: str, num_threads: int, precisio
     return OnnxEstimator(card, device=device, num_threads=num_threads)
 
 
-def _depth_anything(card: ModelCard, backend: str, device: str, num_threads: int, precision: str) -> DepthEstimator:
-    if card.weights.suffix == ".onnx":
-        return _onnx(card, backend, device, num_threads, precision)
-    from depth_node.estimators.depth_anything import DepthAnythingV2Estimator
+def _torch_family(module: str, class_name: str) -> Factory:
+    """A family whose native weights run on torch and whose exported ``.onnx`` runs like any ONNX card."""
 
-    _require(card, backend, ("torch",))
-    return DepthAnythingV2Estimator(card, device=device, precision=precision, num_threads=num_threads)
+    def factory(card: ModelCard, backend: str, device: str, num_threads: int, precision: str) -> DepthEstimator:
+        if card.weights.suffix == ".onnx":
+            return _onnx(card, backend, device, num_threads, precision)
+        _require(card, backend, ("torch",))
+        estimator = getattr(importlib.import_module(module), class_name)
+        return estimator(card, device=device, precision=precision, num_threads=num_threads)
+
+    return factory
 
 
 def _tflite(card: ModelCard, backend: str, device: str, num_threads: int, precision: str) -> DepthEstimator:
@@ -53,20 +58,11 @@ def _tflite(card: ModelCard, backend: str, device: str, num_threads: int, precis
     return TfliteEstimator(card, device=device, num_threads=num_threads)
 
 
-def _diffusion(card: ModelCard, backend: str, device: str, num_threads: int, precision: str) -> DepthEstimator:
-    if card.weights.suffix == ".onnx":
-        return _onnx(card, backend, device, num_threads, precision)
-    from depth_node.estimators.diffusion import DiffusionDepthEstimator
-
-    _require(card, backend, ("torch",))
-    return DiffusionDepthEstimator(card, device=device, precision=precision, num_threads=num_threads)
-
-
 FAMILIES: dict[str, Factory] = {
     "onnx": _onnx,
-    "depth_anything_v2": _depth_anything,
+    "depth_anything_v2": _torch_family("depth_node.estimators.depth_anything", "DepthAnythingV2Estimator"),
     "tflite": _tflite,
-    "diffusion": _diffusion,
+    "diffusion": _torch_family("depth_node.estimators.diffusion", "DiffusionDepthEstimator"),
 }
 
 
