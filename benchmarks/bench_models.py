@@ -106,8 +106,9 @@ def main() -> int:
 
     folder = Path(tempfile.mkdtemp())
     card = da_small(folder, args.long_side)
-    subprocess.run([sys.executable, "-m", "depth_node.tools.cli", "export", str(card), "-o", str(folder / "da_small.onnx")],
-                   check=True, stdout=subprocess.DEVNULL)
+    if not args.diffusion:
+        subprocess.run([sys.executable, "-m", "depth_node.tools.cli", "export", str(card), "-o", str(folder / "da_small.onnx")],
+                       check=True, stdout=subprocess.DEVNULL)
     rgb = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     camera = PinholeCamera.from_hfov(640, 480, 70.0)
     fixed = PipelineConfig(scale_mode="fixed")
@@ -119,8 +120,8 @@ def main() -> int:
     fastdepth = REPO.parent / "shared" / "models" / "fastdepth" / "fast_depth_224.tflite"
     if fastdepth.is_file():
         runs.append(("FastDepth (real weights)", "tflite int8", lambda: load_estimator(REPO / "models" / "fastdepth.yaml"), PipelineConfig()))
-    runs = [r for r in runs if not args.diffusion or "single-step" in r[0]] if args.diffusion else runs
-    if args.diffusion:
+    if args.diffusion:  # only the diffusion rows: they take minutes each on a CPU
+        runs = []
         for tiny in (False, True):
             diffusion_card = sd2_single_step(folder, 768, tiny)
             runs.append(("E2E-FT-size single-step (SD2 UNet + " + ("tiny decoder)" if tiny else "VAE)"), "torch fp32",
