@@ -195,3 +195,26 @@ def test_fastdepth_through_the_node_equals_the_runtime() -> None:
     expected = runtime_reference(rgb)
     expected[expected <= 0] = np.nan
     np.testing.assert_array_equal(depth, expected)
+
+
+def test_torch_compile_gives_the_eager_result(da_cards: dict[str, Path]) -> None:
+    eager = load_estimator(da_cards["metric"]).predict(RGB).values
+    compiled = load_estimator(da_cards["metric"], compile_mode="default")
+    assert type(compiled.model).__name__ == "OptimizedModule"
+    np.testing.assert_allclose(compiled.predict(RGB).values, eager, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ModelLoadError, match="torch_compile must be"):
+        load_estimator(da_cards["metric"], compile_mode="fastest")
+
+
+def test_auto_backend_takes_tensorrt_only_when_it_can_run(tmp_path: Path) -> None:
+    from _models import conv_model
+    from depth_node.estimators.registry import tensorrt_ready
+
+    card = load_card(conv_model(tmp_path))
+    assert not tensorrt_ready(card)  # no fixed input size: an engine could not be built
+    import dataclasses
+
+    sized = dataclasses.replace(card, input=dataclasses.replace(card.input, size=(72, 96), long_side=None))
+    expected = __import__("importlib").util.find_spec("tensorrt") is not None and torch.cuda.is_available()
+    assert tensorrt_ready(sized) == expected
+    assert load_estimator(conv_model(tmp_path), backend="auto", device="cpu").backend == "onnxruntime"  # CPU: never TensorRT

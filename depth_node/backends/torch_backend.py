@@ -60,8 +60,12 @@ def _norms_in_fp32(module: Any) -> int:
     return count
 
 
-def prepare_module(module: Any, device: str = "cpu", precision: str = "fp32", channels_last: bool = False) -> tuple[Any, Any, Any]:
-    """Move ``module`` to its device and precision for inference; returns (module, device, dtype)."""
+def prepare_module(
+    module: Any, device: str = "cpu", precision: str = "fp32", channels_last: bool = False, compile_mode: str = "off"
+) -> tuple[Any, Any, Any]:
+    """Move ``module`` to its device and precision for inference, optionally ``torch.compile`` it (fixed shapes:
+    a new camera resolution recompiles once; ``reduce-overhead`` also captures CUDA graphs on a GPU).
+    Returns (module, device, dtype)."""
     import torch
 
     dev, dtype = torch_device(device), torch_dtype(precision)
@@ -75,6 +79,10 @@ def prepare_module(module: Any, device: str = "cpu", precision: str = "fp32", ch
         module = module.to(memory_format=torch.channels_last)
     for p in module.parameters():
         p.requires_grad_(False)
+    if compile_mode != "off":
+        if compile_mode not in ("default", "reduce-overhead", "max-autotune"):
+            raise ModelLoadError(f"torch_compile must be off, default, reduce-overhead or max-autotune, got {compile_mode!r}")
+        module = torch.compile(module, mode=compile_mode, dynamic=False)
     return module, dev, dtype
 
 

@@ -17,6 +17,19 @@ import numpy as np
 from depth_node.core.spaces import Invariance, OutputSpace
 
 
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How to run a model, whatever its family: CPU threads (0 = runtime default), numeric precision of torch
+    models, and ``torch.compile`` mode for them (``reduce-overhead`` captures CUDA graphs for the fixed shape)."""
+
+    num_threads: int = 0
+    precision: str = "fp32"
+    compile_mode: str = "off"
+
+
 @dataclass(frozen=True)
 class OutputSpec:
     """What a model's output means: its space and invariance, and a unit scale (raw value × unit_scale)."""

@@ -18,7 +18,7 @@ import numpy as np
 from depth_node.backends.torch_backend import image_to_tensor, prepare_module
 from depth_node.core.spaces import Invariance, OutputSpace
 from depth_node.errors import ModelLoadError
-from depth_node.estimators.base import DepthEstimator, Prediction
+from depth_node.estimators.base import DepthEstimator, Prediction, RuntimeOptions
 from depth_node.estimators.card import ModelCard
 
 
@@ -38,7 +38,7 @@ class DepthAnythingV2Estimator(DepthEstimator):
 
     backend = "torch"
 
-    def __init__(self, card: ModelCard, device: str = "cpu", precision: str = "fp32", num_threads: int = 0) -> None:
+    def __init__(self, card: ModelCard, device: str = "cpu", options: RuntimeOptions = RuntimeOptions()) -> None:
         import torch
 
         folder = card.weights
@@ -55,12 +55,12 @@ class DepthAnythingV2Estimator(DepthEstimator):
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"transformers could not load {folder} (model card {card.path}): {exc}") from None
         check_output_spec(card, getattr(model.config, "depth_estimation_type", "relative") or "relative")
-        if num_threads > 0:
-            torch.set_num_threads(num_threads)
+        if options.num_threads > 0:
+            torch.set_num_threads(options.num_threads)
         self.card = card
-        self.model, self._device, self._dtype = prepare_module(model, device, precision)
+        self.model, self._device, self._dtype = prepare_module(model, device, options.precision, compile_mode=options.compile_mode)
         self.device = device
-        self.precision = precision
+        self.precision = options.precision
         if card.input.long_side is None and card.input.size is None:
             raise ModelLoadError(f"model card {card.path}: Depth Anything needs input.long_side (518 for released weights)")
 

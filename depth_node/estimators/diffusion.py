@@ -32,7 +32,7 @@ import numpy as np
 
 from depth_node.backends.torch_backend import image_to_tensor, prepare_module
 from depth_node.errors import ModelLoadError
-from depth_node.estimators.base import DepthEstimator, Prediction
+from depth_node.estimators.base import DepthEstimator, Prediction, RuntimeOptions
 from depth_node.estimators.card import ModelCard
 
 VARIANTS = {
@@ -149,18 +149,23 @@ class DiffusionDepthEstimator(DepthEstimator):
 
     backend = "torch"
 
-    def __init__(self, card: ModelCard, device: str = "cpu", precision: str = "fp32", num_threads: int = 0) -> None:
+    def __init__(self, card: ModelCard, device: str = "cpu", options: RuntimeOptions = RuntimeOptions()) -> None:
         import torch
 
-        if num_threads > 0:
-            torch.set_num_threads(num_threads)
+        precision, compile_mode = options.precision, options.compile_mode
+        if options.num_threads > 0:
+            torch.set_num_threads(options.num_threads)
         self.card, self.settings = card, DiffusionSettings.from_card(card)
         folder = card.weights
         if not folder.is_dir():
             raise ModelLoadError(f"{card.name}: weights folder {folder} not found (model card {card.path}); "
                                  f"see: depth-node models download {card.name}")
         s = self.settings
-        self.unet, self._device, self._dtype = prepare_module(_load("UNet2DConditionModel", folder / "unet", card), device, precision)
+        # torch.compile goes to the UNet, the bulk of the work besides the decoder (kept eager: it is called through
+        # .decode(), which a compiled wrapper does not expose).
+        self.unet, self._device, self._dtype = prepare_module(
+            _load("UNet2DConditionModel", folder / "unet", card), device, precision, compile_mode=compile_mode
+        )
         self.vae, _, _ = prepare_module(_load("AutoencoderKL", folder / "vae", card), device, precision)
         self.decoder = self.vae
         if s.decoder == "tiny":
@@ -170,10 +175,11 @@ class DiffusionDepthEstimator(DepthEstimator):
         if self.prediction not in PREDICTIONS:
             raise ModelLoadError(f"{card.name}: unsupported prediction type {self.prediction!r}")
         expected_in = 8 if s.noise_latent else 4
-        if self.unet.config.in_channels != expected_in:
+        unet_config = getattr(self.unet, "_orig_mod", self.unet).config  # compiled modules wrap the original
+        if unet_config.in_channels != expected_in:
             raise ModelLoadError(
                 f"{card.name}: variant {s.variant} feeds the UNet {expected_in} latent channels, but unet/ takes "
-                f"{self.unet.config.in_channels}: check 'diffusion.variant' / 'noise_latent' in the card"
+                f"{unet_config.in_channels}: check 'diffusion.variant' / 'noise_latent' in the card"
             )
         self.cide = None
         if s.conditioner == "cide":

@@ -1,23 +1,24 @@
 """Model family name → estimator factory, and the one function that turns a card into a running estimator.
 
-``backend: auto`` picks the family's runtime from the weights: an ``.onnx`` file runs on ONNX Runtime (or, with
-``backend: tensorrt``, as a cached native TensorRT engine), a Hugging Face / diffusers folder on torch, a
-``.tflite`` file on LiteRT. Each family imports its runtime lazily, so a missing
+``backend: auto`` picks the fastest runtime the weights and the machine allow: an ``.onnx`` file with a fixed input
+runs as a cached native TensorRT engine when the device is a GPU and TensorRT is installed, else on ONNX Runtime;
+a Hugging Face / diffusers folder on torch; a ``.tflite`` file on LiteRT. Each family imports its runtime lazily, so a missing
 optional runtime only affects the cards that need it.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from pathlib import Path
 from typing import Callable
 
 from depth_node.errors import ModelLoadError
-from depth_node.estimators.base import DepthEstimator
+from depth_node.estimators.base import DepthEstimator, RuntimeOptions
 from depth_node.estimators.card import ModelCard, load_card
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch", "tflite")
-Factory = Callable[[ModelCard, str, str, int, str], DepthEstimator]
+Factory = Callable[[ModelCard, str, str, RuntimeOptions], DepthEstimator]
 
 
 def _require(card: ModelCard, backend: str, allowed: tuple[str, ...]) -> str:
@@ -28,34 +29,46 @@ def _require(card: ModelCard, backend: str, allowed: tuple[str, ...]) -> str:
     return backend
 
 
-def _onnx(card: ModelCard, backend: str, device: str, num_threads: int, precision: str) -> DepthEstimator:
-    if _require(card, backend, ("onnxruntime", "tensorrt")) == "tensorrt":
+def tensorrt_ready(card: ModelCard) -> bool:
+    """TensorRT is installed, a CUDA GPU is visible and the card has the fixed input an engine needs."""
+    if card.input.size is None or importlib.util.find_spec("tensorrt") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _onnx(card: ModelCard, backend: str, device: str, options: RuntimeOptions) -> DepthEstimator:
+    chosen = _require(card, backend, ("onnxruntime", "tensorrt"))
+    if backend == "auto" and device != "cpu" and tensorrt_ready(card):
+        chosen = "tensorrt"  # the fastest runtime there is for a fixed-shape ONNX model on an NVIDIA GPU
+    if chosen == "tensorrt":
         from depth_node.estimators.tensorrt_runner import TensorrtEstimator
 
-        return TensorrtEstimator(card, precision=precision)
+        return TensorrtEstimator(card, precision=options.precision)
     from depth_node.estimators.onnx_runner import OnnxEstimator
 
-    return OnnxEstimator(card, device=device, num_threads=num_threads)
+    return OnnxEstimator(card, device=device, num_threads=options.num_threads)
 
 
 def _torch_family(module: str, class_name: str) -> Factory:
     """A family whose native weights run on torch and whose exported ``.onnx`` runs like any ONNX card."""
 
-    def factory(card: ModelCard, backend: str, device: str, num_threads: int, precision: str) -> DepthEstimator:
+    def factory(card: ModelCard, backend: str, device: str, options: RuntimeOptions) -> DepthEstimator:
         if card.weights.suffix == ".onnx":
-            return _onnx(card, backend, device, num_threads, precision)
+            return _onnx(card, backend, device, options)
         _require(card, backend, ("torch",))
         estimator = getattr(importlib.import_module(module), class_name)
-        return estimator(card, device=device, precision=precision, num_threads=num_threads)
+        return estimator(card, device=device, options=options)
 
     return factory
 
 
-def _tflite(card: ModelCard, backend: str, device: str, num_threads: int, precision: str) -> DepthEstimator:
+def _tflite(card: ModelCard, backend: str, device: str, options: RuntimeOptions) -> DepthEstimator:
     from depth_node.estimators.tflite_runner import TfliteEstimator
 
     _require(card, backend, ("tflite",))
-    return TfliteEstimator(card, device=device, num_threads=num_threads)
+    return TfliteEstimator(card, device=device, num_threads=options.num_threads)
 
 
 FAMILIES: dict[str, Factory] = {
@@ -67,7 +80,8 @@ FAMILIES: dict[str, Factory] = {
 
 
 def load_estimator(
-    card_path: str | Path, backend: str = "auto", device: str = "cpu", num_threads: int = 0, precision: str = "fp32"
+    card_path: str | Path, backend: str = "auto", device: str = "cpu", num_threads: int = 0, precision: str = "fp32",
+    compile_mode: str = "off",
 ) -> DepthEstimator:
     """Load the model a card describes; raises :class:`ModelLoadError` saying which file and what to do."""
     card = load_card(card_path)
@@ -76,4 +90,4 @@ def load_estimator(
         raise ModelLoadError(
             f"model card {card.path}: unknown family {card.family!r}; known families: {', '.join(sorted(FAMILIES))}"
         )
-    return factory(card, backend, device, num_threads, precision)
+    return factory(card, backend, device, RuntimeOptions(num_threads, precision, compile_mode))

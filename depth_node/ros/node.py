@@ -123,7 +123,7 @@ class DepthNode(Node):
         failures = []
         for backend, device in attempts:
             try:
-                self.estimator = load_estimator(card, backend, device, values["num_threads"], values["precision"])
+                self.estimator = load_estimator(card, backend, device, values["num_threads"], values["precision"], values["torch_compile"])
                 break
             except ModelLoadError as exc:
                 failures.append(f"{backend}:{device}: {exc}")

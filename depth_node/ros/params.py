@@ -14,6 +14,7 @@ from depth_node.backends.torch_backend import PRECISIONS
 from depth_node.core.colorize import COLORMAPS
 from depth_node.core.depth_encoding import DEPTH_ENCODINGS
 from depth_node.core.pipeline import OUTPUT_RESOLUTIONS, SCALE_MODES, PipelineConfig
+from depth_node.estimators.base import COMPILE_MODES
 from depth_node.estimators.registry import BACKENDS
 
 
@@ -37,6 +38,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("device", "cpu", "Where the model runs (onnxruntime: cpu, cuda, tensorrt execution providers; torch: cpu, cuda).", dynamic=False, choices=DEVICES),
     ParamSpec("backend_fallback", "", "Comma-separated backend[:device] entries tried in order when the model fails to load on backend/device, e.g. 'onnxruntime:cpu' (empty = none).", dynamic=False),
     ParamSpec("precision", "fp32", "Numeric precision of torch models (fp16/bf16 keep norm layers in fp32).", dynamic=False, choices=PRECISIONS),
+    ParamSpec("torch_compile", "off", "torch.compile mode for torch models (first frame compiles; reduce-overhead also captures CUDA graphs).", dynamic=False, choices=COMPILE_MODES),
     ParamSpec("num_threads", 0, "CPU threads for the runtime (0 = runtime default).", dynamic=False, range=(0, 64)),
     # --- input ---
     ParamSpec("input_transport", "raw", "raw: subscribe to 'image' (sensor_msgs/Image); compressed: to 'image/compressed'.", dynamic=False, choices=("raw", "compressed")),
