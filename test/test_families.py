@@ -197,6 +197,11 @@ def test_fastdepth_through_the_node_equals_the_runtime() -> None:
     np.testing.assert_array_equal(depth, expected)
 
 
+def test_channels_last_gives_the_same_result(da_cards: dict[str, Path]) -> None:
+    eager = load_estimator(da_cards["metric"]).predict(RGB).values
+    np.testing.assert_allclose(load_estimator(da_cards["metric"], channels_last=True).predict(RGB).values, eager, rtol=1e-4, atol=1e-5)
+
+
 def test_torch_compile_gives_the_eager_result(da_cards: dict[str, Path]) -> None:
     eager = load_estimator(da_cards["metric"]).predict(RGB).values
     compiled = load_estimator(da_cards["metric"], compile_mode="default")

@@ -23,11 +23,13 @@ COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 @dataclass(frozen=True)
 class RuntimeOptions:
     """How to run a model, whatever its family: CPU threads (0 = runtime default), numeric precision of torch
-    models, and ``torch.compile`` mode for them (``reduce-overhead`` captures CUDA graphs for the fixed shape)."""
+    models, ``torch.compile`` mode for them (``reduce-overhead`` captures CUDA graphs for the fixed shape), and
+    channels-last memory format (faster convolutions on tensor-core GPUs)."""
 
     num_threads: int = 0
     precision: str = "fp32"
     compile_mode: str = "off"
+    channels_last: bool = False
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,9 @@ class DepthAnythingV2Estimator(DepthEstimator):
         if options.num_threads > 0:
             torch.set_num_threads(options.num_threads)
         self.card = card
-        self.model, self._device, self._dtype = prepare_module(model, device, options.precision, compile_mode=options.compile_mode)
+        self.model, self._device, self._dtype = prepare_module(
+            model, device, options.precision, channels_last=options.channels_last, compile_mode=options.compile_mode
+        )
         self.device = device
         self.precision = options.precision
         if card.input.long_side is None and card.input.size is None:

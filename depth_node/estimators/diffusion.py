@@ -164,7 +164,8 @@ class DiffusionDepthEstimator(DepthEstimator):
         # torch.compile goes to the UNet, the bulk of the work besides the decoder (kept eager: it is called through
         # .decode(), which a compiled wrapper does not expose).
         self.unet, self._device, self._dtype = prepare_module(
-            _load("UNet2DConditionModel", folder / "unet", card), device, precision, compile_mode=compile_mode
+            _load("UNet2DConditionModel", folder / "unet", card), device, precision,
+            channels_last=options.channels_last, compile_mode=compile_mode
         )
         self.vae, _, _ = prepare_module(_load("AutoencoderKL", folder / "vae", card), device, precision)
         self.decoder = self.vae

@@ -81,6 +81,16 @@ class OnnxEstimator(DepthEstimator):
         self.rules = card.input
         if self.rules.size is None and self.rules.long_side is None:
             self.rules = self._static_size(inputs[0].shape)
+        # On a GPU provider, preprocess on the GPU and bind the CUDA tensor: no host round trip on the hot path.
+        self._cuda = None
+        if device != "cpu" and self.rules.layout == "nchw" and self.rules.dtype == "float32":
+            try:
+                import torch
+
+                if torch.cuda.is_available():
+                    self._cuda = torch.device("cuda")
+            except ImportError:
+                pass
 
     def _static_size(self, shape: list[Any]) -> Any:
         from dataclasses import replace
@@ -91,11 +101,32 @@ class OnnxEstimator(DepthEstimator):
                 return replace(self.card.input, size=(h, w))
         return self.card.input  # fully dynamic: fed at the camera's own resolution
 
-    def preprocess(self, rgb: np.ndarray) -> np.ndarray:
+    def preprocess(self, rgb: np.ndarray) -> Any:
+        if self._cuda is not None:
+            import torch
+
+            from depth_node.backends.torch_backend import image_to_tensor
+
+            rules = self.rules
+            size = rules.target_size(rgb.shape[0], rgb.shape[1])
+            return image_to_tensor(rgb, size, rules.mean, rules.std, rules.scale, self._cuda, torch.float32, rules.interpolation)
         return to_model_input(rgb, self.rules)
 
-    def infer(self, model_input: np.ndarray) -> Prediction:
-        outputs = self.session.run(None, {self._input_name: model_input})
+    def _run_bound(self, x: Any) -> list[np.ndarray]:
+        """Run with the input bound in GPU memory (IO binding); only the outputs come back to the host."""
+        x = x.contiguous()
+        binding = self.session.io_binding()
+        binding.bind_input(self._input_name, "cuda", x.device.index or 0, np.float32, tuple(x.shape), x.data_ptr())
+        for name in self._outputs:
+            binding.bind_output(name, "cuda")
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()
+
+    def infer(self, model_input: Any) -> Prediction:
+        if isinstance(model_input, np.ndarray):
+            outputs = self.session.run(None, {self._input_name: model_input})
+        else:
+            outputs = self._run_bound(model_input)
         values = _as_2d(outputs[self.card.output_index], f"{self.card.name} output {self.card.output_index}")
         values = values.astype(np.float32, copy=False)
         if self.card.output.unit_scale != 1.0:

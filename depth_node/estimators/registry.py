@@ -81,7 +81,7 @@ FAMILIES: dict[str, Factory] = {
 
 def load_estimator(
     card_path: str | Path, backend: str = "auto", device: str = "cpu", num_threads: int = 0, precision: str = "fp32",
-    compile_mode: str = "off",
+    compile_mode: str = "off", channels_last: bool = False,
 ) -> DepthEstimator:
     """Load the model a card describes; raises :class:`ModelLoadError` saying which file and what to do."""
     card = load_card(card_path)
@@ -90,4 +90,4 @@ def load_estimator(
         raise ModelLoadError(
             f"model card {card.path}: unknown family {card.family!r}; known families: {', '.join(sorted(FAMILIES))}"
         )
-    return factory(card, backend, device, RuntimeOptions(num_threads, precision, compile_mode))
+    return factory(card, backend, device, RuntimeOptions(num_threads, precision, compile_mode, channels_last))

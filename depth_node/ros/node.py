@@ -123,7 +123,9 @@ class DepthNode(Node):
         failures = []
         for backend, device in attempts:
             try:
-                self.estimator = load_estimator(card, backend, device, values["num_threads"], values["precision"], values["torch_compile"])
+                self.estimator = load_estimator(
+                    card, backend, device, values["num_threads"], values["precision"], values["torch_compile"], values["channels_last"]
+                )
                 break
             except ModelLoadError as exc:
                 failures.append(f"{backend}:{device}: {exc}")

@@ -39,6 +39,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("backend_fallback", "", "Comma-separated backend[:device] entries tried in order when the model fails to load on backend/device, e.g. 'onnxruntime:cpu' (empty = none).", dynamic=False),
     ParamSpec("precision", "fp32", "Numeric precision of torch models (fp16/bf16 keep norm layers in fp32).", dynamic=False, choices=PRECISIONS),
     ParamSpec("torch_compile", "off", "torch.compile mode for torch models (first frame compiles; reduce-overhead also captures CUDA graphs).", dynamic=False, choices=COMPILE_MODES),
+    ParamSpec("channels_last", False, "Channels-last memory format for torch models (faster convolutions on tensor-core GPUs).", dynamic=False),
     ParamSpec("num_threads", 0, "CPU threads for the runtime (0 = runtime default).", dynamic=False, range=(0, 64)),
     # --- input ---
     ParamSpec("input_transport", "raw", "raw: subscribe to 'image' (sensor_msgs/Image); compressed: to 'image/compressed'.", dynamic=False, choices=("raw", "compressed")),
