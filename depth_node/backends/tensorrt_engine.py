@@ -20,8 +20,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from depth_node.errors import ModelLoadError
 
 DEFAULT_CACHE = Path(os.environ.get("DEPTH_NODE_ENGINE_CACHE", Path.home() / ".cache" / "depth_node" / "engines"))
@@ -180,6 +178,3 @@ def gpu_name() -> str:
 def engine_key(onnx_path: Path, precision: str, input_shape: tuple[int, ...]) -> EngineKey:
     return EngineKey(sha256_file(onnx_path), precision, tuple(int(v) for v in input_shape), _trt().__version__, gpu_name())
 
-
-def as_numpy(tensor: Any) -> np.ndarray:
-    return tensor.float().cpu().numpy()

@@ -77,14 +77,6 @@ class PinholeCamera:
             (self.cy + 0.5) * sy - 0.5,
         )
 
-    def decimated(self, step: int) -> PinholeCamera:
-        """Intrinsics of the grid that keeps every ``step``-th pixel starting at pixel 0 (stride sampling)."""
-        if step == 1:
-            return self
-        width = -(-self.width // step)
-        height = -(-self.height // step)
-        return PinholeCamera(width, height, self.fx / step, self.fy / step, self.cx / step, self.cy / step)
-
 
 @lru_cache(maxsize=16)
 def _rays(camera: PinholeCamera, step: int) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,3 @@ class StageTimer:
             yield
         finally:
             self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - start) * 1000.0
-
-    def total(self, exclude: tuple[str, ...] = ()) -> float:
-        """Sum of all stages except ``exclude``."""
-        return sum(v for k, v in self.ms.items() if k not in exclude)
