@@ -48,7 +48,7 @@ def main() -> int:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+    from sensor_msgs.msg import CameraInfo, Image
 
     from _models import conv_model
     from _ros import OUTPUTS, SENSOR_QOS, camera_info, rgb_image

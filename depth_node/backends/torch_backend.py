@@ -86,6 +86,12 @@ def prepare_module(
     return module, dev, dtype
 
 
+def rules_to_tensor(rgb: np.ndarray, rules: Any, device: Any, dtype: Any) -> Any:
+    """uint8 (H, W, 3) RGB → the model input a card's InputRules describe, as a tensor on ``device``."""
+    size = rules.target_size(rgb.shape[0], rgb.shape[1])
+    return image_to_tensor(rgb, size, rules.mean, rules.std, rules.scale, device, dtype, rules.interpolation)
+
+
 def image_to_tensor(
     rgb: np.ndarray, size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...], scale: float,
     device: Any, dtype: Any, interpolation: str = "bicubic",

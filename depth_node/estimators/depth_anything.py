@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from depth_node.backends.torch_backend import image_to_tensor, prepare_module
+from depth_node.backends.torch_backend import prepare_module, rules_to_tensor
 from depth_node.core.spaces import Invariance, OutputSpace
 from depth_node.errors import ModelLoadError
 from depth_node.estimators.base import DepthEstimator, Prediction, RuntimeOptions
 from depth_node.estimators.card import ModelCard
+from depth_node.estimators.output import prediction_values
 
 
 def check_output_spec(card: ModelCard, estimation_type: str) -> None:
@@ -83,16 +84,11 @@ class DepthAnythingV2Estimator(DepthEstimator):
         return PredictedDepth().eval()
 
     def preprocess(self, rgb: np.ndarray) -> Any:
-        rules = self.card.input
-        size = rules.target_size(rgb.shape[0], rgb.shape[1])
-        return image_to_tensor(rgb, size, rules.mean, rules.std, rules.scale, self._device, self._dtype, rules.interpolation)
+        return rules_to_tensor(rgb, self.card.input, self._device, self._dtype)
 
     def infer(self, model_input: Any) -> Prediction:
         import torch
 
         with torch.inference_mode():
             predicted = self.model(pixel_values=model_input).predicted_depth
-        values = predicted[0].float().cpu().numpy()
-        if self.card.output.unit_scale != 1.0:
-            values *= np.float32(self.card.output.unit_scale)
-        return Prediction(values, self.card.output)
+        return Prediction(prediction_values(predicted.float().cpu().numpy(), self.card), self.card.output)

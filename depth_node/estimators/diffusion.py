@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from depth_node.backends.torch_backend import image_to_tensor, prepare_module
+from depth_node.backends.torch_backend import image_to_tensor, prepare_module, rules_to_tensor
 from depth_node.errors import ModelLoadError
 from depth_node.estimators.base import DepthEstimator, Prediction, RuntimeOptions
 from depth_node.estimators.card import ModelCard
@@ -207,10 +207,8 @@ class DiffusionDepthEstimator(DepthEstimator):
             return encoder(ids)[0]
 
     def preprocess(self, rgb: np.ndarray) -> Any:
-        rules = self.card.input
-        size = rules.target_size(rgb.shape[0], rgb.shape[1])
         self._last_rgb = rgb  # the CIDE conditioner sees the image too
-        return image_to_tensor(rgb, size, rules.mean, rules.std, rules.scale, self._device, self._dtype, rules.interpolation)
+        return rules_to_tensor(rgb, self.card.input, self._device, self._dtype)
 
     def _x0(self, out: Any, x_t: Any, t: int) -> Any:
         """The clean latent from the UNet output at timestep t (x_t = the noisy latent fed beside the image)."""

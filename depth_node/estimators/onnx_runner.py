@@ -14,6 +14,7 @@ import numpy as np
 from depth_node.errors import ModelLoadError
 from depth_node.estimators.base import DepthEstimator, Prediction
 from depth_node.estimators.card import ModelCard
+from depth_node.estimators.output import as_image, prediction_values
 from depth_node.estimators.preprocess import to_model_input
 
 # device name → execution providers to ask for, best first (CPU always last as the runtime's own fallback).
@@ -22,13 +23,6 @@ _PROVIDERS = {
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
-
-
-def _as_2d(array: np.ndarray, what: str) -> np.ndarray:
-    squeezed = np.squeeze(array)
-    if squeezed.ndim != 2:
-        raise ModelLoadError(f"{what} has shape {list(array.shape)}; expected one image, e.g. (1, 1, H, W)")
-    return squeezed
 
 
 class OnnxEstimator(DepthEstimator):
@@ -105,11 +99,9 @@ class OnnxEstimator(DepthEstimator):
         if self._cuda is not None:
             import torch
 
-            from depth_node.backends.torch_backend import image_to_tensor
+            from depth_node.backends.torch_backend import rules_to_tensor
 
-            rules = self.rules
-            size = rules.target_size(rgb.shape[0], rgb.shape[1])
-            return image_to_tensor(rgb, size, rules.mean, rules.std, rules.scale, self._cuda, torch.float32, rules.interpolation)
+            return rules_to_tensor(rgb, self.rules, self._cuda, torch.float32)
         return to_model_input(rgb, self.rules)
 
     def _run_bound(self, x: Any) -> list[np.ndarray]:
@@ -127,12 +119,9 @@ class OnnxEstimator(DepthEstimator):
             outputs = self.session.run(None, {self._input_name: model_input})
         else:
             outputs = self._run_bound(model_input)
-        values = _as_2d(outputs[self.card.output_index], f"{self.card.name} output {self.card.output_index}")
-        values = values.astype(np.float32, copy=False)
-        if self.card.output.unit_scale != 1.0:
-            values = values * np.float32(self.card.output.unit_scale)
+        values = prediction_values(outputs[self.card.output_index], self.card)
         confidence = None
         if self.card.confidence_index is not None:
-            confidence = _as_2d(outputs[self.card.confidence_index], f"{self.card.name} confidence output")
+            confidence = as_image(outputs[self.card.confidence_index], f"{self.card.name} confidence output")
             confidence = np.clip(confidence.astype(np.float32), 0.0, 1.0)
         return Prediction(values, self.card.output, confidence)

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 
 from depth_node.backends.tensorrt_engine import DEFAULT_CACHE, EngineCache, TensorrtRunner, _trt, build_engine, engine_key
-from depth_node.backends.torch_backend import image_to_tensor, torch_device
+from depth_node.backends.torch_backend import rules_to_tensor, torch_device
 from depth_node.errors import ModelLoadError
 from depth_node.estimators.base import DepthEstimator, Prediction
 from depth_node.estimators.card import ModelCard
-from depth_node.estimators.onnx_runner import _as_2d
+from depth_node.estimators.output import prediction_values
 
 
 class TensorrtEstimator(DepthEstimator):
@@ -45,12 +45,9 @@ class TensorrtEstimator(DepthEstimator):
     def preprocess(self, rgb: np.ndarray) -> Any:
         import torch
 
-        rules = self.card.input
-        return image_to_tensor(rgb, rules.size, rules.mean, rules.std, rules.scale, self._device, torch.float32, rules.interpolation)
+        return rules_to_tensor(rgb, self.card.input, self._device, torch.float32)
 
     def infer(self, model_input: Any) -> Prediction:
         outputs = self.runner(model_input)
-        values = _as_2d(outputs[self.card.output_index].float().cpu().numpy(), f"{self.card.name} output")
-        if self.card.output.unit_scale != 1.0:
-            values = values * np.float32(self.card.output.unit_scale)
-        return Prediction(values.astype(np.float32, copy=False), self.card.output)
+        values = prediction_values(outputs[self.card.output_index].float().cpu().numpy(), self.card)
+        return Prediction(values, self.card.output)

@@ -13,7 +13,7 @@ import numpy as np
 from depth_node.errors import ModelLoadError
 from depth_node.estimators.base import DepthEstimator, Prediction
 from depth_node.estimators.card import ModelCard
-from depth_node.estimators.onnx_runner import _as_2d
+from depth_node.estimators.output import prediction_values
 from depth_node.estimators.preprocess import to_model_input
 
 
@@ -51,9 +51,7 @@ class TfliteEstimator(DepthEstimator):
     def infer(self, model_input: np.ndarray) -> Prediction:
         self.interpreter.set_tensor(self._input["index"], model_input)
         self.interpreter.invoke()
-        raw = _as_2d(self.interpreter.get_tensor(self._output["index"]), f"{self.card.name} output")
+        raw = self.interpreter.get_tensor(self._output["index"])
         scale, zero_point = self._output["quantization"]
-        values = (raw.astype(np.float32) - zero_point) * np.float32(scale) if scale else raw.astype(np.float32)
-        if self.card.output.unit_scale != 1.0:
-            values *= np.float32(self.card.output.unit_scale)
-        return Prediction(values, self.card.output)
+        dequantized = (raw.astype(np.float32) - zero_point) * np.float32(scale) if scale else raw
+        return Prediction(prediction_values(dequantized, self.card), self.card.output)
