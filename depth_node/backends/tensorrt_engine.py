@@ -94,7 +94,7 @@ class EngineCache:
         return data, f"built: {why}"
 
 
-def _trt() -> Any:
+def import_tensorrt() -> Any:
     try:
         import tensorrt as trt
     except ImportError:
@@ -104,7 +104,7 @@ def _trt() -> Any:
 
 def build_engine(onnx_path: Path, precision: str, input_shape: tuple[int, ...], workspace_gb: float = 4.0) -> bytes:
     """Serialize a TensorRT engine for ``onnx_path`` at the explicit ``input_shape`` (fp32 or fp16)."""
-    trt = _trt()
+    trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
@@ -135,7 +135,7 @@ class TensorrtRunner:
     def __init__(self, engine_bytes: bytes) -> None:
         import torch
 
-        trt = _trt()
+        trt = import_tensorrt()
         if not torch.cuda.is_available():
             raise ModelLoadError("TensorRT needs a CUDA GPU, and torch sees none")
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
@@ -176,5 +176,5 @@ def gpu_name() -> str:
 
 
 def engine_key(onnx_path: Path, precision: str, input_shape: tuple[int, ...]) -> EngineKey:
-    return EngineKey(sha256_file(onnx_path), precision, tuple(int(v) for v in input_shape), _trt().__version__, gpu_name())
+    return EngineKey(sha256_file(onnx_path), precision, tuple(int(v) for v in input_shape), import_tensorrt().__version__, gpu_name())
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from depth_node.backends.tensorrt_engine import DEFAULT_CACHE, EngineCache, TensorrtRunner, _trt, build_engine, engine_key
+from depth_node.backends.tensorrt_engine import DEFAULT_CACHE, EngineCache, TensorrtRunner, build_engine, engine_key, import_tensorrt
 from depth_node.backends.torch_backend import rules_to_tensor, torch_device
 from depth_node.errors import ModelLoadError
 from depth_node.estimators.base import DepthEstimator, Prediction
@@ -30,7 +30,7 @@ class TensorrtEstimator(DepthEstimator):
             )
         if card.input.layout != "nchw" or card.input.dtype == "uint8":
             raise ModelLoadError(f"model card {card.path}: the TensorRT backend takes float NCHW inputs")
-        _trt()  # a clear error before anything else when TensorRT is absent
+        import_tensorrt()  # a clear error before anything else when TensorRT is absent
         if not torch.cuda.is_available():
             raise ModelLoadError("the TensorRT backend needs a CUDA GPU, and torch sees none: use backend onnxruntime or torch on this machine")
         self._device = torch_device("cuda")
