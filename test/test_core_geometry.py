@@ -134,3 +134,11 @@ def test_colorize_uses_a_fixed_range() -> None:
     b = colorize_depth(np.array([[5.5, 9.0]], np.float32), 1.0, 10.0, "turbo")
     c = colorize_depth(np.array([[5.5, 1.0]], np.float32), 1.0, 10.0, "turbo")
     assert b[0, 0].tolist() == c[0, 0].tolist()
+
+
+def test_to_metres_in_place_only_when_asked() -> None:
+    p = np.array([[0.5, 2.0]], np.float32)
+    out = to_metres(p, OutputSpace.DISPARITY)
+    assert out is not p and p.tolist() == [[0.5, 2.0]]
+    same = to_metres(p, OutputSpace.DISPARITY, in_place=True)
+    assert same is p and same.tolist() == [[2.0, 0.5]]

@@ -95,6 +95,7 @@ class EngineCache:
 
 
 def import_tensorrt() -> Any:
+    """The tensorrt module, or a ModelLoadError saying how to install it."""
     try:
         import tensorrt as trt
     except ImportError:

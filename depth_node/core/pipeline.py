@@ -158,7 +158,8 @@ class DepthPipeline:
             values = _resize_values(prediction.values, height, width)
             depth_camera = camera.resized(width, height)
             scale, shift = self.scale_shift()
-            depth = to_metres(values, prediction.spec.space, scale, shift)
+            # A resized map is ours to overwrite; the model's own array stays intact in DepthResult.prediction.
+            depth = to_metres(values, prediction.spec.space, scale, shift, in_place=values is not prediction.values)
 
         conf = None
         if confidence or cfg.confidence_threshold > 0:

@@ -38,10 +38,12 @@ class Invariance(str, Enum):
     SCALE = "scale"
 
 
-def to_metres(values: np.ndarray, space: OutputSpace, scale: float = 1.0, shift: float = 0.0) -> np.ndarray:
+def to_metres(
+    values: np.ndarray, space: OutputSpace, scale: float = 1.0, shift: float = 0.0, in_place: bool = False
+) -> np.ndarray:
     """Convert a prediction in ``space`` to float32 metres (NaN invalid) with ``scale`` and ``shift``
-    applied in that space (see the module table)."""
-    aligned = values.astype(np.float32, copy=True)
+    applied in that space (see the module table). ``in_place`` reuses a float32 ``values`` the caller owns."""
+    aligned = values if in_place and values.dtype == np.float32 else values.astype(np.float32, copy=True)
     if scale != 1.0:
         aligned *= np.float32(scale)
     if shift != 0.0:
