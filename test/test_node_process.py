@@ -26,9 +26,14 @@ from depth_node.ros.sync import stamp_ns
 REPO = Path(__file__).resolve().parent.parent
 
 
-def shm_segments() -> set[str]:
-    """Fast DDS shared-memory segments (random hex names; the per-port files are shared and not counted)."""
-    return {n for n in os.listdir("/dev/shm") if n.startswith("fastdds_") and not n.startswith("fastdds_port") and not n.endswith("_el")}
+def segments_of(pid: int) -> set[str]:
+    """The Fast DDS shared-memory segments process ``pid`` has mapped (the shared per-port files excluded)."""
+    names = set()
+    for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+        path = line.split()[-1] if line.split() else ""
+        if path.startswith("/dev/shm/fastdds_") and not path.startswith("/dev/shm/fastdds_port"):
+            names.add(path.removeprefix("/dev/shm/"))
+    return names
 
 
 def mapped_by_a_live_process(name: str) -> bool:
@@ -41,9 +46,10 @@ def mapped_by_a_live_process(name: str) -> bool:
     return False
 
 
-def leaked_segments(before: set[str]) -> list[str]:
-    """Segments created since ``before`` that no running process maps any more: left by a dead process."""
-    return sorted(n for n in shm_segments() - before if not mapped_by_a_live_process(n))
+def left_behind(names: set[str]) -> list[str]:
+    """Segments the node had mapped that still exist after it exited with no live process using them: orphans.
+    (The node also maps its peers' segments to read their messages; those live on with their owners.)"""
+    return sorted(n for n in names if Path("/dev/shm", n).exists() and not mapped_by_a_live_process(n))
 
 
 def start_node(card: Path, *extra: str) -> subprocess.Popen:
@@ -83,7 +89,6 @@ def ros():
 @pytest.mark.parametrize("transport, resolution", [("raw", "input"), ("compressed", "model")])
 def test_frames_cross_processes_and_sigint_exits_cleanly(conv_card: Path, ros, transport: str, resolution: str) -> None:  # noqa: ANN001
     ros, executor = ros
-    before = shm_segments()
     proc = start_node(conv_card, "-p", f"output_resolution:={resolution}", "-p", f"input_transport:={transport}")
     received: dict[str, list] = {topic: [] for topic in OUTPUTS}
     qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)  # the harshest consumer: best effort
@@ -126,33 +131,35 @@ def test_frames_cross_processes_and_sigint_exits_cleanly(conv_card: Path, ros, t
         conf = received["depth/confidence"][-1]
         assert (conf.width, conf.height, conf.encoding) == (*grid, "32FC1")
         assert received["depth/colorized"][-1].encoding == "rgb8"
+        own = segments_of(proc.pid)
+        assert own, "the node maps no shared-memory segment: the profile was not loaded"
     finally:
         rc, out = stop(proc, signal.SIGINT)
     assert rc == 0, out
     assert "terminate called" not in out and "Traceback" not in out, out
-    assert not leaked_segments(before), "the node left shared-memory segments behind"
+    assert not left_behind(own), "the node left its shared-memory segments behind"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_while_idle_exits_zero(conv_card: Path, sig: int) -> None:
-    before = shm_segments()
     proc = start_node(conv_card)
     time.sleep(3.0)
     assert proc.poll() is None, proc.communicate()[0]
+    own = segments_of(proc.pid)
     rc, out = stop(proc, sig)
     assert rc == 0, out
     assert "terminate called" not in out and "Traceback" not in out, out
-    assert not leaked_segments(before), "the node left shared-memory segments behind"
+    assert own and not left_behind(own), "the node left its shared-memory segments behind"
 
 
 def test_leak_check_sees_a_killed_process(conv_card: Path) -> None:
     # The check above must be able to fail: SIGKILL gives Fast DDS no chance to clean up.
-    before = shm_segments()
     proc = start_node(conv_card)
     time.sleep(3.0)
+    own = segments_of(proc.pid)
     proc.kill()
     proc.communicate()
-    leaked = leaked_segments(before)
+    leaked = left_behind(own)
     for name in leaked:  # tidy up after ourselves
         for path in glob.glob(f"/dev/shm/{name}*"):
             os.unlink(path)
