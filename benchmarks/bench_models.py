@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Per family and backend on this CPU: model ms and pipeline end-to-end ms at 640x480, median after warm-up.
 
-Real-size architectures built from configs with random weights (timing does not depend on the weights):
-Depth Anything V2 Small (DINOv2-S/14 + DPT head, ~25 M parameters) at the released long side 518, on torch
-fp32 / bf16 and, exported by `depth-node export`, on ONNX Runtime; plus the real FastDepth weights on LiteRT.
+Real-size architectures built from configs with random weights (timing does not depend on the weights), each at
+its family's default resolution (the card's long side): Depth Anything V2 Small / Base / Large (DINOv2 + DPT head)
+at 518 on torch fp32 (Small also bf16 and, exported by `depth-node export`, ONNX Runtime); the real FastDepth
+weights on LiteRT; and the SD2-size latent-diffusion families at 768 (E2E-FT with the full VAE and with the tiny
+decoder, Lotus-D, DepthMaster, Marigold with 1 and 4 DDIM steps).
 "model" = the forward pass (estimator.infer); "pipeline" = DepthPipeline.process on a 640x480 image:
 preprocess → model → metric → confidence → organized xyz+rgb cloud.
 
-    .venv/bin/python benchmarks/bench_models.py [--repeat 10] [--long-side 518]
-    .venv/bin/python benchmarks/bench_models.py --diffusion     # only the SD2-size diffusion rows (minutes on a CPU)
+    .venv/bin/python benchmarks/bench_models.py [--repeat 10] [--models da_s,da_s_bf16,da_s_onnx,fastdepth]
+    .venv/bin/python benchmarks/bench_models.py --models e2e_ft,e2e_ft_tiny,lotus_d,depthmaster,marigold_1,marigold_4 --repeat 1 --warmup 0
+    .venv/bin/python benchmarks/bench_models.py --models da_s --save-cards /tmp/cards   # keep models + cards for bench_overhead.py --card
 """
 
 from __future__ import annotations
@@ -27,58 +30,79 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Depth Anything V2 sizes as released (DINOv2 backbone; DPT neck and fusion widths)
+DA_SIZES = {
+    "small": dict(hidden=384, layers=12, heads=6, out_indices=[3, 6, 9, 12], neck=[48, 96, 192, 384], fusion=64),
+    "base": dict(hidden=768, layers=12, heads=12, out_indices=[3, 6, 9, 12], neck=[96, 192, 384, 768], fusion=128),
+    "large": dict(hidden=1024, layers=24, heads=16, out_indices=[5, 12, 18, 24], neck=[256, 512, 1024, 1024], fusion=256),
+}
 
-def da_small(folder: Path, long_side: int) -> Path:
-    """Depth Anything V2 Small's architecture (as the released config) with random weights, and its card."""
+
+def depth_anything(folder: Path, size: str, long_side: int | None = None) -> Path:
+    """Depth Anything V2 at a released size with random weights, and its card (the shipped card, weights swapped)."""
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
 
-    backbone = Dinov2Config(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536,
-                            out_indices=[3, 6, 9, 12], reshape_hidden_states=False, image_size=518, patch_size=14)
-    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=384, neck_hidden_sizes=[48, 96, 192, 384],
-                                 fusion_hidden_size=64, head_hidden_size=32, patch_size=14, depth_estimation_type="relative")
-    DepthAnythingForDepthEstimation(config).eval().save_pretrained(str(folder / "da_small"))
-    card = yaml.safe_load((REPO / "models" / "depth_anything_v2_small.yaml").read_text())
-    card.update(weights="da_small", name="da_v2_small_random")
-    card["input"]["long_side"] = long_side
-    path = folder / "da_small.yaml"
+    s = DA_SIZES[size]
+    backbone = Dinov2Config(hidden_size=s["hidden"], num_hidden_layers=s["layers"], num_attention_heads=s["heads"],
+                            intermediate_size=4 * s["hidden"], out_indices=s["out_indices"], reshape_hidden_states=False,
+                            image_size=518, patch_size=14)
+    config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=s["hidden"], neck_hidden_sizes=s["neck"],
+                                 fusion_hidden_size=s["fusion"], head_hidden_size=32, patch_size=14, depth_estimation_type="relative")
+    DepthAnythingForDepthEstimation(config).eval().save_pretrained(str(folder / f"da_{size}"))
+    card = yaml.safe_load((REPO / "models" / f"depth_anything_v2_{size}.yaml").read_text())
+    card.update(weights=f"da_{size}", name=f"da_v2_{size}_random")
+    if long_side:
+        card["input"]["long_side"] = long_side
+    path = folder / f"da_{size}.yaml"
     path.write_text(yaml.safe_dump(card))
     return path
 
 
-def sd2_single_step(folder: Path, long_side: int, tiny: bool) -> Path:
-    """E2E-FT's architecture at real size (SD2 UNet with 8 input channels, SD2 VAE; optionally a TAESD-size tiny
-    decoder) with random weights, a 1024-d empty-prompt context, and its card."""
+SHIPPED_DIFFUSION_CARD = {"e2e_ft": "e2e_ft_depth", "lotus_d": "lotus_d_depth", "depthmaster": "depthmaster",
+                          "marigold": "marigold_depth_v1_1"}
+
+
+def sd2_diffusion(folder: Path, variant: str, tiny: bool = False, steps: int = 1, long_side: int | None = None) -> Path:
+    """A diffusion family at SD2 size (SD2 UNet, 8 input channels where the family feeds a noise latent beside the
+    image latent, Lotus's task-embedding projection; SD2 VAE or a TAESD-size tiny decoder) with random weights,
+    a 1024-d empty-prompt context, and its card (the shipped card, weights swapped)."""
     import json
 
-    import torch
     from diffusers import AutoencoderKL, AutoencoderTiny, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    root = folder / ("sd2_tiny" if tiny else "sd2")
-    UNet2DConditionModel(in_channels=8, out_channels=4, block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=1024,
-                         attention_head_dim=(5, 10, 20, 20), use_linear_projection=True).save_pretrained(str(root / "unet"))
+    card = yaml.safe_load((REPO / "models" / f"{SHIPPED_DIFFUSION_CARD[variant]}.yaml").read_text())
+    root = folder / f"sd2_{variant}{'_tiny' if tiny else ''}"
+    lotus = variant == "lotus_d"
+    UNet2DConditionModel(in_channels=8 if variant in ("e2e_ft", "marigold") else 4, out_channels=4,
+                         block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20),
+                         use_linear_projection=True, class_embed_type="projection" if lotus else None,
+                         projection_class_embeddings_input_dim=4 if lotus else None).save_pretrained(str(root / "unet"))
     AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
                   up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=2).save_pretrained(str(root / "vae"))
     if tiny:
         AutoencoderTiny().save_pretrained(str(root / "vae_tiny"))
-    DDIMScheduler(prediction_type="v_prediction", timestep_spacing="trailing", beta_schedule="scaled_linear").save_pretrained(str(root / "scheduler"))
+    prediction = card["diffusion"].get("prediction", "v_prediction")
+    DDIMScheduler(prediction_type=prediction, timestep_spacing="trailing", beta_schedule="scaled_linear",
+                  clip_sample=False, set_alpha_to_one=False).save_pretrained(str(root / "scheduler"))
     (root / "tok").mkdir(exist_ok=True)
     (root / "tok" / "vocab.json").write_text(json.dumps({"<|startoftext|>": 0, "<|endoftext|>": 1}))
     (root / "tok" / "merges.txt").write_text("#version: 0.2\n")
     CLIPTokenizer(str(root / "tok" / "vocab.json"), str(root / "tok" / "merges.txt"), model_max_length=77).save_pretrained(str(root / "tokenizer"))
     CLIPTextModel(CLIPTextConfig(vocab_size=2, hidden_size=1024, intermediate_size=64, num_hidden_layers=1, num_attention_heads=8,
                                  bos_token_id=0, eos_token_id=1, pad_token_id=1)).save_pretrained(str(root / "text_encoder"))
-    card = yaml.safe_load((REPO / "models" / "e2e_ft_depth.yaml").read_text())
-    card.update(weights=root.name, name=f"e2e_ft_random{'_tiny_vae' if tiny else ''}")
+    card.update(weights=root.name, name=f"{variant}_random{'_tiny_vae' if tiny else ''}")
     card["diffusion"]["decoder"] = "tiny" if tiny else "full"
-    card["input"]["long_side"] = long_side
-    path = folder / f"{root.name}.yaml"
+    if variant == "marigold":
+        card["diffusion"]["steps"] = steps
+    if long_side:
+        card["input"]["long_side"] = long_side
+    path = folder / f"{root.name}_{steps}.yaml"
     path.write_text(yaml.safe_dump(card))
-    torch.manual_seed(0)
     return path
 
 
-def median_ms(fn, repeat: int, warmup: int = 2) -> float:  # noqa: ANN001
+def median_ms(fn, repeat: int, warmup: int) -> float:  # noqa: ANN001
     for _ in range(warmup):
         fn()
     times = []
@@ -89,13 +113,40 @@ def median_ms(fn, repeat: int, warmup: int = 2) -> float:  # noqa: ANN001
     return float(np.median(times))
 
 
+def export_onnx(card: Path, onnx: Path) -> Path:
+    """The card exported by `depth-node export` (which writes a sibling card pointing at the .onnx file)."""
+    subprocess.run([sys.executable, "-m", "depth_node.tools.cli", "export", str(card), "-o", str(onnx)], check=True,
+                   stdout=subprocess.DEVNULL)
+    return onnx.with_suffix(".yaml")
+
+
+def runs(folder: Path, fastdepth: Path):  # noqa: ANN201
+    """row name -> (model label, backend label, build the card, load_estimator options)."""
+    return {
+        "da_s": ("Depth Anything V2 Small", "torch fp32", lambda: depth_anything(folder, "small"), {}),
+        "da_s_bf16": ("Depth Anything V2 Small", "torch bf16", lambda: depth_anything(folder, "small"), {"precision": "bf16"}),
+        "da_s_onnx": ("Depth Anything V2 Small", "onnxruntime fp32",
+                      lambda: export_onnx(depth_anything(folder, "small"), folder / "da_small_onnx.onnx"), {}),
+        "da_b": ("Depth Anything V2 Base", "torch fp32", lambda: depth_anything(folder, "base"), {}),
+        "da_l": ("Depth Anything V2 Large", "torch fp32", lambda: depth_anything(folder, "large"), {}),
+        "fastdepth": ("FastDepth (real weights)", "tflite int8", lambda: fastdepth, {}),
+        "e2e_ft": ("E2E-FT (SD2 UNet + VAE)", "torch fp32", lambda: sd2_diffusion(folder, "e2e_ft"), {}),
+        "e2e_ft_tiny": ("E2E-FT (SD2 UNet + tiny decoder)", "torch fp32", lambda: sd2_diffusion(folder, "e2e_ft", tiny=True), {}),
+        "lotus_d": ("Lotus-D (SD2 UNet + VAE)", "torch fp32", lambda: sd2_diffusion(folder, "lotus_d"), {}),
+        "depthmaster": ("DepthMaster (SD2 UNet + VAE)", "torch fp32", lambda: sd2_diffusion(folder, "depthmaster"), {}),
+        "marigold_1": ("Marigold v1.1, 1 DDIM step", "torch fp32", lambda: sd2_diffusion(folder, "marigold", steps=1), {}),
+        "marigold_4": ("Marigold v1.1, 4 DDIM steps", "torch fp32", lambda: sd2_diffusion(folder, "marigold", steps=4), {}),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=10)
-    parser.add_argument("--long-side", type=int, default=518)
-    parser.add_argument("--diffusion", action="store_true", help="also SD2-size single-step diffusion at 768 (slow on CPU)")
-    parser.add_argument("--diffusion-repeat", type=int, default=2)
+    parser.add_argument("--models", default="da_s,da_s_bf16,da_s_onnx,fastdepth",
+                        help="comma-separated rows to run (default: %(default)s); 'list' prints the choices")
+    parser.add_argument("--repeat", type=int, default=10, help="timed runs per figure (median; default 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs before timing (default 2)")
+    parser.add_argument("--save-cards", type=Path, help="build the models and cards here and keep them (for bench_overhead.py --card)")
     args = parser.parse_args()
 
     import torch
@@ -103,44 +154,35 @@ def main() -> int:
     from depth_node.core.camera import PinholeCamera
     from depth_node.core.pipeline import DepthPipeline, PipelineConfig
     from depth_node.estimators import load_estimator
+    from depth_node.estimators.card import load_card
 
-    folder = Path(tempfile.mkdtemp())
-    card = da_small(folder, args.long_side)
-    if not args.diffusion:
-        subprocess.run([sys.executable, "-m", "depth_node.tools.cli", "export", str(card), "-o", str(folder / "da_small.onnx")],
-                       check=True, stdout=subprocess.DEVNULL)
+    folder = args.save_cards or Path(tempfile.mkdtemp())
+    folder.mkdir(parents=True, exist_ok=True)
+    table = runs(folder, REPO / "models" / "fastdepth.yaml")
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    if names == ["list"] or not set(names) <= set(table):
+        print("rows: " + ", ".join(table), file=sys.stderr)
+        return 0 if names == ["list"] else 2
     rgb = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
     camera = PinholeCamera.from_hfov(640, 480, 70.0)
-    fixed = PipelineConfig(scale_mode="fixed")
-    runs = [
-        ("Depth Anything V2 Small", "torch fp32", lambda: load_estimator(card), fixed),
-        ("Depth Anything V2 Small", "torch bf16", lambda: load_estimator(card, precision="bf16"), fixed),
-        ("Depth Anything V2 Small", "onnxruntime fp32", lambda: load_estimator(folder / "da_small.yaml"), fixed),
-    ]
-    fastdepth = REPO.parent / "shared" / "models" / "fastdepth" / "fast_depth_224.tflite"
-    if fastdepth.is_file():
-        runs.append(("FastDepth (real weights)", "tflite int8", lambda: load_estimator(REPO / "models" / "fastdepth.yaml"), PipelineConfig()))
-    if args.diffusion:  # only the diffusion rows: they take minutes each on a CPU
-        runs = []
-        for tiny in (False, True):
-            diffusion_card = sd2_single_step(folder, 768, tiny)
-            runs.append(("E2E-FT-size single-step (SD2 UNet + " + ("tiny decoder)" if tiny else "VAE)"), "torch fp32",
-                         lambda c=diffusion_card: load_estimator(c), fixed, args.diffusion_repeat))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads)")
     print("| model | backend | model input | model ms | pipeline ms (640x480, all stages) |")
     print("|---|---|---|---|---|")
-    for name, backend, make, config, *repeat in runs:
-        repeat = repeat[0] if repeat else args.repeat
-        estimator = make()
+    for name in names:
+        label, backend, build, options = table[name]
+        card = build()
+        estimator = load_estimator(card, **options)
+        # metric families use their own scale; relative ones a fixed scale (no metric source on random input)
+        metric = load_card(card).output.invariance.value == "metric"
+        pipeline = DepthPipeline(estimator, PipelineConfig() if metric else PipelineConfig(scale_mode="fixed"))
         x = estimator.preprocess(rgb)
         h, w = (x.shape[1], x.shape[2]) if x.shape[-1] == 3 else (x.shape[-2], x.shape[-1])  # NHWC or NCHW
-        shape = f"{w}x{h}"
-        warmup = 1 if repeat < args.repeat else 2
-        model_ms = median_ms(lambda: estimator.infer(x), repeat, warmup)
-        pipeline = DepthPipeline(estimator, config)
-        pipeline_ms = median_ms(lambda: pipeline.process(rgb, camera), repeat, warmup)
-        print(f"| {name} | {backend} | {shape} | {model_ms:.1f} | {pipeline_ms:.1f} |", flush=True)
+        model_ms = median_ms(lambda: estimator.infer(x), args.repeat, args.warmup)
+        pipeline_ms = median_ms(lambda: pipeline.process(rgb, camera), args.repeat, args.warmup)
+        print(f"| {label} | {backend} | {w}x{h} | {model_ms:.1f} | {pipeline_ms:.1f} |", flush=True)
+        if args.save_cards:
+            print(f"  card kept: {card}", flush=True)
     return 0
 
 

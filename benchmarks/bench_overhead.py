@@ -2,11 +2,12 @@
 """Node overhead at 640x480: every stage except the model's forward pass, median over frames.
 
 The node runs as users run it (`depth-node run`, its own process, the shipped Fast DDS profile, a small ONNX
-model). This process plays the camera (640x480 rgb8 + camera_info, sensor-data QoS) and a consumer subscribed to
+model, or any card with --card: then receive->publish is the node's end-to-end time for that model). This process plays the camera (640x480 rgb8 + camera_info, sensor-data QoS) and a consumer subscribed to
 the chosen outputs, and reads the node's own figures from /diagnostics:
   overhead = convert_in + preprocess + metric + confidence + cloud + colorize + publish (per frame, median)
 
     .venv/bin/python benchmarks/bench_overhead.py [--frames 300] [--rate 15] [--outputs all|nav|depth] [--cloud-color true|false] [--cloud-decimation N]
+    .venv/bin/python benchmarks/bench_overhead.py --card /tmp/cards/da_small.yaml --rate 1 --frames 20 --outputs nav -p scale.mode:=fixed
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def main() -> int:
     parser.add_argument("--outputs", choices=sorted(OUTPUT_SETS), default="all", help="outputs the consumer subscribes to")
     parser.add_argument("--cloud-color", choices=("true", "false"), default="true")
     parser.add_argument("--cloud-decimation", type=int, default=1)
+    parser.add_argument("--card", type=Path, help="model card for the node (default: the tests' tiny ONNX conv net)")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE", help="more node parameters")
     args = parser.parse_args()
 
     import rclpy
@@ -53,11 +56,12 @@ def main() -> int:
     from _models import conv_model
     from _ros import OUTPUTS, SENSOR_QOS, camera_info, rgb_image
 
-    card = conv_model(Path(tempfile.mkdtemp()))
+    card = args.card or conv_model(Path(tempfile.mkdtemp()))
+    extra = [a for p in args.param for a in ("-p", p)]
     exe = shutil.which("depth-node", path=str(Path(sys.executable).parent)) or "depth-node"
     node = subprocess.Popen([exe, "run", "--ros-args", "-p", f"model_card:={card}", "-p", f"cloud_color:={args.cloud_color}",
                              "-p", f"cloud_decimation:={args.cloud_decimation}",
-                             "-p", "diagnostics_period_s:=0.5"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                             "-p", "diagnostics_period_s:=0.5", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     rclpy.init()
     peer = rclpy.create_node("bench_camera_and_consumer")
     diagnostics: list = []
@@ -68,7 +72,7 @@ def main() -> int:
     image_pub = peer.create_publisher(Image, "image", SENSOR_QOS)
     info_pub = peer.create_publisher(CameraInfo, "camera_info", SENSOR_QOS)
     try:
-        end = time.monotonic() + 60
+        end = time.monotonic() + 300  # a large model loads before the node subscribes
         while image_pub.get_subscription_count() == 0 and time.monotonic() < end:
             rclpy.spin_once(peer, timeout_sec=0.1)
         frames = [rgb_image(i) for i in range(10)]
@@ -82,7 +86,7 @@ def main() -> int:
             next_t += 1.0 / args.rate
             while time.monotonic() < next_t:
                 rclpy.spin_once(peer, timeout_sec=max(0.0, next_t - time.monotonic()))
-        end = time.monotonic() + 2.0
+        end = time.monotonic() + max(2.0, 2.0 / args.rate)  # the last frame may still be in the model
         while time.monotonic() < end:
             rclpy.spin_once(peer, timeout_sec=0.1)
         values = {kv.key: kv.value for kv in diagnostics[-1].status[0].values}

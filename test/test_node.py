@@ -186,6 +186,18 @@ def test_backend_fallback_is_used_and_reported(conv_card: Path, fallback: str) -
         assert h.wait_for(lambda: h.count("depth/image") == 1)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_precision_the_runtime_ignores_is_reported(conv_card: Path, precision: str) -> None:
+    with Harness({"model_card": str(conv_card), "precision": precision}, outputs=("depth/image",)) as h:
+        diag = h.diagnostics()
+        if precision == "fp32":
+            assert diag["level"] == 0, diag
+            return
+        assert diag["level"] == 1 and "precision fp16 is not what onnxruntime runs" in diag["message"], diag
+        h.send(rgb_image(0, 64, 48), camera_info(0, 64, 48, [50.0, 0, 31.5, 0, 50.0, 23.5, 0, 0, 1]))
+        assert h.wait_for(lambda: h.count("depth/image") == 1)  # still runs, in fp32
+
+
 def test_relative_model_waits_for_a_scale_and_recovers_at_run_time(model_dir: Path) -> None:
     folder = model_dir / "affine"
     folder.mkdir(exist_ok=True)

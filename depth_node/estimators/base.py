@@ -60,11 +60,13 @@ class Prediction:
 
 
 class DepthEstimator(ABC):
-    """A loaded model, ready to run. Subclasses set ``card``, ``backend`` and ``device``."""
+    """A loaded model, ready to run. Subclasses set ``card``, ``backend`` and ``device``, and ``precision`` where
+    they honour a requested one (ONNX Runtime and LiteRT run the graph as it was exported)."""
 
     card: Any
     backend: str
     device: str
+    precision: str = "fp32"
 
     @property
     def name(self) -> str:

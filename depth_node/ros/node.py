@@ -35,12 +35,10 @@ from depth_node.core.pipeline import DepthPipeline, PipelineConfig
 from depth_node.core.timing import StageTimer
 from depth_node.errors import ConfigError, InputError, ModelLoadError
 from depth_node.estimators.base import DepthEstimator
-from depth_node.estimators.registry import load_estimator
-from depth_node.paths import resolve_card
 from depth_node.ros import convert
 from depth_node.ros.allocator import keep_frame_buffers_mapped
 from depth_node.ros.diagnostics import ERROR, WARN, FrameStats, WarningBoard, build_status
-from depth_node.ros.params import PARAMS, PARAMS_BY_NAME, check_value, parse_backend_list, pipeline_config
+from depth_node.ros.params import PARAMS, PARAMS_BY_NAME, check_value, load_model, pipeline_config
 from depth_node.ros.sync import LAST, MATCHED, NONE, CameraInfoCache, stamp_ns
 
 INPUT_QOS = QoSProfile(depth=1, reliability=qos_profile_sensor_data.reliability, history=qos_profile_sensor_data.history)
@@ -116,27 +114,21 @@ class DepthNode(Node):
     # ----------------------------------------------------------------- model and parameters
     def _load_model(self, config: PipelineConfig) -> None:
         """Load the card on backend/device, else on each backend_fallback entry in order (reported as WARN)."""
-        card = resolve_card(self._values["model_card"])
         values = self._values
-        attempts = [(values["backend"], values["device"])]
-        attempts += [(b, d or values["device"]) for b, d in parse_backend_list(values["backend_fallback"])]
-        failures = []
-        for backend, device in attempts:
-            try:
-                self.estimator = load_estimator(
-                    card, backend, device, values["num_threads"], values["precision"], values["torch_compile"], values["channels_last"]
-                )
-                break
-            except ModelLoadError as exc:
-                failures.append(f"{backend}:{device}: {exc}")
-        else:
-            message = failures[0] if len(failures) == 1 else "every backend failed — " + " | ".join(failures)
-            self.warnings.raise_("model", message, ERROR, sticky=True)
-            self.get_logger().error(f"no model, publishing nothing until restarted with a working model: {message}")
+        try:
+            self.estimator, failures = load_model(values)
+        except ModelLoadError as exc:
+            self.warnings.raise_("model", str(exc), ERROR, sticky=True)
+            self.get_logger().error(f"no model, publishing nothing until restarted with a working model: {exc}")
             return
         if failures:
-            message = f"running on fallback {backend}:{device} because " + " | ".join(failures)
+            message = f"running on fallback {self.estimator.backend}:{self.estimator.device} because " + " | ".join(failures)
             self.warnings.raise_("backend_fallback", message, WARN, sticky=True)
+            self.get_logger().warning(message)
+        if values["precision"] != self.estimator.precision:
+            message = (f"precision {values['precision']} is not what {self.estimator.backend} runs: it runs this model in "
+                       f"{self.estimator.precision}; backend torch runs fp16/bf16, tensorrt fp16")
+            self.warnings.raise_("precision", message, WARN, sticky=True)
             self.get_logger().warning(message)
         problem = self._install_pipeline(config)
         if problem:

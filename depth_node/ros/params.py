@@ -7,15 +7,19 @@ ROS-free (plain data), so tools and tests can read it without rclpy.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from depth_node.backends.torch_backend import PRECISIONS
 from depth_node.core.colorize import COLORMAPS
 from depth_node.core.depth_encoding import DEPTH_ENCODINGS
 from depth_node.core.pipeline import OUTPUT_RESOLUTIONS, SCALE_MODES, PipelineConfig
-from depth_node.estimators.base import COMPILE_MODES
-from depth_node.estimators.registry import BACKENDS
+from depth_node.errors import ConfigError, ModelLoadError
+from depth_node.estimators.base import COMPILE_MODES, DepthEstimator
+from depth_node.estimators.registry import BACKENDS, load_estimator
+from depth_node.paths import resolve_card
 
 
 DEVICES = ("cpu", "cuda", "tensorrt")
@@ -37,7 +41,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("backend", "auto", "Inference runtime; auto picks the one the card's weights need (.onnx: onnxruntime, HF folder: torch, .tflite: tflite).", dynamic=False, choices=BACKENDS),
     ParamSpec("device", "cpu", "Where the model runs (onnxruntime: cpu, cuda, tensorrt execution providers; torch: cpu, cuda).", dynamic=False, choices=DEVICES),
     ParamSpec("backend_fallback", "", "Comma-separated backend[:device] entries tried in order when the model fails to load on backend/device, e.g. 'onnxruntime:cpu' (empty = none).", dynamic=False),
-    ParamSpec("precision", "fp32", "Numeric precision of torch models (fp16/bf16 keep norm layers in fp32).", dynamic=False, choices=PRECISIONS),
+    ParamSpec("precision", "fp32", "Numeric precision of torch models (fp16/bf16 keep norm layers in fp32) and TensorRT engines (fp16); ONNX Runtime and LiteRT run the graph as exported (a WARN says so).", dynamic=False, choices=PRECISIONS),
     ParamSpec("torch_compile", "off", "torch.compile mode for torch models (first frame compiles; reduce-overhead also captures CUDA graphs).", dynamic=False, choices=COMPILE_MODES),
     ParamSpec("channels_last", False, "Channels-last memory format for torch models (faster convolutions on tensor-core GPUs).", dynamic=False),
     ParamSpec("num_threads", 0, "CPU threads for the runtime (0 = runtime default).", dynamic=False, range=(0, 64)),
@@ -98,6 +102,73 @@ def parse_backend_list(text: str) -> list[tuple[str, str | None]]:
                              f"and device in {', '.join(DEVICES)}")
         entries.append((backend, device or None))
     return entries
+
+
+def defaults() -> dict[str, Any]:
+    """Every parameter at its default."""
+    return {p.name: p.default for p in PARAMS}
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def load_params_file(path: str | Path, node_name: str = "depth_node", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The node's parameter values from a ROS 2 parameters YAML (``/**:`` or ``<node>:`` → ``ros__parameters``,
+    nested keys joined with '.'), on top of the defaults, then ``overrides``; each value checked like the node
+    checks it. Raises :class:`ConfigError` naming the file and key, so tools read a params file exactly as the node."""
+    import yaml
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read parameters file {path}: {exc}") from exc
+    values = defaults()
+    sections = [v for k, v in raw.items() if k in ("/**", node_name, f"/{node_name}") or k.endswith(f"/{node_name}")] if isinstance(raw, dict) else []
+    if isinstance(raw, dict) and raw and not sections:
+        raise ConfigError(f"{path}: no '/**:' or '{node_name}:' section (found {', '.join(map(str, raw))})")
+    for section in sections:
+        if not isinstance(section, dict) or not isinstance(section.get("ros__parameters"), dict):
+            raise ConfigError(f"{path}: each node section needs a 'ros__parameters:' mapping")
+        values.update(_flatten(section["ros__parameters"]))
+    values.update(overrides or {})
+    for name, value in values.items():
+        spec = PARAMS_BY_NAME.get(name)
+        if spec is None:
+            if name == "use_sim_time":
+                continue
+            close = difflib.get_close_matches(name, PARAMS_BY_NAME, n=1)
+            raise ConfigError(f"{path}: unknown parameter {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        if isinstance(spec.default, float) and isinstance(value, int) and not isinstance(value, bool):
+            values[name] = value = float(value)  # YAML '2' for a float parameter
+        problem = check_value(spec, value)
+        if problem:
+            raise ConfigError(f"{path}: {problem}")
+    return values
+
+
+def load_model(values: dict[str, Any]) -> tuple[DepthEstimator, list[str]]:
+    """The model the parameters name, on ``backend``/``device`` or else on each ``backend_fallback`` entry in
+    order; returns (estimator, why each earlier attempt failed). Raises :class:`ModelLoadError` when all fail."""
+    card = resolve_card(values["model_card"])
+    attempts = [(values["backend"], values["device"])]
+    attempts += [(b, d or values["device"]) for b, d in parse_backend_list(values["backend_fallback"])]
+    failures = []
+    for backend, device in attempts:
+        try:
+            estimator = load_estimator(card, backend, device, values["num_threads"], values["precision"],
+                                       values["torch_compile"], values["channels_last"])
+            return estimator, failures
+        except ModelLoadError as exc:
+            failures.append(f"{backend}:{device}: {exc}")
+    raise ModelLoadError(failures[0] if len(failures) == 1 else "every backend failed — " + " | ".join(failures))
 
 
 def check_value(spec: ParamSpec, value: Any) -> str | None:
