@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import yaml
 
@@ -172,3 +173,15 @@ def tiny_diffusion(folder: Path, variant: str = "e2e_ft", conditioner: str = "em
     path = folder / f"{root.name}.yaml"
     path.write_text(yaml.safe_dump(card))
     return path
+
+
+def fastdepth_reference(tflite: Path, rgb: np.ndarray) -> np.ndarray:
+    """FastDepth run directly by LiteRT on an independently resized input: metres = uint8 × output scale."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(tflite))
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    interpreter.set_tensor(inp["index"], cv2.resize(rgb, (224, 224), interpolation=cv2.INTER_AREA)[None])
+    interpreter.invoke()
+    return interpreter.get_tensor(out["index"])[0, :, :, 0].astype(np.float32) * np.float32(out["quantization"][0])

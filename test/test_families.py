@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from _models import tiny_depth_anything
+from _models import fastdepth_reference, tiny_depth_anything
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.pipeline import DepthPipeline, PipelineConfig
 from depth_node.core.spaces import OutputSpace
@@ -153,18 +153,6 @@ RGBD_DEV = REPO.parent / "shared" / "data" / "rgbd_dev"
 needs_fastdepth = pytest.mark.skipif(not FASTDEPTH.is_file(), reason=f"{FASTDEPTH} is not present (../shared)")
 
 
-def runtime_reference(rgb: np.ndarray) -> np.ndarray:
-    """FastDepth run directly by LiteRT on an independently resized input: metres = uint8 × output scale."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(FASTDEPTH))
-    interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    interpreter.set_tensor(inp["index"], cv2.resize(rgb, (224, 224), interpolation=cv2.INTER_AREA)[None])
-    interpreter.invoke()
-    return interpreter.get_tensor(out["index"])[0, :, :, 0].astype(np.float32) * np.float32(out["quantization"][0])
-
-
 @needs_fastdepth
 def test_fastdepth_pipeline_equals_the_runtime_on_rgbd_dev() -> None:
     records = [r for r in json.loads((RGBD_DEV / "index.json").read_text()) if not r.get("synthetic")]
@@ -174,7 +162,7 @@ def test_fastdepth_pipeline_equals_the_runtime_on_rgbd_dev() -> None:
         rgb = cv2.imread(str(RGBD_DEV / record["rgb"]), cv2.IMREAD_COLOR)[..., ::-1].copy()
         camera = PinholeCamera(record["width"], record["height"], record["fx"], record["fy"], record["cx"], record["cy"])
         result = pipeline.process(rgb, camera, points=False, confidence=False)
-        expected = runtime_reference(rgb)
+        expected = fastdepth_reference(FASTDEPTH, rgb)
         expected[expected <= 0] = np.nan  # 0 m is invalid
         np.testing.assert_array_equal(result.depth_m, expected, err_msg=record["id"])
         assert result.camera == camera.resized(224, 224)
@@ -192,7 +180,7 @@ def test_fastdepth_through_the_node_equals_the_runtime() -> None:
         h.send(array_to_image(rgb, "rgb8", header(0)), camera_info(0, record["width"], record["height"], k))
         assert h.wait_for(lambda: h.count("depth/image") == 1)
         depth = image_to_array(h.last("depth/image"))
-    expected = runtime_reference(rgb)
+    expected = fastdepth_reference(FASTDEPTH, rgb)
     expected[expected <= 0] = np.nan
     np.testing.assert_array_equal(depth, expected)
 

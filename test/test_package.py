@@ -163,3 +163,25 @@ def test_backend_fallback_values() -> None:
     assert parse_backend_list("onnxruntime:cpu, torch") == [("onnxruntime", "cpu"), ("torch", None)]
     assert "not backend[:device]" in check_value(spec, "tensorrt:gpu")
     assert "not backend[:device]" in check_value(spec, "openvino")
+
+
+def test_params_file_is_read_as_the_node_reads_it(tmp_path: Path) -> None:
+    from depth_node.errors import ConfigError
+    from depth_node.ros.params import PARAMS, load_params_file
+
+    shipped = load_params_file(REPO / "config" / "depth.yaml")
+    assert set(shipped) == {p.name for p in PARAMS}
+    path = tmp_path / "p.yaml"
+    path.write_text("my_node:\n  ros__parameters:\n    scale:\n      mode: fixed\n      fixed_scale: 2\n    num_threads: 3\n")
+    values = load_params_file(path, node_name="my_node", overrides={"cloud_color": False})
+    assert (values["scale.mode"], values["scale.fixed_scale"], values["num_threads"], values["cloud_color"]) == ("fixed", 2.0, 3, False)
+    assert values["backend"] == "auto"  # untouched parameters keep their defaults
+    path.write_text("/**:\n  ros__parameters:\n    scale.mod: fixed\n")
+    with pytest.raises(ConfigError, match="unknown parameter 'scale.mod' .did you mean 'scale.mode'"):
+        load_params_file(path)
+    path.write_text("/**:\n  ros__parameters:\n    num_threads: many\n")
+    with pytest.raises(ConfigError, match="num_threads must be a int"):
+        load_params_file(path)
+    path.write_text("other_node:\n  ros__parameters: {}\n")
+    with pytest.raises(ConfigError, match="no '/\\*\\*:' or 'depth_node:' section"):
+        load_params_file(path)

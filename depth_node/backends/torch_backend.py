@@ -101,7 +101,8 @@ def image_to_tensor(
     import torch
     import torch.nn.functional as F
 
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).to(device, non_blocking=True)
+    # torch wants a writable array; a read-only view (e.g. of a bag record's bytes) is copied, once, here
+    x = torch.from_numpy(np.require(rgb, requirements=("C", "W"))).to(device, non_blocking=True)
     x = x.permute(2, 0, 1)[None].float()
     if tuple(x.shape[-2:]) != tuple(size):
         shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]

@@ -7,15 +7,15 @@ import sys
 
 from depth_node import __version__
 from depth_node.errors import DepthNodeError
-from depth_node.tools import engine_cmd, export_cmd, models_cmd, run_cmd, synth_cmd
+from depth_node.tools import dataset_cmd, engine_cmd, eval_cmd, export_cmd, models_cmd, run_cmd, synth_cmd
 
-VERBS = (run_cmd, synth_cmd, models_cmd, export_cmd, engine_cmd)
+VERBS = (run_cmd, eval_cmd, dataset_cmd, synth_cmd, models_cmd, export_cmd, engine_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="depth-node",
-        description="Monocular depth for ROS 2: run the node, make test data, and (later) evaluate and benchmark.",
+        description="Monocular depth for ROS 2: run the node, evaluate it on bags, make test data, manage models.",
         epilog="run 'depth-node VERB --help' for each verb's options and examples",
     )
     parser.add_argument("--version", action="version", version=f"depth_node {__version__}")

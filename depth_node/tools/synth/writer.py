@@ -23,17 +23,11 @@ import cv2
 import numpy as np
 
 from depth_node.core.camera import PinholeCamera
+from depth_node.eval.bag_output import RGBD_TOPICS, BagWriter, rgbd_messages, write_rgbd
 from depth_node.tools.synth.render import CameraPose, render, trajectory
 from depth_node.tools.synth.scene import SCENE_KINDS
 
-FRAME_ID = "camera_color_optical_frame"
-TOPICS = {
-    "image": "/camera/color/image_raw",
-    "compressed": "/camera/color/image_raw/compressed",
-    "camera_info": "/camera/color/camera_info",
-    "depth": "/camera/aligned_depth_to_color/image_raw",
-    "depth_info": "/camera/aligned_depth_to_color/camera_info",
-}
+TOPICS = {key: topic for key, (topic, _) in RGBD_TOPICS.items()}
 START_NS = 1_700_000_000_000_000_000
 
 
@@ -84,41 +78,6 @@ def generate(spec: SynthSpec) -> Iterator[SynthFrame]:
             index += 1
 
 
-def _ros_messages(frame: SynthFrame, typestore: object) -> dict[str, object]:
-    """rosbags message objects for one frame, keyed like TOPICS."""
-    T = typestore.types  # type: ignore[attr-defined]
-    Header, Time = T["std_msgs/msg/Header"], T["builtin_interfaces/msg/Time"]
-    header = Header(stamp=Time(sec=frame.stamp_ns // 1_000_000_000, nanosec=frame.stamp_ns % 1_000_000_000), frame_id=FRAME_ID)
-    cam = frame.camera
-    roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
-    info = T["sensor_msgs/msg/CameraInfo"](
-        header=header, height=cam.height, width=cam.width, distortion_model="plumb_bob", d=np.zeros(5),
-        k=cam.K.reshape(-1), r=np.eye(3).reshape(-1),
-        p=np.array([cam.fx, 0, cam.cx, 0, 0, cam.fy, cam.cy, 0, 0, 0, 1, 0], float), binning_x=0, binning_y=0, roi=roi,
-    )
-    Image = T["sensor_msgs/msg/Image"]
-    rgb = np.ascontiguousarray(frame.rgb)
-    depth = np.where(np.isfinite(frame.depth_m), frame.depth_m, np.nan).astype("<f4")
-    ok, jpeg = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
-    assert ok
-    return {
-        "image": Image(header=header, height=cam.height, width=cam.width, encoding="rgb8", is_bigendian=0, step=cam.width * 3, data=rgb.reshape(-1)),
-        "compressed": T["sensor_msgs/msg/CompressedImage"](header=header, format="rgb8; jpeg compressed bgr8", data=jpeg.reshape(-1)),
-        "camera_info": info,
-        "depth": Image(header=header, height=cam.height, width=cam.width, encoding="32FC1", is_bigendian=0, step=cam.width * 4, data=depth.view(np.uint8).reshape(-1)),
-        "depth_info": info,
-    }
-
-
-_MSGTYPES = {
-    "image": "sensor_msgs/msg/Image",
-    "compressed": "sensor_msgs/msg/CompressedImage",
-    "camera_info": "sensor_msgs/msg/CameraInfo",
-    "depth": "sensor_msgs/msg/Image",
-    "depth_info": "sensor_msgs/msg/CameraInfo",
-}
-
-
 def write(
     spec: SynthSpec,
     out_dir: Path,
@@ -127,22 +86,14 @@ def write(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Path]:
     """Render ``spec`` into ``out_dir`` (must not exist or be empty): ``bag/`` and/or ``frames/`` + ``index.json``."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import Stores, get_typestore
-
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} is not empty: choose a new output folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     total = len(spec.scenes) * spec.frames
-    typestore = get_typestore(Stores.ROS2_KILTED)
-    writer = None
-    if bag_storage:
-        plugin = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}[bag_storage]
-        writer = Writer(out_dir / "bag", version=9, storage_plugin=plugin)
-        writer.open()
-        connections = {k: writer.add_connection(TOPICS[k], _MSGTYPES[k], typestore=typestore) for k in TOPICS}
+    writer = BagWriter(out_dir / "bag", bag_storage) if bag_storage else None
+    if writer is not None:
         written["bag"] = out_dir / "bag"
     records = []
     if folder:
@@ -150,8 +101,7 @@ def write(
     try:
         for frame in generate(spec):
             if writer is not None:
-                for key, msg in _ros_messages(frame, typestore).items():
-                    writer.write(connections[key], frame.stamp_ns, typestore.serialize_cdr(msg, _MSGTYPES[key]))
+                write_rgbd(writer, frame.stamp_ns, rgbd_messages(writer.typestore, frame.stamp_ns, frame.rgb, frame.depth_m, frame.camera))
             if folder:
                 records.append(_write_frame_files(out_dir, frame, spec))
             if progress:

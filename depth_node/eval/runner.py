@@ -1,0 +1,334 @@
+"""Evaluate one configuration on one bag: the node's pipeline on every image, scored against ground truth.
+
+Per frame: read (bag → messages) → decode (image → RGB, camera_info → intrinsics, as the node does) → the
+node's :class:`DepthPipeline` → ground truth onto the depth grid → score (every alignment mode) → write the
+output bag (the node's own message builders) and thumbnails. Rows go to ``frames.csv`` as they are made, so an
+interrupted run (Ctrl-C) still leaves a readable partial result; ``finish`` writes ``metrics.json`` and the report.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+from depth_node.core.camera import PinholeCamera
+from depth_node.core.colorize import colorize_depth
+from depth_node.core.depth_encoding import encode_depth
+from depth_node.core.pipeline import DepthPipeline, DepthResult
+from depth_node.core.spaces import Invariance, OutputSpace
+from depth_node.estimators.base import OutputSpec
+from depth_node.errors import DepthNodeError
+from depth_node.eval.bag_input import COMPRESSED, IMAGE, INFO, BagFrames, EvalFrame
+from depth_node.eval.bag_output import BagWriter
+from depth_node.eval.groundtruth import gt_camera, gt_metres, resample_to
+from depth_node.eval.metrics import (
+    METRICS, MODES, SPARSIFICATION_FRACTIONS, EvalRange, FrameScore, apply_fit, ause, scale_flicker, score_frame,
+)
+from depth_node.ros import convert
+
+OUTPUT_TOPICS = {  # as the node publishes them (default name, no namespace)
+    "depth": "/depth/image",
+    "camera_info": "/depth/camera_info",
+    "confidence": "/depth/confidence",
+    "points": "/depth/points",
+}
+EVAL_STAGES = ("read", "decode", "gt", "score", "write")  # the evaluation's own work besides the pipeline
+THUMB_WIDTH = 240
+DROPPED = "DroppedFrame"  # error prefix of images the live node did not answer (depth_node.eval.live)
+
+
+def headline_mode(spec: OutputSpec) -> str:
+    """The alignment a reader should look at first: as published for metric models (only they *mean* metres), else
+    the protocol of the model's output space."""
+    if spec.invariance is Invariance.METRIC:
+        return "metric"
+    if spec.invariance is Invariance.SCALE:
+        return "scale"
+    return "affine" if spec.space is OutputSpace.DEPTH else "affine_disparity"
+
+
+@dataclass
+class Outcome:
+    """What a depth source made of one frame, on the grid ``camera`` describes."""
+
+    depth_m: np.ndarray
+    confidence: np.ndarray | None
+    camera: PinholeCamera
+    timings_ms: dict[str, float]
+    messages: Callable[[], list[tuple[str, str, bytes]]]  # (topic, msgtype, CDR) as published, made on demand
+
+
+class PipelineSource:
+    """The node's pipeline in this process (no DDS): fast and deterministic. The published messages are built by
+    the node's own converters (``depth_node.ros.convert``) and serialized by rclpy."""
+
+    def __init__(self, pipeline: DepthPipeline, values: dict[str, Any], points: bool = True) -> None:
+        self.pipeline, self.values, self.points = pipeline, values, points
+        self.spec = pipeline.estimator.output
+
+    def __call__(self, frame: EvalFrame, rgb: np.ndarray, camera: PinholeCamera) -> Outcome:
+        result = self.pipeline.process(rgb, camera, confidence=True, points=self.points, cloud_color=bool(self.values["cloud_color"]))
+        return Outcome(result.depth_m, result.confidence, result.camera, result.timings_ms,
+                       lambda: self._messages(frame, result, camera))
+
+    def _messages(self, frame: EvalFrame, result: DepthResult, camera: PinholeCamera) -> list[tuple[str, str, bytes]]:
+        from builtin_interfaces.msg import Time
+        from rclpy.serialization import serialize_message
+        from std_msgs.msg import Header
+
+        stamp = frame.image.header.stamp
+        header = Header(stamp=Time(sec=int(stamp.sec), nanosec=int(stamp.nanosec)), frame_id=str(frame.image.header.frame_id))
+        encoding = self.values["depth_encoding"]
+        out = [(OUTPUT_TOPICS["depth"], convert.array_to_image(encode_depth(result.depth_m, encoding), encoding, header)),
+               (OUTPUT_TOPICS["camera_info"], convert.camera_info_for_grid(frame.camera_info, camera, result.camera, header))]
+        if result.confidence is not None:
+            out.append((OUTPUT_TOPICS["confidence"], convert.array_to_image(result.confidence, "32FC1", header)))
+        if result.points is not None:
+            out.append((OUTPUT_TOPICS["points"], convert.points_to_cloud(result.points, header)))
+        return [(topic, f"sensor_msgs/msg/{type(msg).__name__}", serialize_message(msg)) for topic, msg in out]
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    eval_range: EvalRange = EvalRange()
+    write_bag: bool = True
+    bag_points: bool = True
+    thumbnails: bool = True
+
+
+@dataclass
+class FrameRow:
+    index: int
+    stamp_ns: int
+    score: FrameScore | None
+    timings_ms: dict[str, float]
+    error: str = ""
+
+
+@dataclass
+class Evaluation:
+    """The running result of one configuration on one bag."""
+
+    out_dir: Path
+    label: str
+    headline: str
+    info: dict[str, Any]
+    rows: list[FrameRow] = field(default_factory=list)
+    interrupted: bool = False
+    wall_s: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """Everything ``metrics.json`` holds: aggregates (mean over scored frames), latency, temporal, AUSE."""
+        scored = [r for r in self.rows if r.score is not None and r.score.scored_pixels >= 2]
+        metrics = {mode: {name: _mean([r.score.metrics[mode][name] for r in scored]) for name in METRICS} for mode in MODES}
+        curves = [r.score.sparsification for r in scored if r.score.sparsification is not None]
+        model_curve = np.nanmean([c[0] for c in curves], axis=0) if curves else None
+        oracle_curve = np.nanmean([c[1] for c in curves], axis=0) if curves else None
+        stages = sorted({k for r in self.rows for k in r.timings_ms})
+        latency = {k: _percentiles([r.timings_ms[k] for r in self.rows if k in r.timings_ms]) for k in stages}
+        pipeline_ms = [sum(v for k, v in r.timings_ms.items() if k not in EVAL_STAGES) for r in self.rows if not r.error]
+        eval_ms = [sum(r.timings_ms.get(k, 0.0) for k in ("read", "decode", "gt", "score")) for r in self.rows if not r.error]
+        infer_ms = [r.timings_ms["infer"] for r in self.rows if "infer" in r.timings_ms]
+        return {
+            "label": self.label,
+            "interrupted": self.interrupted,
+            "frames": {"images": len(self.rows), "scored": len(scored),
+                       "errors": sum(1 for r in self.rows if r.error and not r.error.startswith(DROPPED)),
+                       "dropped": sum(1 for r in self.rows if r.error.startswith(DROPPED)),
+                       "without_ground_truth": sum(1 for r in self.rows if not r.error and r.score is None)},
+            "headline_mode": self.headline,
+            "metrics": metrics,
+            "coverage": _mean([r.score.coverage for r in scored]),
+            "temporal": scale_flicker([r.score.fits["scale"][0] for r in scored]),
+            "ause_abs_rel": ause(model_curve, oracle_curve) if model_curve is not None else math.nan,
+            "sparsification": {"fractions": SPARSIFICATION_FRACTIONS.tolist(),
+                               "by_confidence": _list(model_curve), "oracle": _list(oracle_curve)},
+            "latency_ms": latency,
+            "pipeline_ms_p50": float(np.median(pipeline_ms)) if pipeline_ms else math.nan,
+            "frames_per_s": 1000.0 / float(np.median(pipeline_ms)) if pipeline_ms else math.nan,
+            "eval_overhead_ratio": float(np.median(eval_ms) / np.median(infer_ms)) if infer_ms and eval_ms else math.nan,
+            "wall_s": self.wall_s,
+            **self.info,
+        }
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    return {"p50": float(np.percentile(values, 50)), "p95": float(np.percentile(values, 95)), "mean": float(np.mean(values))}
+
+
+def _list(curve: np.ndarray | None) -> list[float] | None:
+    return None if curve is None else [float(v) for v in curve]
+
+
+def csv_header() -> list[str]:
+    cols = ["frame", "stamp_ns", "scored", "coverage", "gt_pixels"]
+    for mode in MODES:
+        cols += [f"{mode}_{name}" for name in METRICS] + [f"{mode}_scale", f"{mode}_shift"]
+    return cols + ["ause_abs_rel"] + [f"ms_{s}" for s in ("read", "decode", "preprocess", "infer", "metric", "confidence",
+                                                            "cloud", "gt", "score", "write")] + ["error"]
+
+
+def csv_row(row: FrameRow) -> list[Any]:
+    s = row.score
+    values: list[Any] = [row.index, row.stamp_ns, int(s is not None), s.coverage if s else "", s.gt_pixels if s else ""]
+    for mode in MODES:
+        values += [s.metrics[mode][name] if s else "" for name in METRICS]
+        values += list(s.fits[mode]) if s else ["", ""]
+    curve_area = ause(*s.sparsification) if s and s.sparsification is not None else ""
+    values.append(curve_area)
+    values += [round(row.timings_ms[k], 3) if k in row.timings_ms else "" for k in
+               ("read", "decode", "preprocess", "infer", "metric", "confidence", "cloud", "gt", "score", "write")]
+    return values + [row.error]
+
+
+class Evaluator:
+    """Runs a depth source over ``frames`` into ``out_dir`` (created; must not hold an earlier run). The source is
+    a :class:`DepthPipeline` (run here, as :class:`PipelineSource`) or any callable returning an :class:`Outcome`
+    with a ``spec`` attribute (e.g. the live node of :mod:`depth_node.eval.live`)."""
+
+    def __init__(self, source: DepthPipeline | Any, values: dict[str, Any], frames: BagFrames, out_dir: Path,
+                 options: EvalOptions = EvalOptions(), label: str = "", info: dict[str, Any] | None = None) -> None:
+        if isinstance(source, DepthPipeline):
+            label = label or source.estimator.name
+            source = PipelineSource(source, values, points=options.write_bag and options.bag_points)
+        self.source, self.values, self.frames, self.options = source, values, frames, options
+        self.out_dir = Path(out_dir)
+        if (self.out_dir / "frames.csv").exists():
+            raise FileExistsError(f"{self.out_dir} already holds an evaluation: choose a new --output folder")
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.result = Evaluation(self.out_dir, label or "depth_node", headline_mode(source.spec), info or {})
+        self.thumbs = self.out_dir / "thumbs"
+
+    def run(self, progress: Callable[[int, int], None] | None = None) -> Evaluation:
+        """Every frame (Ctrl-C stops early and still finishes the outputs); returns the evaluation."""
+        writer = BagWriter(self.out_dir / "bag", "mcap") if self.options.write_bag else None
+        if self.options.thumbnails:
+            self.thumbs.mkdir(exist_ok=True)
+        start = time.perf_counter()
+        total = len(self.frames)
+        with (self.out_dir / "frames.csv").open("w", newline="") as handle:
+            table = csv.writer(handle)
+            table.writerow(csv_header())
+            try:
+                iterator = iter(self.frames)
+                while True:
+                    t0 = time.perf_counter()
+                    frame = next(iterator, None)
+                    if frame is None:
+                        break
+                    row = self._frame(frame, writer, (time.perf_counter() - t0) * 1e3)
+                    self.result.rows.append(row)
+                    table.writerow(csv_row(row))
+                    handle.flush()
+                    if progress:
+                        progress(len(self.result.rows), total)
+            except KeyboardInterrupt:
+                self.result.interrupted = True
+            finally:
+                if writer is not None:
+                    writer.close()
+                self.result.wall_s = time.perf_counter() - start
+        return self.result
+
+    def _frame(self, frame: EvalFrame, writer: BagWriter | None, read_ms: float) -> FrameRow:
+        timings = {"read": read_ms}
+        try:
+            t = time.perf_counter()
+            rgb, camera = self._decode(frame)
+            timings["decode"] = (time.perf_counter() - t) * 1e3
+            result = self.source(frame, rgb, camera)
+            timings.update(result.timings_ms)
+            score = gt = None
+            if frame.depth is not None:
+                t = time.perf_counter()
+                gt_m = gt_metres(frame.depth)
+                gt = resample_to(gt_m, gt_camera(gt_m, frame.depth_info, camera), result.camera)
+                timings["gt"] = (time.perf_counter() - t) * 1e3
+                t = time.perf_counter()
+                score = score_frame(result.depth_m, gt, self.options.eval_range, confidence=result.confidence,
+                                    sparsification_mode=self.result.headline)
+                timings["score"] = (time.perf_counter() - t) * 1e3
+            t = time.perf_counter()
+            if writer is not None:
+                self._write(writer, frame, result)
+            if self.options.thumbnails:
+                self._thumbnails(frame.index, rgb, result, gt, score)
+            timings["write"] = (time.perf_counter() - t) * 1e3
+            return FrameRow(frame.index, frame.stamp_ns, score, timings)
+        except DepthNodeError as exc:  # a bad frame is reported and skipped, like the node does
+            return FrameRow(frame.index, frame.stamp_ns, None, timings, f"{type(exc).__name__}: {exc}")
+
+    def _decode(self, frame: EvalFrame) -> tuple[np.ndarray, PinholeCamera]:
+        compressed = self.frames.topics.image_type == COMPRESSED
+        rgb = convert.compressed_to_rgb(frame.image) if compressed else convert.image_to_rgb(frame.image)
+        height, width = rgb.shape[:2]
+        if frame.camera_info is not None:
+            return rgb, convert.camera_from_info(frame.camera_info, width, height)
+        hfov = float(self.values["fallback_hfov_deg"])
+        if hfov <= 0:
+            raise DepthNodeError("the bag has no camera_info for the image and fallback_hfov_deg is 0: give --camera-info-topic")
+        return rgb, PinholeCamera.from_hfov(width, height, hfov)
+
+    def _write(self, writer: BagWriter, frame: EvalFrame, result: Outcome) -> None:
+        """The input topics as recorded, and what the node published for this frame, at the image's bag time."""
+        topics = self.frames.topics
+        for topic, (timestamp, data) in frame.raw.items():
+            msgtype = topics.image_type if topic == topics.image else (
+                INFO if topic in (topics.camera_info, topics.depth_info) else IMAGE)
+            writer.write_cdr(topic, msgtype, timestamp, data)
+        bag_time = frame.raw[topics.image][0]
+        for topic, msgtype, data in result.messages():
+            writer.write_cdr(topic, msgtype, bag_time, data)
+
+    def _thumbnails(self, index: int, rgb: np.ndarray, result: Outcome, gt: np.ndarray | None, score: FrameScore | None) -> None:
+        """RGB | prediction | GT | |error| / GT strip (JPEG), depth colours on the GT's 2–98 % range."""
+        height = int(round(rgb.shape[0] * THUMB_WIDTH / rgb.shape[1]))
+
+        def small(img: np.ndarray) -> np.ndarray:
+            return cv2.resize(img, (THUMB_WIDTH, height), interpolation=cv2.INTER_AREA if img.shape[1] > THUMB_WIDTH else cv2.INTER_NEAREST)
+
+        source = gt if gt is not None and np.isfinite(gt).any() else result.depth_m
+        finite = source[np.isfinite(source)]
+        lo, hi = (np.percentile(finite, [2, 98]) if finite.size else (0.3, 10.0))
+        hi = max(hi, lo + 1e-3)
+        panels = [small(rgb), small(colorize_depth(result.depth_m, lo, hi))]
+        if gt is not None and score is not None:
+            mode = self.result.headline
+            aligned = apply_fit(result.depth_m, mode, score.fits[mode]) if math.isfinite(score.fits[mode][0]) else result.depth_m
+            with np.errstate(invalid="ignore", divide="ignore"):
+                error = np.abs(aligned - gt) / gt
+            gt_small = cv2.resize(gt, (THUMB_WIDTH, height), interpolation=cv2.INTER_NEAREST)
+            err_small = cv2.resize(error.astype(np.float32), (THUMB_WIDTH, height), interpolation=cv2.INTER_NEAREST)
+            panels += [colorize_depth(gt_small, lo, hi), colorize_depth(err_small, 0.0, 0.5, "inferno")]
+        strip = np.concatenate(panels, axis=1)
+        cv2.imwrite(str(self.thumbs / f"{index:06d}.jpg"), strip[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
+def save_summary(evaluation: Evaluation) -> dict[str, Any]:
+    """Write ``metrics.json`` (NaN as null) and return the summary."""
+    summary = evaluation.summary()
+    (evaluation.out_dir / "metrics.json").write_text(json.dumps(_json_safe(summary), indent=1))
+    return summary
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value

@@ -1,0 +1,408 @@
+"""`depth-node eval` and `dataset-to-bag` end to end: real bags, real runtimes, outputs read back independently."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from _models import fastdepth_reference, plane_disparity, plane_model
+from depth_node.core.camera import PinholeCamera
+from depth_node.core.pipeline import DepthPipeline, PipelineConfig
+from depth_node.estimators import load_estimator
+from depth_node.eval.bag_input import BagError, BagFrames, choose_topics, open_reader
+from depth_node.eval.bag_output import BagWriter, rgbd_messages, write_rgbd
+from depth_node.eval.metrics import EvalRange
+from depth_node.eval.runner import EvalOptions, Evaluator, save_summary
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+BAGS = SHARED / "data" / "bags"
+RGBD_DEV = SHARED / "data" / "rgbd_dev"
+FASTDEPTH = SHARED / "models" / "fastdepth" / "fast_depth_224.tflite"
+needs_shared = pytest.mark.skipif(not (BAGS.is_dir() and FASTDEPTH.is_file()), reason=f"{SHARED} (bags, FastDepth) is not present")
+CLI = [sys.executable, "-m", "depth_node.tools.cli"]
+NORMAL = np.array([0.0, -0.3, 1.0]) / np.linalg.norm([0.0, -0.3, 1.0])
+
+
+def topics_of(bag: Path, **given: str):  # noqa: ANN201
+    reader = open_reader(bag)
+    try:
+        return choose_topics(reader, **given)
+    finally:
+        reader.close()
+
+
+def read_bag(bag: Path) -> dict[str, list]:
+    """topic → deserialized messages, by rosbags (independent of the writer)."""
+    reader = open_reader(bag)
+    out: dict[str, list] = {}
+    try:
+        for conn, _, raw in reader.messages():
+            out.setdefault(conn.topic, []).append(reader.deserialize(raw, conn.msgtype))
+    finally:
+        reader.close()
+    return out
+
+
+def fastdepth_pipeline() -> DepthPipeline:
+    return DepthPipeline(load_estimator(REPO / "models" / "fastdepth.yaml"), PipelineConfig())
+
+
+def node_values(**overrides: object) -> dict:
+    from depth_node.ros.params import load_params_file
+
+    return load_params_file(REPO / "config" / "depth.yaml", overrides=overrides)
+
+
+# ------------------------------------------------------------------------------------------ GT fed back = perfect
+def plane_bag(folder: Path, camera: PinholeCamera, frames: int = 3, gt_camera: PinholeCamera | None = None) -> Path:
+    """Random RGB, and as GT the exact depth of the plane n·X = 2 m (optionally on another grid)."""
+    rng = np.random.default_rng(0)
+    gt_camera = gt_camera or camera
+    with BagWriter(folder / "plane_bag") as writer:
+        for i in range(frames):
+            stamp = 1_700_000_000_000_000_000 + i * 100_000_000
+            rgb = rng.integers(0, 256, (camera.height, camera.width, 3), dtype=np.uint8)
+            depth = 1.0 / plane_disparity(gt_camera, NORMAL, 2.0)
+            write_rgbd(writer, stamp, rgbd_messages(writer.typestore, stamp, rgb, depth, camera, depth_camera=gt_camera))
+    return folder / "plane_bag"
+
+
+@pytest.mark.parametrize("gt_grid", ["same", "half"])
+def test_ground_truth_fed_back_as_the_prediction_scores_perfect(tmp_path: Path, gt_grid: str) -> None:
+    camera = PinholeCamera(64, 48, 50.0, 50.0, 31.5, 23.5)
+    gt_camera = camera if gt_grid == "same" else camera.resized(32, 24)
+    bag = plane_bag(tmp_path, camera, gt_camera=gt_camera)
+    pipeline = DepthPipeline(load_estimator(plane_model(tmp_path, camera, NORMAL, 2.0)))  # predicts the plane exactly
+    frames = BagFrames(bag, topics_of(bag))
+    evaluation = Evaluator(pipeline, node_values(), frames, tmp_path / "out", EvalOptions(EvalRange(0.1, 80.0))).run()
+    summary = save_summary(evaluation)
+    assert summary["frames"] == {"images": 3, "scored": 3, "errors": 0, "dropped": 0, "without_ground_truth": 0}
+    for mode, metrics in summary["metrics"].items():
+        if gt_grid == "same":
+            assert metrics["abs_rel"] == pytest.approx(0, abs=1e-6) and metrics["delta1"] == 1.0, mode
+            assert metrics["rmse"] == pytest.approx(0, abs=1e-5), mode
+        else:  # nearest-neighbour GT of a half-resolution grid: each pixel off by at most half a GT pixel's depth change
+            assert metrics["abs_rel"] < 0.02 and metrics["delta1"] == 1.0, mode
+    assert summary["coverage"] == 1.0
+
+
+# ------------------------------------------------------------------------------------------ real bags
+@needs_shared
+def test_topics_are_found_by_type_and_reported() -> None:
+    topics = topics_of(BAGS / "slambook_rgbd_ros2_mcap")
+    assert (topics.image, topics.camera_info) == ("/camera/color/image_raw", "/camera/color/camera_info")
+    assert (topics.depth, topics.depth_info) == ("/camera/aligned_depth_to_color/image_raw", "/camera/aligned_depth_to_color/camera_info")
+    assert "raw /camera/color/image_raw preferred over compressed" in topics.describe()
+    compressed = topics_of(BAGS / "slambook_rgbd_ros2_mcap", image="/camera/color/image_raw/compressed")
+    assert compressed.image_type == "sensor_msgs/msg/CompressedImage" and compressed.camera_info == "/camera/color/camera_info"
+    with pytest.raises(BagError, match="is not in the bag; it has: /camera/color/image_raw"):
+        topics_of(BAGS / "slambook_rgbd_ros2_mcap", image="/nope")
+    with pytest.raises(BagError, match="is sensor_msgs/msg/CameraInfo, expected sensor_msgs/msg/Image"):
+        topics_of(BAGS / "slambook_rgbd_ros2_mcap", depth="/camera/color/camera_info")
+
+
+def test_ambiguous_or_missing_topics_say_which_flag_to_use(tmp_path: Path) -> None:
+    camera = PinholeCamera(32, 24, 30.0, 30.0, 15.5, 11.5)
+    with BagWriter(tmp_path / "two") as writer:
+        msgs = rgbd_messages(writer.typestore, 1, np.zeros((24, 32, 3), np.uint8), np.ones((24, 32), np.float32), camera)
+        writer.write("/a/image_raw", "sensor_msgs/msg/Image", 1, msgs["image"])
+        writer.write("/b/image_raw", "sensor_msgs/msg/Image", 1, msgs["image"])
+    with pytest.raises(BagError, match="several camera images .*--image-topic"):
+        topics_of(tmp_path / "two")
+    with BagWriter(tmp_path / "none") as writer:
+        writer.write("/depth", "sensor_msgs/msg/Image", 1, msgs["depth"])
+    with pytest.raises(BagError, match="no colour camera image"):
+        topics_of(tmp_path / "none")
+    with pytest.raises(BagError, match="no bag at"):
+        open_reader(tmp_path / "missing")
+
+
+@needs_shared
+def test_all_three_bag_formats_evaluate_and_agree(tmp_path: Path) -> None:
+    summaries = {}
+    for name in ("slambook_rgbd_ros2_mcap", "slambook_rgbd_ros2_sqlite3", "slambook_rgbd_ros1.bag"):
+        run = subprocess.run([*CLI, "eval", str(BAGS / name), "-o", str(tmp_path / name), "-p", "model_card:=fastdepth",
+                              "--no-points"], capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        assert "gt depth:    /camera/aligned_depth_to_color/image_raw" in run.stderr
+        summaries[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    reference = summaries["slambook_rgbd_ros2_mcap"]
+    assert reference["frames"]["scored"] == 5
+    for name, summary in summaries.items():
+        assert summary["metrics"] == reference["metrics"], name  # same pixels in, same numbers out
+        assert summary["coverage"] == reference["coverage"]
+
+
+@needs_shared
+def test_output_bag_holds_the_inputs_and_what_the_node_publishes(tmp_path: Path) -> None:
+    bag = BAGS / "slambook_rgbd_ros1.bag"                       # ROS 1 in, ROS 2 (mcap, CDR) out
+    values = node_values(model_card="fastdepth", depth_encoding="16UC1")
+    frames = BagFrames(bag, topics_of(bag))
+    Evaluator(fastdepth_pipeline(), values, frames, tmp_path / "out").run()
+    assert (tmp_path / "out" / "bag" / "metadata.yaml").is_file()
+    out = read_bag(tmp_path / "out" / "bag")
+    for topic in ("/camera/color/image_raw", "/camera/color/camera_info", "/camera/aligned_depth_to_color/image_raw",
+                  "/depth/image", "/depth/camera_info", "/depth/confidence", "/depth/points"):
+        assert len(out[topic]) == 5, topic
+    source = read_bag(bag)
+    for published, info, image in zip(out["/depth/image"], out["/depth/camera_info"], source["/camera/color/image_raw"]):
+        assert published.header.stamp.sec == image.header.stamp.sec and published.header.stamp.nanosec == image.header.stamp.nanosec
+        assert published.header.frame_id == image.header.frame_id == info.header.frame_id
+        assert (published.encoding, published.width, published.height) == ("16UC1", 640, 480)
+        assert list(info.k) == pytest.approx([518.0, 0, 325.5, 0, 519.0, 253.5, 0, 0, 1])
+    # the recorded depth is the pipeline's, in millimetres (REP 118), for the same input image
+    rgb = np.frombuffer(source["/camera/color/image_raw"][0].data, np.uint8).reshape(480, 640, 3)
+    info = source["/camera/color/camera_info"][0]
+    expected = fastdepth_pipeline().process(rgb, PinholeCamera(640, 480, info.K[0], info.K[4], info.K[2], info.K[5])).depth_m
+    mm = np.frombuffer(out["/depth/image"][0].data, np.uint16).reshape(480, 640)
+    np.testing.assert_array_equal(mm, np.where(np.isfinite(expected), np.rint(expected * 1000), 0).astype(np.uint16))
+    cloud = out["/depth/points"][0]
+    assert (cloud.height, cloud.width, [f.name for f in cloud.fields]) == (480, 640, ["x", "y", "z", "rgb"])
+
+
+@needs_shared
+def test_interrupted_run_leaves_a_readable_partial_result(tmp_path: Path) -> None:
+    from depth_node.eval.report import write_report
+
+    bag = BAGS / "slambook_rgbd_ros2_mcap"
+    frames = BagFrames(bag, topics_of(bag))
+
+    def ctrl_c_after_two(done: int, total: int) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    evaluation = Evaluator(fastdepth_pipeline(), node_values(), frames, tmp_path / "out").run(ctrl_c_after_two)
+    summary = save_summary(evaluation)
+    write_report(tmp_path / "out" / "report.html", [evaluation], [summary], "partial")
+    assert evaluation.interrupted and summary["interrupted"] and summary["frames"]["images"] == 2
+    with (tmp_path / "out" / "frames.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 2
+    assert len(read_bag(tmp_path / "out" / "bag")["/depth/image"]) == 2   # the bag was closed properly
+    assert "interrupted — partial result over 2 frames" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_a_bad_frame_is_reported_and_the_rest_scored(tmp_path: Path) -> None:
+    camera = PinholeCamera(64, 48, 50.0, 50.0, 31.5, 23.5)
+    with BagWriter(tmp_path / "bag") as writer:
+        for i in range(3):
+            msgs = rgbd_messages(writer.typestore, i, np.zeros((48, 64, 3), np.uint8), np.full((48, 64), 2.0, np.float32), camera)
+            if i == 1:
+                msgs["image"].step = 10                                   # corrupt: step smaller than a row
+            write_rgbd(writer, i, msgs)
+    frames = BagFrames(tmp_path / "bag", topics_of(tmp_path / "bag"))
+    pipeline = DepthPipeline(load_estimator(plane_model(tmp_path, camera, NORMAL, 2.0)))
+    summary = save_summary(Evaluator(pipeline, node_values(), frames, tmp_path / "out").run())
+    assert summary["frames"] == {"images": 3, "scored": 2, "errors": 1, "dropped": 0, "without_ground_truth": 0}
+    rows = list(csv.DictReader((tmp_path / "out" / "frames.csv").open()))
+    assert "InputError: step 10 is smaller than width" in rows[1]["error"] and rows[0]["error"] == ""
+
+
+# ------------------------------------------------------------------------------------------ independent check
+@needs_shared
+def test_metrics_agree_with_an_independent_computation_on_rgbd_dev(tmp_path: Path) -> None:
+    converted = subprocess.run([*CLI, "dataset-to-bag", str(RGBD_DEV), str(tmp_path / "bag"), "--real-only", "--scene", "indoor"],
+                               capture_output=True, text=True, timeout=120)
+    assert converted.returncode == 0, converted.stderr
+    run = subprocess.run([*CLI, "eval", str(tmp_path / "bag"), "-o", str(tmp_path / "eval"), "-p", "model_card:=fastdepth",
+                          "--max-depth", "10", "--no-bag"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    rows = list(csv.DictReader((tmp_path / "eval" / "frames.csv").open()))
+    records = [r for r in json.loads((RGBD_DEV / "index.json").read_text()) if not r.get("synthetic") and r["scene"] == "indoor"]
+    assert len(rows) == len(records) >= 6
+    reference = {"metric": [], "affine": []}
+    for row, record in zip(rows, records):
+        rgb = cv2.imread(str(RGBD_DEV / record["rgb"]), cv2.IMREAD_COLOR)[..., ::-1].copy()
+        raw = cv2.imread(str(RGBD_DEV / record["depth"]), cv2.IMREAD_UNCHANGED).astype(np.float64)
+        gt = raw / 256.0
+        pred = cv2.resize(fastdepth_reference(FASTDEPTH, rgb), (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+        pred = pred.astype(np.float64)
+        valid = (raw > 0) & (gt >= 1e-3) & (gt <= 10.0) & (pred > 0)
+        p, g = pred[valid], gt[valid]
+        s, t = np.polyfit(p, g, 1)                                           # least squares, another implementation
+        for mode, d in (("metric", np.clip(p, 1e-3, 10.0)), ("affine", np.clip(s * p + t, 1e-3, 10.0))):
+            ratio = np.maximum(d / g, g / d)
+            expected = {"abs_rel": np.mean(np.abs(d - g) / g), "rmse": np.sqrt(np.mean((d - g) ** 2)),
+                        "silog": 100 * np.std(np.log(d) - np.log(g)), "delta1": np.mean(ratio < 1.25)}
+            for name, value in expected.items():
+                assert float(row[f"{mode}_{name}"]) == pytest.approx(value, rel=2e-4, abs=1e-6), (record["id"], mode, name)
+            reference[mode].append(expected["abs_rel"])
+        assert float(row["affine_scale"]) == pytest.approx(s, rel=1e-6)
+    summary = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    for mode, values in reference.items():
+        assert summary["metrics"][mode]["abs_rel"] == pytest.approx(np.mean(values), rel=2e-4)
+
+
+# ------------------------------------------------------------------------------------------ folder datasets → bags
+def synthetic_rgbd(n: int = 3) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(1)
+    return [(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), rng.integers(0, 20000, (24, 32)).astype(np.uint16)) for _ in range(n)]
+
+
+def write_tum(folder: Path, frames: list) -> None:
+    (folder / "rgb").mkdir(parents=True)
+    (folder / "depth").mkdir()
+    rgb_lines, depth_lines = ["# color images"], ["# depth maps"]
+    for i, (rgb, depth) in enumerate(frames):
+        t = 1305031102.0 + i * 0.1
+        cv2.imwrite(str(folder / f"rgb/{t:.6f}.png"), rgb[..., ::-1])
+        cv2.imwrite(str(folder / f"depth/{t + 0.004:.6f}.png"), depth)
+        rgb_lines.append(f"{t:.6f} rgb/{t:.6f}.png")
+        depth_lines.append(f"{t + 0.004:.6f} depth/{t + 0.004:.6f}.png")
+    (folder / "rgb.txt").write_text("\n".join(rgb_lines) + "\n")
+    (folder / "depth.txt").write_text("\n".join(depth_lines) + "\n")
+
+
+def write_kitti(folder: Path, frames: list) -> None:
+    for sub in ("image", "groundtruth_depth", "intrinsics"):
+        (folder / sub).mkdir(parents=True)
+    for i, (rgb, depth) in enumerate(frames):
+        stem = f"2011_09_26_drive_0002_sync_image_{i:010d}_image_02"
+        cv2.imwrite(str(folder / "image" / f"{stem}.png"), rgb[..., ::-1])
+        cv2.imwrite(str(folder / "groundtruth_depth" / f"{stem.replace('_image_', '_groundtruth_depth_', 1)}.png"), depth)
+        (folder / "intrinsics" / f"{stem}.txt").write_text("721.5 0 16.5 0 721.5 12.5 0 0 1")
+
+
+@pytest.mark.parametrize("layout", ["tum", "kitti", "rgbd_dev"])
+def test_dataset_to_bag_round_trips_every_layout(tmp_path: Path, layout: str) -> None:
+    frames = synthetic_rgbd()
+    dataset = tmp_path / "rgbd_dataset_freiburg1_desk"
+    scale = 5000.0 if layout == "tum" else 256.0
+    if layout == "tum":
+        write_tum(dataset, frames)
+    elif layout == "kitti":
+        write_kitti(dataset, frames)
+    else:
+        (dataset / "frames").mkdir(parents=True)
+        records = []
+        for i, (rgb, depth) in enumerate(frames):
+            cv2.imwrite(str(dataset / f"frames/{i}.png"), rgb[..., ::-1])
+            cv2.imwrite(str(dataset / f"frames/{i}_depth.png"), depth)
+            records.append({"id": str(i), "rgb": f"frames/{i}.png", "depth": f"frames/{i}_depth.png", "width": 32, "height": 24,
+                            "fx": 30.0, "fy": 31.0, "cx": 15.5, "cy": 11.5, "synthetic": i == 2})
+        (dataset / "index.json").write_text(json.dumps(records))
+    run = subprocess.run([*CLI, "dataset-to-bag", str(dataset), str(tmp_path / "bag")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert f"wrote 3 frames ({layout})" in run.stdout
+    out = read_bag(tmp_path / "bag")
+    expected_k = {"tum": [517.3, 0, 318.6, 0, 516.5, 255.3, 0, 0, 1], "kitti": [721.5, 0, 16.5, 0, 721.5, 12.5, 0, 0, 1],
+                  "rgbd_dev": [30.0, 0, 15.5, 0, 31.0, 11.5, 0, 0, 1]}[layout]
+    for (rgb, depth), image, gt, info in zip(frames, out["/camera/color/image_raw"], out["/camera/aligned_depth_to_color/image_raw"],
+                                             out["/camera/color/camera_info"]):
+        np.testing.assert_array_equal(np.frombuffer(image.data, np.uint8).reshape(24, 32, 3), rgb)
+        metres = np.frombuffer(gt.data, np.float32).reshape(24, 32)
+        np.testing.assert_array_equal(np.isnan(metres), depth == 0)
+        np.testing.assert_allclose(metres[depth > 0], depth[depth > 0] / scale, rtol=1e-7)
+        assert list(info.k) == pytest.approx(expected_k)
+    if layout == "tum":
+        assert out["/camera/color/image_raw"][1].header.stamp.sec == 1305031102   # the dataset's own times
+    if layout == "rgbd_dev":
+        filtered = subprocess.run([*CLI, "dataset-to-bag", str(dataset), str(tmp_path / "real"), "--real-only"],
+                                  capture_output=True, text=True, timeout=120)
+        assert "wrote 2 frames" in filtered.stdout
+
+
+def test_dataset_to_bag_says_what_is_wrong(tmp_path: Path) -> None:
+    run = subprocess.run([*CLI, "dataset-to-bag", str(tmp_path), str(tmp_path / "bag")], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "none of the layouts rgbd_dev, tum, kitti" in run.stderr
+    write_tum(tmp_path / "plain_name", synthetic_rgbd(1))
+    run = subprocess.run([*CLI, "dataset-to-bag", str(tmp_path / "plain_name"), str(tmp_path / "bag")], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and "--intrinsics FX,FY,CX,CY" in run.stderr
+
+
+# ------------------------------------------------------------------------------------------ CLI, compare, report
+@needs_shared
+def test_compare_reports_two_configurations_side_by_side(tmp_path: Path) -> None:
+    import yaml
+
+    base = yaml.safe_load((REPO / "config" / "depth.yaml").read_text())
+    for name, resolution in (("full", "input"), ("coarse", "model")):
+        config = json.loads(json.dumps(base))
+        config["/**"]["ros__parameters"].update(model_card="fastdepth", output_resolution=resolution)
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(config))
+    run = subprocess.run([*CLI, "eval", str(BAGS / "slambook_rgbd_ros2_sqlite3"), "--compare", str(tmp_path / "full.yaml"),
+                          str(tmp_path / "coarse.yaml"), "-o", str(tmp_path / "cmp"), "--no-bag"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    full = json.loads((tmp_path / "cmp" / "full" / "metrics.json").read_text())
+    coarse = json.loads((tmp_path / "cmp" / "coarse" / "metrics.json").read_text())
+    assert full["metrics"] != coarse["metrics"]                     # scored on different grids
+    report = (tmp_path / "cmp" / "report.html").read_text()
+    assert "full vs coarse" in report and report.count("<svg") >= 4 and "data:image/jpeg;base64" in report
+    assert f"{full['metrics']['metric']['abs_rel']:.4g}" in report and f"{coarse['metrics']['metric']['abs_rel']:.4g}" in report
+
+
+def test_eval_help_and_bad_arguments() -> None:
+    help_text = subprocess.run([*CLI, "eval", "--help"], capture_output=True, text=True, timeout=60).stdout
+    for flag in ("--compare", "--gt-topic", "--slop", "--crop", "--max-depth", "--no-bag", "examples:"):
+        assert flag in help_text
+    bad = subprocess.run([*CLI, "eval", "/nonexistent/bag", "-p", "model_card:=fastdepth"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "no bag at /nonexistent/bag" in bad.stderr
+    typo = subprocess.run([*CLI, "eval", "/x", "-p", "scale.mod:=fixed"], capture_output=True, text=True, timeout=60)
+    assert typo.returncode == 2 and "unknown parameter 'scale.mod' (did you mean 'scale.mode'?)" in typo.stderr
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (apt-get install chromium)")
+def test_report_renders_in_a_real_browser(tmp_path: Path) -> None:
+    camera = PinholeCamera(64, 48, 50.0, 50.0, 31.5, 23.5)
+    bag = plane_bag(tmp_path, camera)
+    pipeline = DepthPipeline(load_estimator(plane_model(tmp_path, camera, NORMAL, 2.0)))
+    from depth_node.eval.report import write_report
+
+    evaluation = Evaluator(pipeline, node_values(), BagFrames(bag, topics_of(bag)), tmp_path / "out").run()
+    report = write_report(tmp_path / "out" / "report.html", [evaluation], [save_summary(evaluation)], "plane")
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+                    f"--screenshot={shot}", "--window-size=1200,2400", report.as_uri()],
+                   capture_output=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)})
+    picture = cv2.imread(str(shot))
+    assert picture is not None and picture.shape[:2] == (2400, 1200)
+    assert (picture < 128).any(axis=2).mean() > 0.01                 # text, plots and thumbnails drew something
+
+
+# ------------------------------------------------------------------------------------------ --live: through a node over DDS
+@pytest.fixture(scope="module")
+def synth_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "room"
+    run = subprocess.run([*CLI, "synth", str(out), "--frames", "4", "--size", "160x120", "--no-folder"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return out / "bag"
+
+
+def test_live_scores_what_the_node_publishes_and_matches_offline(tmp_path: Path, synth_bag: Path, conv_card: Path) -> None:
+    results = {}
+    for mode in ("offline", "live"):
+        extra = ["--live"] if mode == "live" else []
+        run = subprocess.run([*CLI, "eval", str(synth_bag), "-o", str(tmp_path / mode), "-p", f"model_card:={conv_card}",
+                              "--max-depth", "20", *extra], capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr + (tmp_path / mode / "node.log").read_text() if mode == "live" else run.stderr
+        results[mode] = json.loads((tmp_path / mode / "metrics.json").read_text())
+    live, offline = results["live"], results["offline"]
+    assert live["frames"] == {"images": 4, "scored": 4, "errors": 0, "dropped": 0, "without_ground_truth": 0}
+    for mode in offline["metrics"]:
+        for name, value in offline["metrics"][mode].items():
+            assert live["metrics"][mode][name] == pytest.approx(value, rel=1e-4, abs=1e-6), (mode, name)
+    assert "roundtrip" in live["latency_ms"] and "infer" not in live["latency_ms"]  # timed at the DDS boundary
+    published = read_bag(tmp_path / "live" / "bag")                    # what the node published, recorded
+    assert len(published["/depth/image"]) == len(published["/depth/camera_info"]) == len(published["/depth/points"]) == 4
+    assert "subscribed to /depth_eval_live_" in (tmp_path / "live" / "node.log").read_text()
+
+
+def test_live_counts_images_the_node_does_not_answer_in_time(tmp_path: Path, synth_bag: Path, conv_card: Path) -> None:
+    run = subprocess.run([*CLI, "eval", str(synth_bag), "-o", str(tmp_path / "out"), "-p", f"model_card:={conv_card}", "--live",
+                          "--live-timeout", "0.0001", "--no-bag"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert summary["frames"]["dropped"] + summary["frames"]["scored"] == 4 and summary["frames"]["dropped"] >= 1
+    rows = list(csv.DictReader((tmp_path / "out" / "frames.csv").open()))
+    assert any(r["error"].startswith("DroppedFrame: no /depth/image") for r in rows)
