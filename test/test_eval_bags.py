@@ -406,3 +406,27 @@ def test_live_counts_images_the_node_does_not_answer_in_time(tmp_path: Path, syn
     assert summary["frames"]["dropped"] + summary["frames"]["scored"] == 4 and summary["frames"]["dropped"] >= 1
     rows = list(csv.DictReader((tmp_path / "out" / "frames.csv").open()))
     assert any(r["error"].startswith("DroppedFrame: no /depth/image") for r in rows)
+
+
+def test_ctrl_c_on_the_command_leaves_a_readable_partial_report_and_bag(tmp_path: Path, conv_card: Path) -> None:
+    import signal
+    import time
+
+    bag = tmp_path / "synth"
+    subprocess.run([*CLI, "synth", str(bag), "--frames", "150", "--size", "320x240", "--no-folder"], check=True,
+                   capture_output=True, timeout=300)
+    out = tmp_path / "out"
+    process = subprocess.Popen([*CLI, "eval", str(bag / "bag"), "-o", str(out), "-p", f"model_card:={conv_card}"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end = time.monotonic() + 120
+    while time.monotonic() < end and (not (out / "frames.csv").is_file() or len((out / "frames.csv").read_text().splitlines()) < 4):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)                                   # what Ctrl-C sends
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted: the outputs above hold the frames done so far" in stderr
+    summary = json.loads((out / "metrics.json").read_text())
+    done = summary["frames"]["images"]
+    assert summary["interrupted"] and 3 <= done < 150
+    assert len(read_bag(out / "bag")["/depth/image"]) == done          # the bag was closed and indexed
+    assert "interrupted — partial result" in (out / "report.html").read_text()

@@ -58,7 +58,8 @@ class LiveNode:
             command += ["-p", item]
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = log_path.open("w")
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
+        # its own session: Ctrl-C in the terminal stops the evaluation after a frame; close() then stops the node
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         self.log_path = log_path
         self.context = rclpy.Context()
         rclpy.init(args=[], context=self.context)  # not sys.argv: its -p NAME:=VALUE would read as remaps

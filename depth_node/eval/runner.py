@@ -11,6 +11,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,18 +216,21 @@ class Evaluator:
         self.thumbs = self.out_dir / "thumbs"
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> Evaluation:
-        """Every frame (Ctrl-C stops early and still finishes the outputs); returns the evaluation."""
+        """Every frame; returns the evaluation. Ctrl-C (SIGINT) stops after the frame in progress, so the CSV, the
+        output bag and the summary agree frame for frame; a second Ctrl-C stops at once."""
         writer = BagWriter(self.out_dir / "bag", "mcap") if self.options.write_bag else None
         if self.options.thumbnails:
             self.thumbs.mkdir(exist_ok=True)
         start = time.perf_counter()
         total = len(self.frames)
+        stop = threading.Event()
+        previous = _stop_on_sigint(stop)
         with (self.out_dir / "frames.csv").open("w", newline="") as handle:
             table = csv.writer(handle)
             table.writerow(csv_header())
             try:
                 iterator = iter(self.frames)
-                while True:
+                while not stop.is_set():
                     t0 = time.perf_counter()
                     frame = next(iterator, None)
                     if frame is None:
@@ -238,9 +244,12 @@ class Evaluator:
             except KeyboardInterrupt:
                 self.result.interrupted = True
             finally:
+                if previous is not None:
+                    signal.signal(signal.SIGINT, previous)
                 if writer is not None:
                     writer.close()
                 self.result.wall_s = time.perf_counter() - start
+        self.result.interrupted |= stop.is_set()
         return self.result
 
     def _frame(self, frame: EvalFrame, writer: BagWriter | None, read_ms: float) -> FrameRow:
@@ -315,6 +324,25 @@ class Evaluator:
             panels += [colorize_depth(gt_small, lo, hi), colorize_depth(err_small, 0.0, 0.5, "inferno")]
         strip = np.concatenate(panels, axis=1)
         cv2.imwrite(str(self.thumbs / f"{index:06d}.jpg"), strip[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
+def _stop_on_sigint(stop: threading.Event) -> Any:
+    """Route Ctrl-C to ``stop`` (the first one; the second raises KeyboardInterrupt as usual); returns the handler
+    to restore, or None where signals cannot be handled (not the main thread) or SIGINT is ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:
+        return None
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        sys.stderr.write("\nCtrl-C: stopping after this frame (again to stop now)\n")
+
+    signal.signal(signal.SIGINT, on_sigint)
+    return previous
 
 
 def save_summary(evaluation: Evaluation) -> dict[str, Any]:
