@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from depth_node.eval.metrics import LOWER_IS_BETTER, METRICS, MODES
-from depth_node.eval.runner import EVAL_STAGES, Evaluation
+from depth_node.eval.runner import EVAL_STAGES, STAGES, Evaluation
 
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
 METRIC_LABELS = {"abs_rel": "AbsRel", "sq_rel": "SqRel", "rmse": "RMSE (m)", "rmse_log": "RMSE-log", "silog": "SILog",
@@ -130,8 +130,7 @@ def _facts_table(summaries: Sequence[dict[str, Any]]) -> str:
 
 
 def _latency_table(summaries: Sequence[dict[str, Any]]) -> str:
-    stages = [s for s in ("read", "decode", "preprocess", "infer", "metric", "confidence", "cloud", "gt", "score", "write")
-              if any(s in x["latency_ms"] for x in summaries)]
+    stages = [s for s in STAGES if any(s in x["latency_ms"] for x in summaries)]
     head = "<tr><th class='l'>stage</th>" + "".join(f"<th>{html.escape(s['label'])} p50</th><th>p95</th>" for s in summaries) + "</tr>"
     rows = [head]
     for stage in stages:

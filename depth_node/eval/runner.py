@@ -44,6 +44,7 @@ OUTPUT_TOPICS = {  # as the node publishes them (default name, no namespace)
     "points": "/depth/points",
 }
 EVAL_STAGES = ("read", "decode", "gt", "score", "write")  # the evaluation's own work besides the pipeline
+STAGES = ("read", "decode", "preprocess", "infer", "metric", "confidence", "cloud", "roundtrip", "gt", "score", "write")
 THUMB_WIDTH = 240
 DROPPED = "DroppedFrame"  # error prefix of images the live node did not answer (depth_node.eval.live)
 
@@ -180,20 +181,19 @@ def csv_header() -> list[str]:
     cols = ["frame", "stamp_ns", "scored", "coverage", "gt_pixels"]
     for mode in MODES:
         cols += [f"{mode}_{name}" for name in METRICS] + [f"{mode}_scale", f"{mode}_shift"]
-    return cols + ["ause_abs_rel"] + [f"ms_{s}" for s in ("read", "decode", "preprocess", "infer", "metric", "confidence",
-                                                            "cloud", "gt", "score", "write")] + ["error"]
+    return cols + ["ause_abs_rel"] + [f"ms_{stage}" for stage in STAGES] + ["error"]
 
 
 def csv_row(row: FrameRow) -> list[Any]:
     s = row.score
-    values: list[Any] = [row.index, row.stamp_ns, int(s is not None), s.coverage if s else "", s.gt_pixels if s else ""]
+    values: list[Any] = [row.index, row.stamp_ns, int(s is not None and s.scored_pixels >= 2), s.coverage if s else "",
+                         s.gt_pixels if s else ""]
     for mode in MODES:
         values += [s.metrics[mode][name] if s else "" for name in METRICS]
         values += list(s.fits[mode]) if s else ["", ""]
     curve_area = ause(*s.sparsification) if s and s.sparsification is not None else ""
     values.append(curve_area)
-    values += [round(row.timings_ms[k], 3) if k in row.timings_ms else "" for k in
-               ("read", "decode", "preprocess", "infer", "metric", "confidence", "cloud", "gt", "score", "write")]
+    values += [round(row.timings_ms[k], 3) if k in row.timings_ms else "" for k in STAGES]
     return values + [row.error]
 
 
@@ -277,7 +277,7 @@ class Evaluator:
                 self._thumbnails(frame.index, rgb, result, gt, score)
             timings["write"] = (time.perf_counter() - t) * 1e3
             return FrameRow(frame.index, frame.stamp_ns, score, timings)
-        except DepthNodeError as exc:  # a bad frame is reported and skipped, like the node does
+        except Exception as exc:  # noqa: BLE001 - a bad frame is reported and skipped, as the node does; the run goes on
             return FrameRow(frame.index, frame.stamp_ns, None, timings, f"{type(exc).__name__}: {exc}")
 
     def _decode(self, frame: EvalFrame) -> tuple[np.ndarray, PinholeCamera]:

@@ -152,6 +152,10 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
             summaries.append(summary)
             print(_one_line(summary) + f"\n  wrote {out_dir}/report.html, metrics.json, frames.csv" +
                   ("" if args.no_bag else ", bag/"), file=sys.stderr)
+            failed = [r for r in evaluation.rows if r.error]
+            if failed:
+                print(f"WARNING: {len(failed)} frame(s) not scored; first, frame {failed[0].index}: {failed[0].error} "
+                      "(every one is in frames.csv, column 'error')", file=sys.stderr)
             if evaluation.interrupted:
                 status = 130
                 break
