@@ -21,10 +21,8 @@ venv: $(STAMP)  ## create .venv with ROS 2 Kilted wheels, torch (CPU), onnxrunti
 test: $(STAMP)  ## run the whole test suite (installs first if needed)
 	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(PY) -m pytest $(PYTEST_ARGS)
 
-demo: $(STAMP)  ## the main job on the embedded default model (arrives with the embedded-model issue)
-	@echo "make demo needs the embedded default model (models/default.yaml), which is not in this release yet."
-	@echo "Meanwhile: depth-node synth out/synth && depth-node run --ros-args -p model_card:=YOUR_CARD.yaml"
-	@exit 2
+demo: $(STAMP)  ## the main job: the node on the embedded default model, a synthetic + the real RGB-D bag, scored
+	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(VENV)/bin/depth-node demo --out demo_out
 
 bench: $(STAMP)  ## node overhead benchmark at 640x480 (see docs/benchmarks.md)
 	$(PY) benchmarks/bench_overhead.py --outputs all

@@ -95,6 +95,7 @@ def main() -> int:
         print(f"node: depth-node run, model {values['model']} ({values['backend']}), 640x480 rgb8 at {args.rate:g} Hz, cloud_color {args.cloud_color}, cloud_decimation {args.cloud_decimation}")
         print(f"outputs subscribed: {', '.join(OUTPUT_SETS[args.outputs])}")
         print(f"frames: received {values['frames_received']}, processed {values['frames_processed']}, dropped {values['frames_dropped']}")
+        print(f"throughput: {int(values['frames_processed']) * args.rate / args.frames:.1f} frames/s processed of {args.rate:g} sent")
         print("median ms per stage (last 200 frames): " + ", ".join(f"{k} {v}" for k, v in sorted(stages.items())))
         print(f"NODE OVERHEAD (every stage but infer), median: {values['overhead_p50_ms']} ms")
         print(f"receive->publish, median: {values['processing_p50_ms']} ms (p95 {values['processing_p95_ms']})")

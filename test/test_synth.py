@@ -87,3 +87,11 @@ def test_synth_cli(tmp_path: Path) -> None:
     bad = subprocess.run([*cmd, str(tmp_path / "t"), "--scenes", "moon"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown scene kind" in bad.stderr
     assert set(SCENE_KINDS) == {"room", "corridor", "street"}
+
+
+def test_narrow_corridors_render_without_furniture_errors() -> None:
+    from depth_node.tools.synth.scene import indoor_room
+
+    for seed in range(200):  # widths down to 1.8 m: furniture must fit beside the lane or be left out
+        scene = indoor_room(np.random.default_rng(seed), corridor=True)
+        assert scene.kind == "corridor"

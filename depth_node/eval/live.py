@@ -38,7 +38,7 @@ class LiveNode:
     """A ``depth-node run`` process and the player feeding it; a depth source for :class:`Evaluator`."""
 
     def __init__(self, params_file: Path, param_args: list[str], topics: TopicChoice, spec: Any, log_path: Path,
-                 timeout_s: float = 60.0, points: bool = False) -> None:
+                 timeout_s: float = 60.0, points: bool = False, diagnostics_period_s: float = 1.0) -> None:
         from depth_node.tools.run_cmd import apply_fastdds_profile
 
         apply_fastdds_profile(None)  # this process publishes 640x480 images too: same transport as the node
@@ -49,6 +49,7 @@ class LiveNode:
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
         self.spec, self.timeout_s, self.topics = spec, timeout_s, topics
+        self.diagnostics_period_s = float(diagnostics_period_s)
         self.namespace = f"/depth_eval_live_{os.getpid()}"
         compressed = topics.image_type == COMPRESSED
         command = [sys.executable, "-m", "depth_node.tools.cli", "run", "--params-file", str(params_file), "--ros-args",
@@ -79,7 +80,33 @@ class LiveNode:
         for key, msg_type in outputs.items():
             self.received[key] = []
             self.node.create_subscription(msg_type, f"{ns}{OUTPUT_TOPICS[key]}", self.received[key].append, reliable, raw=True)
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self.diagnostics: dict[str, str] = {}
+        self._diagnostics_count = 0
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self._last_stamp = 0
         self._wait_until_ready()
+
+    def _on_diagnostics(self, msg: Any) -> None:
+        for status in msg.status:
+            if status.name.startswith(f"{self.namespace}/"):
+                self.diagnostics = {kv.key: kv.value for kv in status.values}
+                self._diagnostics_count += 1
+
+    def final_diagnostics(self, wait_s: float = 3.0) -> dict[str, str]:
+        """The node's own /diagnostics after the last frame (frames received / processed / dropped, latency,
+        stage times): sim time is moved past its diagnostics period so the node reports once more."""
+        from builtin_interfaces.msg import Time
+        from rosgraph_msgs.msg import Clock
+
+        seen = self._diagnostics_count
+        stamp = self._last_stamp + int(self.diagnostics_period_s * 1e9) + 1
+        self.pub_clock.publish(Clock(clock=Time(sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000)))
+        end = time.monotonic() + wait_s
+        while self._diagnostics_count == seen and time.monotonic() < end:
+            self.executor.spin_once(timeout_sec=0.05)
+        return dict(self.diagnostics)
 
     def _wait_until_ready(self) -> None:
         end = time.monotonic() + STARTUP_TIMEOUT_S
@@ -106,7 +133,7 @@ class LiveNode:
         from rosgraph_msgs.msg import Clock
         from sensor_msgs.msg import CameraInfo, Image
 
-        stamp = frame.stamp_ns
+        stamp = self._last_stamp = frame.stamp_ns
         for queue in self.received.values():
             queue.clear()
         start = time.perf_counter()

@@ -116,6 +116,8 @@ def _facts_table(summaries: Sequence[dict[str, Any]]) -> str:
              ("images without ground truth", lambda s: s["frames"]["without_ground_truth"]),
              ("frames with errors", lambda s: s["frames"]["errors"]),
              ("frames dropped (live: no answer in time)", lambda s: s["frames"]["dropped"]),
+             ("live: node's own count received / processed / dropped", lambda s: _node_counts(s.get("node_diagnostics"))),
+             ("live: node's receive→publish ms p50 / p95", lambda s: _node_latency(s.get("node_diagnostics"))),
              ("coverage (GT pixels with a prediction)", lambda s: _fmt(s["coverage"])),
              ("AUSE (AbsRel, headline alignment) ↓", lambda s: _fmt(s["ause_abs_rel"])),
              ("scale drift frame to frame |Δ ln s| ↓", lambda s: _fmt(s["temporal"]["scale_drift"])),
@@ -127,6 +129,18 @@ def _facts_table(summaries: Sequence[dict[str, Any]]) -> str:
     for label, get in extra:
         rows.append(f"<tr><td class='l'>{label}</td>" + "".join(f"<td class='l'>{get(s)}</td>" for s in summaries) + "</tr>")
     return f"<table>{''.join(rows)}</table>"
+
+
+def _node_counts(diagnostics: dict[str, str] | None) -> str:
+    if not diagnostics:
+        return "—"
+    return " / ".join(html.escape(diagnostics.get(f"frames_{k}", "?")) for k in ("received", "processed", "dropped"))
+
+
+def _node_latency(diagnostics: dict[str, str] | None) -> str:
+    if not diagnostics:
+        return "—"
+    return f"{html.escape(diagnostics.get('processing_p50_ms', '?'))} / {html.escape(diagnostics.get('processing_p95_ms', '?'))}"
 
 
 def _latency_table(summaries: Sequence[dict[str, Any]]) -> str:

@@ -130,7 +130,7 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
             out_dir = bag_out / _name(Path(label)) if args.compare else bag_out
             if args.live:
                 source = LiveNode(params, args.param, topics, model.output, out_dir / "node.log", args.live_timeout,
-                                  points=not (args.no_bag or args.no_points))
+                                  points=not (args.no_bag or args.no_points), diagnostics_period_s=values["diagnostics_period_s"])
                 model_name, backend, space = model.name, f"node {values['backend']}/{values['device']} (live)", model.output.describe()
             else:
                 source = model
@@ -143,6 +143,8 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
                     "parameters": values}
             try:
                 evaluation = Evaluator(source, values, frames, out_dir, options, label, info).run(ProgressBar(f"{label} on {bag.name}"))
+                if args.live:  # what the node itself counted and measured, for the report
+                    evaluation.info["node_diagnostics"] = source.final_diagnostics()
             finally:
                 if args.live:
                     source.close()

@@ -122,8 +122,7 @@ def indoor_room(rng: np.random.Generator, corridor: bool = False) -> Scene:
     for _ in range(count):
         side = rng.choice([-1, 1])
         x = float(rng.uniform(1.5, length - 0.5))
-        margin = width / 2 - lane
-        if margin < 0.35:
+        if width / 2 - 0.2 < lane + 0.35:  # no room beside the lane (a narrow corridor): no furniture
             continue
         y = float(side * rng.uniform(lane + 0.35, width / 2 - 0.2))
         for part in _furniture(rng, x, y):

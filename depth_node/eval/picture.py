@@ -1,0 +1,79 @@
+"""One picture of what the node published for a frame: RGB | depth | confidence | the point cloud seen from aside.
+
+The cloud view re-projects the organized cloud (x, y, z, packed rgb; optical frame) into a virtual camera that
+orbits the scene's median point by ``yaw_deg`` and looks down by ``pitch_deg``, with a z-buffer (nearest point
+wins) and 2×2 splats so gaps between pixels do not show: the 3-D shape is visible, not only the depth colours.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from depth_node.core.cloud import unpack_rgb
+from depth_node.core.colorize import colorize_depth
+
+
+def cloud_view(points: np.ndarray, width: int, height: int, yaw_deg: float = -35.0, pitch_deg: float = 20.0,
+               hfov_deg: float = 70.0) -> np.ndarray:
+    """uint8 (height, width, 3) RGB rendering of an organized cloud (h, w, 3 | 4) from an orbiting viewpoint."""
+    xyz = points[..., :3].reshape(-1, 3).astype(np.float64)
+    valid = np.isfinite(xyz).all(axis=1)
+    canvas = np.full((height, width, 3), 24, np.uint8)
+    if valid.sum() < 10:
+        return canvas
+    colour = unpack_rgb(points[..., 3].reshape(-1))[valid] if points.shape[-1] == 4 else None
+    xyz = xyz[valid]
+    pivot = np.median(xyz, axis=0)
+    yaw, pitch = math.radians(yaw_deg), math.radians(pitch_deg)
+    ry = np.array([[math.cos(yaw), 0, math.sin(yaw)], [0, 1, 0], [-math.sin(yaw), 0, math.cos(yaw)]])
+    rx = np.array([[1, 0, 0], [0, math.cos(pitch), -math.sin(pitch)], [0, math.sin(pitch), math.cos(pitch)]])
+    distance = float(np.linalg.norm(pivot)) * 1.6 + 1.0  # back off so the whole cloud is in view
+    view = (xyz - pivot) @ (rx @ ry).T + np.array([0.0, 0.0, distance])
+    in_front = view[:, 2] > 0.05
+    view = view[in_front]
+    depth = view[:, 2]
+    if colour is None:  # an xyz-only cloud: colour by range
+        colour = colorize_depth(xyz[in_front, 2].astype(np.float32)[:, None], *np.percentile(xyz[in_front, 2], [2, 98]))[:, 0]
+    else:
+        colour = colour[in_front]
+    f = width / (2 * math.tan(math.radians(hfov_deg) / 2))
+    u = np.round(view[:, 0] / depth * f + width / 2).astype(np.int64)
+    v = np.round(view[:, 1] / depth * f + height / 2).astype(np.int64)
+    order = np.argsort(-depth)  # far first, so nearer points overwrite them
+    u, v, colour = u[order], v[order], colour[order]
+    for du in (0, 1):
+        for dv in (0, 1):
+            uu, vv = u + du, v + dv
+            inside = (uu >= 0) & (uu < width) & (vv >= 0) & (vv < height)
+            canvas[vv[inside], uu[inside]] = colour[inside]
+    return canvas
+
+
+def _label(image: np.ndarray, text: str) -> np.ndarray:
+    out = np.ascontiguousarray(image)
+    cv2.putText(out, text, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(out, text, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def four_panel(rgb: np.ndarray, depth_m: np.ndarray, confidence: np.ndarray | None, points: np.ndarray | None,
+               panel_height: int = 240) -> np.ndarray:
+    """uint8 RGB strip: RGB | depth (turbo, 2–98 % range, black = invalid) | confidence (0 black … 1 white) | cloud."""
+    width = int(round(rgb.shape[1] * panel_height / rgb.shape[0]))
+
+    def fit(image: np.ndarray, nearest: bool = False) -> np.ndarray:
+        return cv2.resize(image, (width, panel_height), interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
+
+    finite = depth_m[np.isfinite(depth_m)]
+    lo, hi = np.percentile(finite, [2, 98]) if finite.size else (0.3, 10.0)
+    panels = [_label(fit(rgb), "RGB"),
+              _label(fit(colorize_depth(depth_m, float(lo), float(max(hi, lo + 1e-3))), True), f"depth {lo:.1f}-{hi:.1f} m")]
+    if confidence is not None:
+        grey = (np.clip(np.nan_to_num(confidence), 0, 1) * 255).astype(np.uint8)
+        panels.append(_label(fit(cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)), "confidence"))
+    if points is not None:
+        panels.append(_label(cloud_view(points, width, panel_height), "point cloud (side view)"))
+    return np.concatenate(panels, axis=1)

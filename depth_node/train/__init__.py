@@ -1,0 +1,1 @@
+"""Training the embedded default model (depth-node train): network, data, losses, loop."""

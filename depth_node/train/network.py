@@ -1,0 +1,89 @@
+"""The embedded default model: a small encoder–decoder CNN that predicts metric depth.
+
+Encoder: MobileNetV2-style inverted residual blocks down to 1/32 of the input, plus a global-context branch
+(image-level pooled features broadcast back: monocular depth needs scene-level cues such as room size).
+Decoder: U-Net upsampling with skip connections to 1/2, a 3×3 head, bilinear ×2. The head predicts log-depth;
+the network outputs metres = exp(log-depth), so its ONNX export is a plain metric-depth model
+(card: ``space: depth``, ``invariance: metric``). Any input size that is a multiple of 32 works.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+LOG_DEPTH_OFFSET = math.log(2.0)  # the head starts near 2 m: a typical indoor distance
+
+
+def conv_bn(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+    if act:
+        layers.append(nn.ReLU6(inplace=True))
+    return nn.Sequential(*layers)
+
+
+class InvertedResidual(nn.Module):
+    """1×1 expand → 3×3 depthwise (stride) → 1×1 project; residual when shapes allow (MobileNetV2)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: int = 4) -> None:
+        super().__init__()
+        hidden = cin * expand
+        self.residual = stride == 1 and cin == cout
+        self.body = nn.Sequential(conv_bn(cin, hidden, 1), conv_bn(hidden, hidden, 3, stride, groups=hidden),
+                                  conv_bn(hidden, cout, 1, act=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x) if self.residual else self.body(x)
+
+
+def stage(cin: int, cout: int, blocks: int) -> nn.Sequential:
+    return nn.Sequential(InvertedResidual(cin, cout, 2), *[InvertedResidual(cout, cout, 1) for _ in range(blocks - 1)])
+
+
+class UpBlock(nn.Module):
+    """×2 bilinear, concatenate the skip, two 3×3 convs (the second depthwise-separable)."""
+
+    def __init__(self, cin: int, skip: int, cout: int) -> None:
+        super().__init__()
+        self.fuse = conv_bn(cin + skip, cout, 3)
+        self.refine = nn.Sequential(conv_bn(cout, cout, 3, groups=cout), conv_bn(cout, cout, 1))
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        x = self.fuse(torch.cat([x, skip], dim=1))
+        return x + self.refine(x)
+
+
+class TinyDepthNet(nn.Module):
+    """(N, 3, H, W) normalized RGB (ImageNet mean/std), H and W multiples of 32 → (N, 1, H, W) metres."""
+
+    def __init__(self, widths: tuple[int, ...] = (16, 24, 40, 80, 128), blocks: tuple[int, ...] = (2, 2, 3, 2)) -> None:
+        super().__init__()
+        w = widths
+        self.stem = conv_bn(3, w[0], 3, 2)                                              # 1/2
+        self.enc = nn.ModuleList(stage(w[i], w[i + 1], blocks[i]) for i in range(4))   # 1/4 … 1/32
+        self.context = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(w[4], w[4], 1), nn.ReLU(inplace=True))
+        self.up = nn.ModuleList([UpBlock(w[4], w[3], 64), UpBlock(64, w[2], 48), UpBlock(48, w[1], 32), UpBlock(32, w[0], 24)])
+        self.head = nn.Conv2d(24, 1, 3, padding=1)
+
+    def log_depth(self, x: torch.Tensor) -> torch.Tensor:
+        """Natural log of metres at the input resolution."""
+        size = x.shape[-2:]
+        skips = [self.stem(x)]
+        for block in self.enc:
+            skips.append(block(skips[-1]))
+        y = skips[-1] + self.context(skips[-1])
+        for block, skip in zip(self.up, reversed(skips[:-1])):
+            y = block(y, skip)
+        y = self.head(y) + LOG_DEPTH_OFFSET
+        return F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(self.log_depth(x))
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

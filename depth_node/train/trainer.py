@@ -1,0 +1,256 @@
+"""``depth-node train``: the training loop of the embedded default model, reproducible from a seed.
+
+Writes into ``out``: ``model.safetensors`` (torch weights), ``model.onnx`` (the shipped form, checked against
+torch), ``card.yaml`` (a model card for the ONNX file, with the recipe), ``train_log.csv`` (loss and validation
+per log step) and ``loss.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+import yaml
+
+from depth_node.train.data import METRIC, Samples, augment, real_rgbd, synthetic, unlabeled
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+# share of each batch: the real RGB-D frames come from few scenes (TUM fr1_rpy is most of them), so they are not
+# allowed to dominate; teacher labels bring the variety of real images, synthetic scenes exact geometry
+SOURCE_WEIGHTS = {"real": 0.2, "teacher": 0.4, "synthetic": 0.4}
+
+
+@dataclass
+class TrainConfig:
+    out: Path
+    train_dir: Path
+    teacher_card: str = "fastdepth"
+    steps: int = 3000
+    batch: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    width: int = 256
+    height: int = 192
+    synthetic: int = 600
+    validation_synthetic: int = 40
+    seed: int = 0
+    threads: int = 0
+    limit_real: int = 0          # 0 = all (smoke tests use a few)
+    limit_unlabeled: int = 0
+    log_every: int = 100
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    log: list[dict[str, float]] = field(default_factory=list)
+    onnx_max_rel_diff: float = math.nan
+    seconds: float = 0.0
+
+
+def to_tensor(rgb: np.ndarray) -> Any:
+    """uint8 (B, H, W, 3) → normalized float (B, 3, H, W) as the card's input rules do."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(0, 3, 1, 2).float() / 255.0
+    return (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+
+
+def teacher_from_card(card: str) -> Callable[[np.ndarray], np.ndarray]:
+    """The teacher as a function: uint8 RGB → metres on its own output grid (≤ 0 → NaN)."""
+    from depth_node.estimators import load_estimator
+    from depth_node.paths import resolve_card
+
+    estimator = load_estimator(resolve_card(card))
+
+    def label(rgb: np.ndarray) -> np.ndarray:
+        values = estimator.predict(rgb).values.astype(np.float32)
+        values[~(values > 0)] = np.nan
+        return values
+
+    return label
+
+
+def build_data(cfg: TrainConfig, say: Callable[[str], None] = print) -> tuple[dict[str, Samples], dict[str, Samples]]:
+    """Training sources and validation sets (never ``rgbd_dev``)."""
+    from depth_node.tools.progress import ProgressBar
+
+    say(f"loading real RGB-D frames from {cfg.train_dir} …")
+    real = real_rgbd(cfg.train_dir, cfg.width, cfg.height, limit=cfg.limit_real)
+    say(f"labelling unlabelled frames with the teacher ({cfg.teacher_card}) …")
+    teacher = unlabeled(cfg.train_dir, cfg.width, cfg.height, teacher_from_card(cfg.teacher_card), limit=cfg.limit_unlabeled)
+    synth = synthetic(cfg.synthetic, cfg.width, cfg.height, cfg.seed, ProgressBar("rendering synthetic scenes"))
+    val_real = real_rgbd(cfg.train_dir, cfg.width, cfg.height, validation=True)
+    val_synth = synthetic(cfg.validation_synthetic, cfg.width, cfg.height, cfg.seed + 1_000_003)
+    say(f"training samples: {len(real)} real RGB-D, {len(teacher)} teacher-labelled, {len(synth)} synthetic; "
+        f"validation: {len(val_real)} real, {len(val_synth)} synthetic")
+    return {"real": real, "teacher": teacher, "synthetic": synth}, {"real": val_real, "synthetic": val_synth}
+
+
+def validate(model: Any, sets: dict[str, Samples]) -> dict[str, float]:
+    """Mean AbsRel (as predicted, and scale+shift aligned in depth) and δ1 (aligned) per validation set."""
+    import torch
+
+    from depth_node.eval.metrics import EvalRange, score_frame
+
+    model.eval()
+    out: dict[str, float] = {}
+    with torch.no_grad():
+        for name, samples in sets.items():
+            if not len(samples):
+                continue
+            scores = []
+            for i in range(0, len(samples), 8):
+                pred = model(to_tensor(samples.rgb[i:i + 8]))[:, 0].numpy()
+                for p, g in zip(pred, samples.depth[i:i + 8]):
+                    scores.append(score_frame(p, g, EvalRange(1e-3, 80.0), modes=("metric", "affine")))
+            for mode in ("metric", "affine"):
+                out[f"{name}_{mode}_abs_rel"] = float(np.nanmean([s.metrics[mode]["abs_rel"] for s in scores]))
+            out[f"{name}_affine_delta1"] = float(np.nanmean([s.metrics["affine"]["delta1"] for s in scores]))
+    model.train()
+    return out
+
+
+def train(cfg: TrainConfig, say: Callable[[str], None] = print,
+          data: tuple[dict[str, Samples], dict[str, Samples]] | None = None) -> TrainResult:
+    import torch
+
+    from depth_node.tools.progress import ProgressBar
+    from depth_node.train.losses import GRADIENT_WEIGHT, LAMBDA_METRIC, LAMBDA_RELATIVE, gradient_loss, silog_loss
+    from depth_node.train.network import TinyDepthNet, parameter_count
+
+    cfg.out = Path(cfg.out)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    rng = np.random.default_rng(cfg.seed)
+    sources, validation = data or build_data(cfg, say)
+    pools = {k: v for k, v in sources.items() if len(v)}
+    if not pools:
+        raise ValueError("no training data: check --train-dir")
+    weights = np.array([SOURCE_WEIGHTS[k] for k in pools])
+    weights /= weights.sum()
+    model = TinyDepthNet()
+    say(f"TinyDepthNet: {parameter_count(model):,} parameters; {cfg.steps} steps of {cfg.batch} at {cfg.width}x{cfg.height}")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warmup = max(1, cfg.steps // 20)  # linear warm-up over 5 % of the steps, then cosine decay to 1 % of the peak
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, 0.01 + 0.99 * 0.5 * (
+        1 + math.cos(math.pi * min(1.0, max(0, s - warmup) / max(1, cfg.steps - warmup))))))
+    result = TrainResult(cfg.out)
+    start = time.perf_counter()
+    progress = ProgressBar("training")
+    running: list[float] = []
+    names = list(pools)
+    for step in range(1, cfg.steps + 1):
+        picks = rng.choice(len(names), size=cfg.batch, p=weights)
+        rgb, depth, kind = [], [], []
+        for p in picks:
+            pool = pools[names[p]]
+            i = int(rng.integers(len(pool)))
+            rgb.append(pool.rgb[i])
+            depth.append(pool.depth[i])
+            kind.append(pool.kind[i])
+        kind_arr = np.array(kind, np.int8)
+        rgb_b, depth_b = augment(np.stack(rgb), np.stack(depth), kind_arr, rng)
+        lam = torch.tensor([LAMBDA_METRIC if k == METRIC else LAMBDA_RELATIVE for k in kind_arr])
+        log_pred = model.log_depth(to_tensor(rgb_b))
+        target = torch.from_numpy(depth_b)
+        loss = silog_loss(log_pred, target, lam) + GRADIENT_WEIGHT * gradient_loss(log_pred, target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        running.append(float(loss.detach()))
+        progress(step, cfg.steps)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            entry = {"step": step, "loss": float(np.mean(running)), "lr": float(schedule.get_last_lr()[0]),
+                     "seconds": time.perf_counter() - start, **validate(model, validation)}
+            running = []
+            result.log.append(entry)
+            _write_log(cfg.out / "train_log.csv", result.log)
+            say("  " + ", ".join(f"{k} {v:.4g}" for k, v in entry.items()))
+    result.seconds = time.perf_counter() - start
+    model.eval()
+    _save(model, cfg, result)
+    return result
+
+
+def _write_log(path: Path, log: list[dict[str, float]]) -> None:
+    keys = list(dict.fromkeys(k for entry in log for k in entry))
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, keys)
+        writer.writeheader()
+        writer.writerows(log)
+
+
+def _save(model: Any, cfg: TrainConfig, result: TrainResult) -> None:
+    """Weights, ONNX export (checked against torch), card, loss plot."""
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(cfg.out / "model.safetensors"))
+    dummy = torch.zeros(1, 3, cfg.height, cfg.width)
+    onnx_path = cfg.out / "model.onnx"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(model, dummy, str(onnx_path), dynamo=False, input_names=["image"], output_names=["depth"],
+                          dynamic_axes={"image": {2: "height", 3: "width"}, "depth": {2: "height", 3: "width"}}, opset_version=17)
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    x = torch.randn(1, 3, cfg.height, cfg.width, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model(x).numpy()
+    got = session.run(None, {"image": x.numpy()})[0]
+    result.onnx_max_rel_diff = float(np.max(np.abs(got - expected) / np.abs(expected)))
+    if result.onnx_max_rel_diff > 1e-3:
+        raise RuntimeError(f"ONNX export differs from torch by {result.onnx_max_rel_diff:.2e} (relative)")
+    card = {
+        "name": "depth_node_small",
+        "family": "onnx",
+        "description": (
+            "depth_node's embedded default: TinyDepthNet (MobileNetV2-style encoder, U-Net decoder, global context; "
+            f"{sum(p.numel() for p in model.parameters()):,} parameters) trained by `depth-node train` on real RGB-D "
+            "frames (TUM RGB-D, CC BY 4.0), teacher-labelled unlabelled frames (teacher: FastDepth) and procedural "
+            "synthetic scenes; scale-invariant log loss (lambda 0.85 on metric labels, 1.0 on teacher labels). Predicts "
+            "metres directly for a camera of about 60 degrees horizontal field of view."),
+        "license": "Apache-2.0 (weights trained here; training data: TUM RGB-D CC BY 4.0, see data/train README)",
+        "weights": "model.onnx",
+        "input": {"long_side": cfg.width, "multiple_of": 32, "mean": list(MEAN), "std": list(STD), "interpolation": "area"},
+        "output": {"space": "depth", "invariance": "metric"},
+        "training": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k not in ("out",)},
+                     "seconds": round(result.seconds, 1), "final": result.log[-1] if result.log else {}},
+    }
+    (cfg.out / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False, width=110))
+    plot_losses(result.log, cfg.out / "loss.png")
+
+
+def plot_losses(log: list[dict[str, float]], path: Path, width: int = 640, height: int = 320) -> None:
+    """Training loss and validation AbsRel (aligned) against step, as a small PNG."""
+    if len(log) < 2:
+        return
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    steps = np.array([e["step"] for e in log], float)
+    series = [("loss", (180, 119, 31))] + [(k, c) for k, c in (("real_affine_abs_rel", (40, 39, 214)),
+                                                              ("synthetic_affine_abs_rel", (44, 160, 44))) if k in log[0]]
+    top = max(max(e[k] for e in log if math.isfinite(e[k])) for k, _ in series)
+    for n, (key, colour) in enumerate(series):
+        ys = np.array([e[key] for e in log], float)
+        pts = np.stack([40 + (steps - steps[0]) / max(steps[-1] - steps[0], 1) * (width - 60),
+                        height - 30 - ys / top * (height - 60)], axis=1).astype(np.int32)
+        cv2.polylines(canvas, [pts], False, colour, 2, cv2.LINE_AA)
+        cv2.putText(canvas, key, (50, 20 + 16 * n), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
+    cv2.rectangle(canvas, (40, 30), (width - 20, height - 30), (160, 160, 160), 1)
+    cv2.putText(canvas, f"step {int(steps[0])}..{int(steps[-1])}; top {top:.3g}", (width - 240, height - 10),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.4, (80, 80, 80), 1, cv2.LINE_AA)
+    cv2.imwrite(str(path), canvas)

@@ -1,0 +1,139 @@
+"""Training code of the embedded default model: smoke-trained on tiny data (CI never trains for real)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+import yaml
+
+from depth_node.train.data import METRIC, RELATIVE, Samples, augment, crop_to_aspect, synthetic
+from depth_node.train.losses import gradient_loss, silog_loss
+from depth_node.train.network import TinyDepthNet
+from depth_node.train.trainer import TrainConfig, train
+
+REPO = Path(__file__).resolve().parent.parent
+TRAIN_DIR = REPO.parent / "shared" / "data" / "train"
+
+
+def test_network_predicts_positive_metres_at_any_multiple_of_32() -> None:
+    model = TinyDepthNet().eval()
+    with torch.no_grad():
+        for h, w in ((64, 64), (96, 160), (192, 256)):
+            depth = model(torch.randn(1, 3, h, w))
+            assert depth.shape == (1, 1, h, w) and bool((depth > 0).all())
+    assert sum(p.numel() for p in model.parameters()) * 4 < 10e6  # the weights fit the 10 MB budget in fp32
+
+
+def test_silog_loss_is_zero_for_exact_depth_and_scale_invariant_at_lambda_1() -> None:
+    depth = torch.rand(2, 8, 8) * 5 + 0.5
+    depth[0, 0, 0] = float("nan")                                           # no label: ignored
+    log_true = torch.log(torch.nan_to_num(depth, nan=1.0))[:, None]
+    assert float(silog_loss(log_true, depth, torch.tensor([0.85, 1.0]))) == pytest.approx(0, abs=1e-3)
+    scaled = log_true + math.log(2.0)                                        # everything twice as far
+    relative = float(silog_loss(scaled, depth, torch.tensor([1.0, 1.0])))
+    metric = float(silog_loss(scaled, depth, torch.tensor([0.85, 0.85])))
+    assert relative == pytest.approx(0, abs=1e-3)                            # teacher labels: scale is free
+    assert metric == pytest.approx(math.sqrt(0.15) * math.log(2.0), rel=1e-3)  # metric labels: the scale costs
+    empty = torch.full((1, 4, 4), float("nan"))
+    assert float(silog_loss(torch.zeros(1, 1, 4, 4), empty, torch.tensor([0.85]))) == 0.0
+
+
+def test_gradient_loss_ignores_scale_and_unlabelled_pixels_and_sees_edges() -> None:
+    depth = torch.rand(2, 16, 16) * 4 + 1
+    log_true = torch.log(depth)[:, None]
+    assert float(gradient_loss(log_true, depth)) == 0.0
+    assert float(gradient_loss(log_true + math.log(3.0), depth)) == pytest.approx(0, abs=1e-6)  # a global scale is free
+    holes = depth.clone()
+    holes[:, :, :8] = float("nan")
+    wrong_where_unlabelled = log_true.clone()
+    wrong_where_unlabelled[..., :8] = 5.0
+    assert float(gradient_loss(wrong_where_unlabelled, holes)) == pytest.approx(0, abs=1e-6)
+    step = log_true.clone()
+    step[..., 8:] += 0.5                                                       # a false edge down the middle
+    assert float(gradient_loss(step, depth)) > 0.01
+
+
+def test_augmentation_moves_labels_with_pixels() -> None:
+    rng = np.random.default_rng(0)
+    h, w = 32, 48
+    depth = np.stack([np.tile(np.arange(w, dtype=np.float32) + 100 * k, (h, 1)) for k in range(4)])
+    rgb = np.stack([np.repeat((np.arange(w) * 5 % 256).astype(np.uint8)[None, :, None], h, 0).repeat(3, 2)] * 4)
+    kind = np.array([METRIC, METRIC, RELATIVE, RELATIVE], np.int8)
+    out_rgb, out_depth = augment(rgb, depth, kind, rng, strong=False)      # flips only: pixels and labels together
+    for i in range(4):
+        flipped = out_depth[i, 0, 0] > out_depth[i, 0, -1]
+        np.testing.assert_array_equal(out_depth[i], depth[i][:, ::-1] if flipped else depth[i])
+        np.testing.assert_array_equal(out_rgb[i], rgb[i][:, ::-1] if flipped else rgb[i])
+    labelled = np.where(kind[:, None, None] == METRIC, 1.0 + depth / 1000, 1000.0 + depth).astype(np.float32)
+    for seed in range(20):  # CutMix pastes labels only from a sample of the same kind (metric < 1000 ≤ relative)
+        _, mixed = augment(rgb, labelled, kind, np.random.default_rng(seed), strong=True)
+        assert (mixed[:2] < 1000).all() and (mixed[2:] >= 1000).all()
+    assert rgb.dtype == np.uint8 and depth[0, 0, 0] == 0                  # inputs untouched
+
+
+def test_zoom_crop_rescales_metric_labels_like_a_longer_lens() -> None:
+    rgb = np.zeros((2, 32, 48, 3), np.uint8)
+    depth = np.full((2, 32, 48), 2.0, np.float32)
+    kind = np.array([METRIC, RELATIVE], np.int8)
+    seen = set()
+    for seed in range(30):
+        _, out = augment(rgb, depth, kind, np.random.default_rng(seed), strong=True)
+        assert len(np.unique(out[0])) == 1 and 1.2 - 1e-6 <= out[0, 0, 0] <= 2.0   # 2 m × crop fraction in [0.6, 1]
+        seen.add(bool(out[0, 0, 0] < 2.0))
+        np.testing.assert_array_equal(out[1], 2.0)                                # relative labels: scale is free anyway
+    assert seen == {True, False}                                                   # both cropped and uncropped happen
+
+
+def test_crop_to_aspect_keeps_the_centre() -> None:
+    image = np.arange(720 * 1280).reshape(720, 1280)
+    crop = crop_to_aspect(image, 256, 192)
+    assert crop.shape == (720, 960) and crop[0, 0] == image[0, 160]
+
+
+def test_training_smoke_loss_falls_and_export_matches(tmp_path: Path) -> None:
+    """A few steps on a handful of synthetic frames: the loss falls, the ONNX export equals torch, a card is written."""
+    frames = synthetic(6, 64, 64, seed=5)
+    sources = {"real": frames, "teacher": Samples(frames.rgb[:0], frames.depth[:0], frames.kind[:0], []), "synthetic": frames}
+    cfg = TrainConfig(out=tmp_path / "out", train_dir=tmp_path, steps=60, batch=4, lr=3e-3, width=64, height=64, seed=0,
+                      threads=2, log_every=20)
+    result = train(cfg, say=lambda line: None, data=(sources, {"synthetic": frames}))
+    losses = [entry["loss"] for entry in result.log]
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert result.onnx_max_rel_diff < 1e-4
+    card = yaml.safe_load((tmp_path / "out" / "card.yaml").read_text())
+    assert card["output"] == {"space": "depth", "invariance": "metric"} and card["training"]["seed"] == 0
+    session = onnxruntime.InferenceSession(str(tmp_path / "out" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"image": np.zeros((1, 3, 96, 128), np.float32)})[0].shape == (1, 1, 96, 128)  # any size
+    for name in ("model.safetensors", "train_log.csv", "loss.png"):
+        assert (tmp_path / "out" / name).is_file()
+
+
+def test_same_seed_same_model(tmp_path: Path) -> None:
+    frames = synthetic(4, 64, 64, seed=2)
+    empty = Samples(frames.rgb[:0], frames.depth[:0], frames.kind[:0], [])
+    weights = []
+    for run in ("a", "b"):
+        cfg = TrainConfig(out=tmp_path / run, train_dir=tmp_path, steps=5, batch=2, width=64, height=64, seed=3, threads=1, log_every=5)
+        train(cfg, say=lambda line: None, data=({"real": empty, "teacher": empty, "synthetic": frames}, {}))
+        weights.append((tmp_path / run / "model.onnx").read_bytes())
+    assert weights[0] == weights[1]
+
+
+@pytest.mark.skipif(not (TRAIN_DIR / "index.csv").is_file(), reason=f"{TRAIN_DIR} is not present")
+def test_train_command_on_the_shared_data(tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, "-m", "depth_node.tools.cli", "train", str(tmp_path / "out"), "--train-dir", str(TRAIN_DIR),
+                          "--steps", "4", "--batch", "2", "--synthetic", "2", "--limit", "3", "--log-every", "2", "--size", "128x96"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert "training samples: 3 real RGB-D, 3 teacher-labelled, 2 synthetic" in run.stderr
+    assert "ONNX matches torch" in run.stdout
+    bad = subprocess.run([sys.executable, "-m", "depth_node.tools.cli", "train", str(tmp_path / "x"), "--size", "100x100"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "multiples of 32" in bad.stderr
