@@ -44,3 +44,14 @@ def colorize_depth(depth_m: np.ndarray, min_m: float, max_m: float, colormap: st
     np.nan_to_num(level, copy=False, nan=0.0)
     level8 = (level + 0.5).astype(np.uint8)
     return cv2.applyColorMap(level8, _table(colormap))
+
+
+def display_range(depth_m: np.ndarray, low_pct: float = 2.0, high_pct: float = 98.0) -> tuple[float, float]:
+    """A per-picture colour range for people (reports, demo pictures): the 2–98 % percentiles of the finite
+    depths (0.3–10 m when there are none), never empty. The node's own colorized output keeps its fixed range."""
+    finite = depth_m[np.isfinite(depth_m)]
+    if not finite.size:
+        return 0.3, 10.0
+    lo, hi = np.percentile(finite, [low_pct, high_pct])
+    return float(lo), float(max(hi, lo + 1e-3))
+

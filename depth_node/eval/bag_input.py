@@ -21,10 +21,12 @@ from typing import Any, Iterator
 import numpy as np
 
 from depth_node.errors import DepthNodeError
+from depth_node.ros import convert
 
 IMAGE, COMPRESSED, INFO = "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/CameraInfo"
+# a 16-bit mono image in an RGB-D bag is depth, not a camera image
 DEPTH_ENCODINGS = ("16UC1", "32FC1", "mono16")
-COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
+CAMERA_ENCODINGS = tuple(e for e in convert.COLOR_ENCODINGS if e not in DEPTH_ENCODINGS)
 
 
 class BagError(DepthNodeError):
@@ -136,7 +138,7 @@ def choose_topics(reader: Any, image: str | None = None, camera_info: str | None
 
     notes = []
     encodings = {c.topic: _first_encoding(reader, c) for c in reader.connections if c.msgtype == IMAGE and c.msgcount}
-    colour = [t for t, e in encodings.items() if e in COLOR_ENCODINGS]
+    colour = [t for t, e in encodings.items() if e in CAMERA_ENCODINGS]
     depths = [t for t, e in encodings.items() if e in DEPTH_ENCODINGS]
     compressed = [c.topic for c in reader.connections if c.msgtype == COMPRESSED and "compressedDepth" not in c.topic and c.msgcount]
     infos = [c.topic for c in reader.connections if c.msgtype == INFO]

@@ -61,14 +61,14 @@ def detect_layout(folder: Path) -> str:
                        "rgb.txt + depth.txt (TUM RGB-D) or image/ groundtruth_depth/ intrinsics/ (KITTI depth completion)")
 
 
-def _read_rgb(path: Path) -> np.ndarray:
+def read_rgb(path: Path) -> np.ndarray:
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise DatasetError(f"cannot read image {path}")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def _read_depth_png(path: Path, units_per_m: float) -> np.ndarray:
+def read_depth_png(path: Path, units_per_m: float) -> np.ndarray:
     raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if raw is None or raw.dtype != np.uint16 or raw.ndim != 2:
         raise DatasetError(f"{path} is not a single-channel 16-bit depth PNG")
@@ -86,8 +86,8 @@ def rgbd_dev_records(folder: Path, include_synthetic: bool = True, scene: str | 
 def rgbd_dev_frames(folder: Path, rate_hz: float = DEFAULT_RATE_HZ, include_synthetic: bool = True,
                     scene: str | None = None) -> Iterator[DatasetFrame]:
     for n, record in enumerate(rgbd_dev_records(folder, include_synthetic, scene)):
-        rgb = _read_rgb(folder / record["rgb"])
-        depth = _read_depth_png(folder / record["depth"], 256.0)
+        rgb = read_rgb(folder / record["rgb"])
+        depth = read_depth_png(folder / record["depth"], 256.0)
         if rgb.shape[:2] != depth.shape:
             raise DatasetError(f"{record['id']}: RGB {rgb.shape[1]}x{rgb.shape[0]} and depth {depth.shape[1]}x{depth.shape[0]} differ")
         camera = PinholeCamera(rgb.shape[1], rgb.shape[0], float(record["fx"]), float(record["fy"]), float(record["cx"]), float(record["cy"]))
@@ -125,8 +125,8 @@ def tum_frames(folder: Path, intrinsics: tuple[float, float, float, float] | Non
                                f"(the folder name names none of {', '.join(TUM_INTRINSICS)})")
         intrinsics = TUM_INTRINSICS[found[0]]
     for stamp, name, depth_name in tum_pairs(folder):
-        rgb = _read_rgb(folder / name)
-        depth = _read_depth_png(folder / depth_name, TUM_DEPTH_SCALE)
+        rgb = read_rgb(folder / name)
+        depth = read_depth_png(folder / depth_name, TUM_DEPTH_SCALE)
         yield DatasetFrame(Path(name).stem, int(round(stamp * 1e9)), rgb, depth, PinholeCamera(rgb.shape[1], rgb.shape[0], *intrinsics))
 
 
@@ -140,8 +140,8 @@ def kitti_frames(folder: Path, rate_hz: float = DEFAULT_RATE_HZ) -> Iterator[Dat
         k = np.array(k_file.read_text().split(), float)
         if k.size != 9:
             raise DatasetError(f"{k_file} must hold the 9 numbers of K, has {k.size}")
-        rgb = _read_rgb(image)
-        depth = _read_depth_png(gt, 256.0)
+        rgb = read_rgb(image)
+        depth = read_depth_png(gt, 256.0)
         yield DatasetFrame(image.stem, START_NS + round(n * 1e9 / rate_hz), rgb, depth,
                            PinholeCamera(rgb.shape[1], rgb.shape[0], k[0], k[4], k[2], k[5]))
 

@@ -77,6 +77,7 @@ class LiveNode:
         outputs = {"depth": Image, "camera_info": CameraInfo, "confidence": Image}
         if points:
             outputs["points"] = PointCloud2
+        self._types = outputs
         for key, msg_type in outputs.items():
             self.received[key] = []
             self.node.create_subscription(msg_type, f"{ns}{OUTPUT_TOPICS[key]}", self.received[key].append, reliable, raw=True)
@@ -131,8 +132,6 @@ class LiveNode:
         from builtin_interfaces.msg import Time
         from rclpy.serialization import deserialize_message
         from rosgraph_msgs.msg import Clock
-        from sensor_msgs.msg import CameraInfo, Image
-
         stamp = self._last_stamp = frame.stamp_ns
         for queue in self.received.values():
             queue.clear()
@@ -142,7 +141,6 @@ class LiveNode:
             self.pub_info.publish(frame.raw[self.topics.camera_info][1])
         self.pub_image.publish(frame.raw[self.topics.image][1])
         found: dict[str, tuple[bytes, Any]] = {}
-        types = {"depth": Image, "camera_info": CameraInfo, "confidence": Image}
         end = time.monotonic() + self.timeout_s
         while len(found) < len(self.received):
             if self.process.poll() is not None:
@@ -153,21 +151,16 @@ class LiveNode:
             self.executor.spin_once(timeout_sec=0.05)
             for key, queue in self.received.items():
                 while key not in found and queue:
-                    data = queue.pop(0)
-                    if key == "points":
-                        found[key] = (data, None)  # not decoded: only recorded
-                        continue
-                    msg = deserialize_message(data, types[key])
+                    data = queue.pop(0)  # every output is matched by stamp: a late one belongs to an earlier image
+                    msg = deserialize_message(data, self._types[key])
                     if msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec == stamp:
                         found[key] = (data, msg)
         roundtrip_ms = (time.perf_counter() - start) * 1e3
         depth_msg, info_msg = found["depth"][1], found["camera_info"][1]
         depth = decode_depth(convert.image_to_array(depth_msg), depth_msg.encoding)
         depth_camera = convert.camera_from_info(info_msg, depth.shape[1], depth.shape[0])
-        confidence = convert.image_to_array(found["confidence"][1]).astype(np.float32)
-        msgtypes = {"depth": "sensor_msgs/msg/Image", "camera_info": "sensor_msgs/msg/CameraInfo",
-                    "confidence": "sensor_msgs/msg/Image", "points": "sensor_msgs/msg/PointCloud2"}
-        messages = [(OUTPUT_TOPICS[k], msgtypes[k], data) for k, (data, _) in found.items()]
+        confidence = convert.image_to_array(found["confidence"][1]).astype(np.float32, copy=False)
+        messages = [(OUTPUT_TOPICS[k], f"sensor_msgs/msg/{self._types[k].__name__}", data) for k, (data, _) in found.items()]
         return Outcome(depth, confidence, depth_camera, {"roundtrip": roundtrip_ms}, lambda: messages)
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from depth_node.core.cloud import unpack_rgb
-from depth_node.core.colorize import colorize_depth
+from depth_node.core.colorize import colorize_depth, display_range
 
 
 def cloud_view(points: np.ndarray, width: int, height: int, yaw_deg: float = -35.0, pitch_deg: float = 20.0,
@@ -36,7 +36,8 @@ def cloud_view(points: np.ndarray, width: int, height: int, yaw_deg: float = -35
     view = view[in_front]
     depth = view[:, 2]
     if colour is None:  # an xyz-only cloud: colour by range
-        colour = colorize_depth(xyz[in_front, 2].astype(np.float32)[:, None], *np.percentile(xyz[in_front, 2], [2, 98]))[:, 0]
+        z = xyz[in_front, 2].astype(np.float32)[:, None]
+        colour = colorize_depth(z, *display_range(z))[:, 0]
     else:
         colour = colour[in_front]
     f = width / (2 * math.tan(math.radians(hfov_deg) / 2))
@@ -67,10 +68,8 @@ def four_panel(rgb: np.ndarray, depth_m: np.ndarray, confidence: np.ndarray | No
     def fit(image: np.ndarray, nearest: bool = False) -> np.ndarray:
         return cv2.resize(image, (width, panel_height), interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
 
-    finite = depth_m[np.isfinite(depth_m)]
-    lo, hi = np.percentile(finite, [2, 98]) if finite.size else (0.3, 10.0)
-    panels = [_label(fit(rgb), "RGB"),
-              _label(fit(colorize_depth(depth_m, float(lo), float(max(hi, lo + 1e-3))), True), f"depth {lo:.1f}-{hi:.1f} m")]
+    lo, hi = display_range(depth_m)
+    panels = [_label(fit(rgb), "RGB"), _label(fit(colorize_depth(depth_m, lo, hi), True), f"depth {lo:.1f}-{hi:.1f} m")]
     if confidence is not None:
         grey = (np.clip(np.nan_to_num(confidence), 0, 1) * 255).astype(np.uint8)
         panels.append(_label(fit(cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)), "confidence"))

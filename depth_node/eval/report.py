@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from depth_node.eval.metrics import LOWER_IS_BETTER, METRICS, MODES
-from depth_node.eval.runner import EVAL_STAGES, STAGES, Evaluation
+from depth_node.eval.runner import EVAL_STAGES, STAGES, EvalOptions, Evaluation, Evaluator, save_summary
 
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
 METRIC_LABELS = {"abs_rel": "AbsRel", "sq_rel": "SqRel", "rmse": "RMSE (m)", "rmse_log": "RMSE-log", "silog": "SILog",
@@ -218,3 +218,20 @@ the confidence ranks errors; AUSE is the area between them.</figcaption></figure
 def write_report(path: Path, evaluations: Sequence[Evaluation], summaries: Sequence[dict[str, Any]], title: str) -> Path:
     path.write_text(render(evaluations, summaries, title), encoding="utf-8")
     return path
+
+
+def run_and_report(source: Any, values: dict[str, Any], frames: Any, out_dir: Path, options: EvalOptions, label: str,
+                   info: dict[str, Any], title: str, progress: Any = None) -> tuple[Evaluation, dict[str, Any]]:
+    """One configuration on one bag, start to finish: run the :class:`Evaluator`; for a live node, add its own
+    /diagnostics and stop it (also when the run fails); write ``metrics.json`` and ``report.html``."""
+    try:
+        evaluation = Evaluator(source, values, frames, out_dir, options, label, info).run(progress)
+        if hasattr(source, "final_diagnostics"):  # what the node itself counted and measured
+            evaluation.info["node_diagnostics"] = source.final_diagnostics()
+    finally:
+        if hasattr(source, "close"):
+            source.close()
+    summary = save_summary(evaluation)
+    write_report(out_dir / "report.html", [evaluation], [summary], title)
+    return evaluation, summary
+

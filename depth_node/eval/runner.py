@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from depth_node.core.camera import PinholeCamera
-from depth_node.core.colorize import colorize_depth
+from depth_node.core.colorize import colorize_depth, display_range
 from depth_node.core.depth_encoding import encode_depth
 from depth_node.core.pipeline import DepthPipeline, DepthResult
 from depth_node.core.spaces import Invariance, OutputSpace
@@ -309,10 +309,7 @@ class Evaluator:
         def small(img: np.ndarray) -> np.ndarray:
             return cv2.resize(img, (THUMB_WIDTH, height), interpolation=cv2.INTER_AREA if img.shape[1] > THUMB_WIDTH else cv2.INTER_NEAREST)
 
-        source = gt if gt is not None and np.isfinite(gt).any() else result.depth_m
-        finite = source[np.isfinite(source)]
-        lo, hi = (np.percentile(finite, [2, 98]) if finite.size else (0.3, 10.0))
-        hi = max(hi, lo + 1e-3)
+        lo, hi = display_range(gt if gt is not None and np.isfinite(gt).any() else result.depth_m)
         panels = [small(rgb), small(colorize_depth(result.depth_m, lo, hi))]
         if gt is not None and score is not None:
             mode = self.result.headline

@@ -44,8 +44,8 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     from depth_node.eval.bag_input import BagFrames, choose_topics, open_reader
     from depth_node.eval.live import LiveNode
     from depth_node.eval.metrics import EvalRange
-    from depth_node.eval.report import write_report
-    from depth_node.eval.runner import EvalOptions, Evaluator, save_summary
+    from depth_node.eval.report import run_and_report
+    from depth_node.eval.runner import EvalOptions
     from depth_node.paths import config_file, resolve_card
     from depth_node.ros.params import load_params_file
     from depth_node.tools.progress import ProgressBar
@@ -79,14 +79,9 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         target = out / f"{name}_eval"
         node = LiveNode(params, [f"model_card:={args.model}"], topics, card.output, target / "node.log", timeout_s=60.0,
                         points=True, diagnostics_period_s=values["diagnostics_period_s"])
-        try:
-            evaluation = Evaluator(node, values, frames, target, EvalOptions(EvalRange(1e-3, 20.0)), card.name,
-                                   {"bag": str(bag), "model": card.name}).run(ProgressBar(f"{name}: node"))
-            evaluation.info["node_diagnostics"] = node.final_diagnostics()
-        finally:
-            node.close()
-        summary = save_summary(evaluation)
-        write_report(target / "report.html", [evaluation], [summary], f"demo: {card.name} on {title}")
+        evaluation, summary = run_and_report(node, values, frames, target, EvalOptions(EvalRange(1e-3, 20.0)), card.name,
+                                             {"bag": str(bag), "model": card.name}, f"demo: {card.name} on {title}",
+                                             ProgressBar(f"{name}: node"))
         lines.append(_summary_lines(title, summary, target))
         if picture_source is None or name == "real":
             picture_source = (evaluation, target / "bag", topics.image)

@@ -85,10 +85,10 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     from depth_node.core.pipeline import DepthPipeline
     from depth_node.eval.bag_input import BagFrames, choose_topics, open_reader
     from depth_node.eval.metrics import EvalRange
-    from depth_node.eval.report import write_report
+    from depth_node.eval.report import run_and_report, write_report
     from depth_node.estimators.card import load_card
     from depth_node.eval.live import LiveNode
-    from depth_node.eval.runner import EvalOptions, Evaluator, save_summary
+    from depth_node.eval.runner import EvalOptions
     from depth_node.paths import config_file, resolve_card
     from depth_node.ros.params import load_model, load_params_file, pipeline_config
     from depth_node.tools.progress import ProgressBar
@@ -141,15 +141,8 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
                                "depth_info": topics.depth_info},
                     "eval_range": {"min_depth": eval_range.min_depth, "max_depth": eval_range.max_depth, "crop": list(eval_range.crop)},
                     "parameters": values}
-            try:
-                evaluation = Evaluator(source, values, frames, out_dir, options, label, info).run(ProgressBar(f"{label} on {bag.name}"))
-                if args.live:  # what the node itself counted and measured, for the report
-                    evaluation.info["node_diagnostics"] = source.final_diagnostics()
-            finally:
-                if args.live:
-                    source.close()
-            summary = save_summary(evaluation)
-            write_report(out_dir / "report.html", [evaluation], [summary], f"{label} on {bag.name}")
+            evaluation, summary = run_and_report(source, values, frames, out_dir, options, label, info, f"{label} on {bag.name}",
+                                                 ProgressBar(f"{label} on {bag.name}"))
             evaluations.append(evaluation)
             summaries.append(summary)
             print(_one_line(summary) + f"\n  wrote {out_dir}/report.html, metrics.json, frames.csv" +

@@ -21,6 +21,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from depth_node.eval.datasets import read_depth_png, read_rgb
+
 METRIC, RELATIVE = 0, 1
 VALIDATION_SOURCES = ("tum_fr1_desk_snippet", "tum_fr1_misc_lucassheng")  # held out from training, for monitoring
 
@@ -62,13 +64,6 @@ def fit_depth(depth: np.ndarray, width: int, height: int) -> np.ndarray:
     return cv2.resize(crop_to_aspect(depth, width, height), (width, height), interpolation=cv2.INTER_NEAREST)
 
 
-def _read_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise FileNotFoundError(f"cannot read {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 def train_index(train_dir: Path) -> list[dict[str, str]]:
     index = Path(train_dir) / "index.csv"
     if not index.is_file():
@@ -83,11 +78,8 @@ def real_rgbd(train_dir: Path, width: int, height: int, validation: bool = False
     rows = rows[:limit] if limit else rows
     rgb, depth = [], []
     for row in rows:
-        rgb.append(fit_rgb(_read_rgb(Path(train_dir) / row["rgb"]), width, height))
-        raw = cv2.imread(str(Path(train_dir) / row["depth"]), cv2.IMREAD_UNCHANGED)
-        metres = raw.astype(np.float32) / np.float32(float(row["depth_units_per_m"]))
-        metres[raw == 0] = np.nan
-        depth.append(fit_depth(metres, width, height))
+        rgb.append(fit_rgb(read_rgb(Path(train_dir) / row["rgb"]), width, height))
+        depth.append(fit_depth(read_depth_png(Path(train_dir) / row["depth"], float(row["depth_units_per_m"])), width, height))
     return _stack(rgb, depth, METRIC, [f"{r['source']}/{r['frame_id']}" for r in rows], width, height)
 
 
@@ -97,7 +89,7 @@ def unlabeled(train_dir: Path, width: int, height: int, teacher: Callable[[np.nd
     rows = rows[:limit] if limit else rows
     rgb, depth = [], []
     for row in rows:
-        image = crop_to_aspect(_read_rgb(Path(train_dir) / row["rgb"]), width, height)
+        image = crop_to_aspect(read_rgb(Path(train_dir) / row["rgb"]), width, height)
         label = teacher(np.ascontiguousarray(image))
         rgb.append(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA))
         depth.append(cv2.resize(label.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR))

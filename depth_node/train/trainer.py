@@ -11,6 +11,7 @@ import csv
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -199,8 +200,6 @@ def _save(model: Any, cfg: TrainConfig, result: TrainResult) -> None:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(cfg.out / "model.safetensors"))
     dummy = torch.zeros(1, 3, cfg.height, cfg.width)
     onnx_path = cfg.out / "model.onnx"
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(model, dummy, str(onnx_path), dynamo=False, input_names=["image"], output_names=["depth"],
