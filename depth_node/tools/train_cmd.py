@@ -25,9 +25,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-dir", type=Path, default=Path("../shared/data/train"),
                    help="folder with index.csv (splits rgbd / unlabeled), as ../shared/data/train (default)")
     p.add_argument("--teacher", default="fastdepth", help="model card labelling the unlabelled frames (default: fastdepth)")
+    p.add_argument("--init", choices=("scratch", "teacher"), default="scratch",
+                   help="scratch: TinyDepthNet from random weights (default); teacher: fine-tune the teacher's own network "
+                        "(its TFLite weights dequantized to float), which starts from what it learnt on NYU Depth v2")
+    p.add_argument("--freeze-encoder", action="store_true",
+                   help="train the decoder only (with --init teacher: keeps the teacher's encoder as it learnt on NYU)")
     p.add_argument("--steps", type=int, default=3000, help="optimizer steps (default 3000)")
     p.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate: 5 %% linear warm-up, then cosine decay (default 2e-3)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate: 5 %% linear warm-up, then cosine decay (default 2e-3 from scratch, 3e-4 from the teacher)")
     p.add_argument("--size", default="256x192", help="training resolution WIDTHxHEIGHT, multiples of 32 (default 256x192)")
     p.add_argument("--synthetic", type=int, default=600, help="synthetic training frames to render (default 600)")
     p.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
@@ -48,8 +54,8 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         raise ValueError(f"--size sides must be positive multiples of 32 (the network's stride), got {args.size}")
     if args.steps <= 0 or args.batch <= 1:
         raise ValueError("--steps must be positive and --batch at least 2")
-    cfg = TrainConfig(out=args.out, train_dir=args.train_dir, teacher_card=args.teacher, steps=args.steps, batch=args.batch,
-                      lr=args.lr, width=width, height=height, synthetic=args.synthetic, seed=args.seed, threads=args.threads,
+    cfg = TrainConfig(out=args.out, train_dir=args.train_dir, teacher_card=args.teacher, init=args.init, freeze_encoder=args.freeze_encoder, steps=args.steps, batch=args.batch,
+                      lr=args.lr if args.lr is not None else (3e-4 if args.init == "teacher" else 2e-3), width=width, height=height, synthetic=args.synthetic, seed=args.seed, threads=args.threads,
                       limit_real=args.limit, limit_unlabeled=args.limit, log_every=args.log_every)
     result = train(cfg, say=lambda line: print(line, file=sys.stderr, flush=True))
     final = result.log[-1] if result.log else {}

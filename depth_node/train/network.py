@@ -5,6 +5,10 @@ Encoder: MobileNetV2-style inverted residual blocks down to 1/32 of the input, p
 Decoder: U-Net upsampling with skip connections to 1/2, a 3×3 head, bilinear ×2. The head predicts log-depth;
 the network outputs metres = exp(log-depth), so its ONNX export is a plain metric-depth model
 (card: ``space: depth``, ``invariance: metric``). Any input size that is a multiple of 32 works.
+
+:class:`TeacherInitNet` is the other student: the teacher's own network (FastDepth, read from its int8 TFLite file
+by :mod:`depth_node.train.tflite_import`, dequantized to float) fine-tuned here, so it starts from everything the
+teacher learnt on NYU Depth v2 instead of from random weights.
 """
 
 from __future__ import annotations
@@ -83,6 +87,38 @@ class TinyDepthNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.exp(self.log_depth(x))
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return [*self.stem.parameters(), *self.enc.parameters()]
+
+
+class TeacherInitNet(nn.Module):
+    """A float TFLite graph as a student: (N, 3, H, W) normalized RGB (``mean``/``std``) → (N, 1, H, W) metres.
+
+    The input is mapped back to the graph's own range (FastDepth: RGB in [0, 1]). The graph's last activation (a
+    ReLU: depth ≥ 0) is replaced by a smooth one, softplus with β = 10 (differs from ReLU by < 5e-6 m above 1 m),
+    plus 1 mm, so that log-depth — what the losses see — is finite and has a gradient everywhere.
+    """
+
+    def __init__(self, graph: nn.Module, mean: tuple[float, float, float], std: tuple[float, float, float]) -> None:
+        super().__init__()
+        self.graph = graph
+        low, high = graph.input_range
+        self.register_buffer("in_scale", torch.tensor(std).view(1, 3, 1, 1) / (high - low), persistent=False)
+        self.register_buffer("in_shift", (torch.tensor(mean).view(1, 3, 1, 1) - low) / (high - low), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.graph(x * self.in_scale + self.in_shift, final_activation=False)
+        return F.softplus(y, beta=10.0) + 1e-3
+
+    def log_depth(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log(self.forward(x))
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The layers before the graph's first upsampling (FastDepth: the MobileNet encoder)."""
+        first_resize = next((n for n, step in enumerate(self.graph.steps) if step.op.startswith("RESIZE")), len(self.graph.steps))
+        names = [step.module for step in self.graph.steps[:first_resize] if step.module]
+        return [p for name in names for p in self.graph.layers[name].parameters()]
 
 
 def parameter_count(model: nn.Module) -> int:

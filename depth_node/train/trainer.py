@@ -34,6 +34,8 @@ class TrainConfig:
     out: Path
     train_dir: Path
     teacher_card: str = "fastdepth"
+    init: str = "scratch"        # "scratch": TinyDepthNet from random weights; "teacher": fine-tune the teacher's own network
+    freeze_encoder: bool = False  # train the decoder only (keeps what a pretrained encoder learnt)
     steps: int = 3000
     batch: int = 8
     lr: float = 2e-3
@@ -53,6 +55,7 @@ class TrainConfig:
 class TrainResult:
     out: Path
     log: list[dict[str, float]] = field(default_factory=list)
+    initial: dict[str, float] = field(default_factory=dict)  # validation before the first step
     onnx_max_rel_diff: float = math.nan
     seconds: float = 0.0
 
@@ -78,6 +81,27 @@ def teacher_from_card(card: str) -> Callable[[np.ndarray], np.ndarray]:
         return values
 
     return label
+
+
+INITS = ("scratch", "teacher")
+
+
+def build_student(cfg: TrainConfig) -> Any:
+    """The network to train: TinyDepthNet from random weights, or the teacher's TFLite network imported as float."""
+    from depth_node.train.network import TeacherInitNet, TinyDepthNet
+
+    if cfg.init == "scratch":
+        return TinyDepthNet()
+    if cfg.init != "teacher":
+        raise ValueError(f"init must be one of {', '.join(INITS)}, got {cfg.init!r}")
+    from depth_node.estimators.card import load_card
+    from depth_node.paths import resolve_card
+    from depth_node.train.tflite_import import load_tflite_graph
+
+    card = load_card(resolve_card(cfg.teacher_card))
+    if card.weights.suffix != ".tflite":
+        raise ValueError(f"--init teacher imports a TFLite teacher; {card.name} has weights {card.weights.name}")
+    return TeacherInitNet(load_tflite_graph(card.weights), MEAN, STD).train()
 
 
 def build_data(cfg: TrainConfig, say: Callable[[str], None] = print) -> tuple[dict[str, Samples], dict[str, Samples]]:
@@ -126,7 +150,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = print,
 
     from depth_node.tools.progress import ProgressBar
     from depth_node.train.losses import GRADIENT_WEIGHT, LAMBDA_METRIC, LAMBDA_RELATIVE, gradient_loss, silog_loss
-    from depth_node.train.network import TinyDepthNet, parameter_count
+    from depth_node.train.network import parameter_count
 
     cfg.out = Path(cfg.out)
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -139,13 +163,21 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = print,
         raise ValueError("no training data: check --train-dir")
     weights = np.array([SOURCE_WEIGHTS[k] for k in pools])
     weights /= weights.sum()
-    model = TinyDepthNet()
-    say(f"TinyDepthNet: {parameter_count(model):,} parameters; {cfg.steps} steps of {cfg.batch} at {cfg.width}x{cfg.height}")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model = build_student(cfg)
+    say(f"{type(model).__name__}: {parameter_count(model):,} parameters; {cfg.steps} steps of {cfg.batch} at {cfg.width}x{cfg.height}")
+    result = TrainResult(cfg.out)
+    if validation:
+        result.initial = validate(model, validation)
+        say("  before training: " + ", ".join(f"{k} {v:.4g}" for k, v in result.initial.items()))
+    if cfg.freeze_encoder:
+        for parameter in model.encoder_parameters():
+            parameter.requires_grad_(False)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    say(f"training {sum(p.numel() for p in trainable):,} of {parameter_count(model):,} parameters")
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     warmup = max(1, cfg.steps // 20)  # linear warm-up over 5 % of the steps, then cosine decay to 1 % of the peak
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, 0.01 + 0.99 * 0.5 * (
         1 + math.cos(math.pi * min(1.0, max(0, s - warmup) / max(1, cfg.steps - warmup))))))
-    result = TrainResult(cfg.out)
     start = time.perf_counter()
     progress = ProgressBar("training")
     running: list[float] = []
@@ -203,7 +235,7 @@ def _save(model: Any, cfg: TrainConfig, result: TrainResult) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(model, dummy, str(onnx_path), dynamo=False, input_names=["image"], output_names=["depth"],
-                          dynamic_axes={"image": {2: "height", 3: "width"}, "depth": {2: "height", 3: "width"}}, opset_version=17)
+                          dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "depth": {0: "batch", 2: "height", 3: "width"}}, opset_version=17)
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -214,21 +246,29 @@ def _save(model: Any, cfg: TrainConfig, result: TrainResult) -> None:
     result.onnx_max_rel_diff = float(np.max(np.abs(got - expected) / np.abs(expected)))
     if result.onnx_max_rel_diff > 1e-3:
         raise RuntimeError(f"ONNX export differs from torch by {result.onnx_max_rel_diff:.2e} (relative)")
+    parameters = f"{sum(p.numel() for p in model.parameters()):,} parameters"
+    if cfg.init == "teacher":
+        network = (f"the teacher's network ({cfg.teacher_card}: MobileNet encoder, NNConv5 decoder; {parameters}), its int8 "
+                   "TFLite weights dequantized to float, then fine-tuned")
+        license_ = ("MIT / Apache-2.0 (fine-tuned from FastDepth: fast-depth MIT, STM32 model zoo Apache-2.0, openmv MIT; "
+                    "training data: TUM RGB-D CC BY 4.0, see data/train README)")
+    else:
+        network = f"TinyDepthNet (MobileNetV2-style encoder, U-Net decoder, global context; {parameters}) trained from scratch"
+        license_ = "Apache-2.0 (weights trained here; training data: TUM RGB-D CC BY 4.0, see data/train README)"
     card = {
         "name": "depth_node_small",
         "family": "onnx",
         "description": (
-            "depth_node's embedded default: TinyDepthNet (MobileNetV2-style encoder, U-Net decoder, global context; "
-            f"{sum(p.numel() for p in model.parameters()):,} parameters) trained by `depth-node train` on real RGB-D "
-            "frames (TUM RGB-D, CC BY 4.0), teacher-labelled unlabelled frames (teacher: FastDepth) and procedural "
-            "synthetic scenes; scale-invariant log loss (lambda 0.85 on metric labels, 1.0 on teacher labels). Predicts "
-            "metres directly for a camera of about 60 degrees horizontal field of view."),
-        "license": "Apache-2.0 (weights trained here; training data: TUM RGB-D CC BY 4.0, see data/train README)",
+            f"depth_node's embedded default: {network} by `depth-node train` on real RGB-D frames (TUM RGB-D, CC BY 4.0), "
+            "teacher-labelled unlabelled frames (teacher: FastDepth) and procedural synthetic scenes; scale-invariant log "
+            "loss (lambda 0.85 on metric labels, 1.0 on teacher labels). Predicts metres directly for a camera of about "
+            "60 degrees horizontal field of view."),
+        "license": license_,
         "weights": "model.onnx",
         "input": {"long_side": cfg.width, "multiple_of": 32, "mean": list(MEAN), "std": list(STD), "interpolation": "area"},
         "output": {"space": "depth", "invariance": "metric"},
         "training": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k not in ("out",)},
-                     "seconds": round(result.seconds, 1), "final": result.log[-1] if result.log else {}},
+                     "seconds": round(result.seconds, 1), "initial": result.initial, "final": result.log[-1] if result.log else {}},
     }
     (cfg.out / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False, width=110))
     plot_losses(result.log, cfg.out / "loss.png")

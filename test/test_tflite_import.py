@@ -1,0 +1,101 @@
+"""The float import of a quantized TFLite network (``depth-node train --init teacher``), against LiteRT itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from depth_node.train.tflite_import import _stride_and_padding
+
+REPO = Path(__file__).resolve().parent.parent
+FASTDEPTH = REPO.parent / "shared" / "models" / "fastdepth" / "fast_depth_224.tflite"
+UNLABELED = REPO.parent / "shared" / "data" / "train" / "unlabeled"
+needs_fastdepth = pytest.mark.skipif(not FASTDEPTH.is_file() or not UNLABELED.is_dir(), reason="../shared FastDepth or train data absent")
+
+
+def _frames(count: int) -> list[np.ndarray]:
+    files = sorted(p for p in UNLABELED.rglob("*") if p.suffix.lower() in (".jpg", ".png"))
+    picks = [files[i] for i in np.linspace(0, len(files) - 1, count).astype(int)]  # corridors and roads
+    return [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in picks]
+
+
+def test_stride_and_padding_of_valid_and_same_convolutions() -> None:
+    assert _stride_and_padding(226, 112, 3) == (2, (0, 0))     # explicit PAD 1 + VALID stride 2
+    assert _stride_and_padding(56, 56, 1) == (1, (0, 0))       # pointwise
+    assert _stride_and_padding(32, 28, 5) == (1, (0, 0))       # 5×5 after PAD 2
+    assert _stride_and_padding(56, 56, 3) == (1, (1, 1))       # SAME, stride 1
+    assert _stride_and_padding(57, 29, 3) == (2, (1, 1))       # SAME, stride 2, odd input
+    assert _stride_and_padding(56, 28, 3) == (2, (0, 1))       # SAME puts the odd pixel after, as TFLite does
+    with pytest.raises(ValueError, match="stride"):
+        _stride_and_padding(10, 40, 3)
+
+
+@needs_fastdepth
+def test_float_import_reproduces_the_int8_network() -> None:
+    """Same frames through LiteRT (int8) and the float import at the file's 224×224: equal up to quantization noise."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from depth_node.train.tflite_import import load_tflite_graph
+
+    graph = load_tflite_graph(FASTDEPTH)
+    assert graph.input_range == pytest.approx((0.0, 1.0))
+    assert 1.0e6 < sum(p.numel() for p in graph.parameters()) < 2.5e6     # fits the 10 MB budget as fp32
+    interpreter = Interpreter(model_path=str(FASTDEPTH))
+    interpreter.allocate_tensors()
+    out = interpreter.get_output_details()[0]
+    scale = float(out["quantization_parameters"]["scales"][0])
+    for rgb in _frames(4):
+        small = cv2.resize(rgb, (224, 224), interpolation=cv2.INTER_AREA)
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], small[None])
+        interpreter.invoke()
+        reference = interpreter.get_tensor(out["index"])[0, :, :, 0].astype(np.float64) * scale
+        with torch.no_grad():
+            ours = graph(torch.from_numpy(small).permute(2, 0, 1)[None].float() / 255)[0, 0].double().numpy()
+        valid = reference > 0.5
+        relative = np.abs(ours[valid] - reference[valid]) / reference[valid]
+        assert np.median(relative) < 0.06, np.median(relative)
+        assert np.corrcoef(ours[valid], reference[valid])[0, 1] > 0.95
+        with torch.no_grad():  # an untrained-for size (4:3 at 256×192) runs and stays positive
+            wide = graph(torch.from_numpy(cv2.resize(rgb, (256, 192))).permute(2, 0, 1)[None].float() / 255)
+        assert wide.shape == (1, 1, 192, 256) and bool((wide >= 0).all())
+
+
+@needs_fastdepth
+def test_teacher_init_student_maps_normalized_input_back_and_trains(tmp_path: Path) -> None:
+    from depth_node.train.data import synthetic
+    from depth_node.train.network import TeacherInitNet
+    from depth_node.train.tflite_import import load_tflite_graph
+    from depth_node.train.trainer import MEAN, STD, TrainConfig, build_student, to_tensor, train
+
+    graph = load_tflite_graph(FASTDEPTH)
+    student = TeacherInitNet(graph, MEAN, STD).eval()
+    rgb = cv2.resize(_frames(1)[0], (256, 192), interpolation=cv2.INTER_AREA)
+    with torch.no_grad():
+        raw = graph(torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255)
+        depth = student(to_tensor(rgb[None]))
+    far = raw > 1.0  # softplus(β=10) + 1 mm equals ReLU there to well under a millimetre
+    assert far.float().mean() > 0.5
+    np.testing.assert_allclose(depth[far].numpy(), raw[far].numpy(), atol=2e-3)
+    assert bool((depth > 0).all())
+
+    frames = synthetic(4, 64, 64, seed=7)
+    empty = type(frames)(frames.rgb[:0], frames.depth[:0], frames.kind[:0], [])
+    cfg = TrainConfig(out=tmp_path / "out", train_dir=tmp_path, init="teacher", freeze_encoder=True, steps=4, batch=2, lr=3e-3,
+                      width=64, height=64, seed=0, threads=2, log_every=2)
+    assert type(build_student(cfg)).__name__ == "TeacherInitNet"
+    result = train(cfg, say=lambda line: None, data=({"real": empty, "teacher": empty, "synthetic": frames}, {"synthetic": frames}))
+    assert result.onnx_max_rel_diff < 1e-4 and set(result.initial) >= {"synthetic_affine_abs_rel"}
+    assert "fine-tuned" in (tmp_path / "out" / "card.yaml").read_text()
+    from safetensors.torch import load_file
+
+    trained = load_file(str(tmp_path / "out" / "model.safetensors"))
+    start = TeacherInitNet(load_tflite_graph(FASTDEPTH), MEAN, STD).state_dict()
+    encoder = {name for name, p in student.named_parameters() if any(p is q for q in student.encoder_parameters())}
+    assert encoder and all(torch.equal(trained[name], start[name]) for name in encoder)          # frozen: untouched
+    assert any(not torch.equal(trained[name], start[name]) for name in start if name not in encoder)  # the decoder learnt
+    with pytest.raises(ValueError, match="init must be"):
+        build_student(TrainConfig(out=tmp_path, train_dir=tmp_path, init="imagenet"))
