@@ -112,6 +112,23 @@ def test_parameters_validated_and_applied_at_run_time(conv_card: Path) -> None:
         assert node.get_parameter("cloud_decimation").value == 4
 
 
+def test_ensemble_parameters_at_run_time(conv_card: Path) -> None:
+    """tta_scales is a double array; an impossible ensemble is refused with the reason; a valid one publishes."""
+    with Harness({"model_card": str(conv_card), "output_resolution": "model"}, outputs=("depth/image", "depth/confidence")) as h:
+        node = h.node
+        refused = node.set_parameters([Parameter("ensemble_size", value=8)])[0]
+        assert not refused.successful and "distinct test-time augmentations" in refused.reason
+        refused = node.set_parameters_atomically([Parameter("ensemble_members", value="noise"), Parameter("ensemble_size", value=3)])
+        assert not refused.successful and "deterministic" in refused.reason
+        result = node.set_parameters([Parameter("tta_scales", value=[1.0, 0.5]), Parameter("ensemble_size", value=4)])
+        assert all(r.successful for r in result), [r.reason for r in result]
+        h.send(rgb_image(5), camera_info(5))
+        assert h.wait_for(lambda: h.count("depth/confidence"))
+        confidence = image_to_array(h.last("depth/confidence"))
+        assert 0.0 <= float(np.nanmin(confidence)) < float(np.nanmax(confidence)) <= 1.0  # the spread, not a constant
+        assert list(node.get_parameter("tta_scales").value) == [1.0, 0.5]
+
+
 BAD_FRAMES = {
     "unsupported encoding": lambda i: _mutated(i, encoding="yuv422"),
     "step mismatch": lambda i: _mutated(i, step=100),

@@ -3,9 +3,12 @@
 Stages, each timed under its own name in ``DepthResult.timings_ms``:
 
 ``preprocess``  estimator: resize/normalize to the model's input rules
-``infer``       estimator: forward pass → prediction in the model's own output space
+``infer``       estimator: forward pass → prediction in the model's own output space (every ensemble member's
+                preprocess and pass when ensembling or ``confidence_tta``)
+``ensemble``    align and reduce the members in the model's output space (``core.ensemble``); uncertainty
 ``metric``      resize the prediction to the output grid (in its own space), convert to metres
-``confidence``  model head or single-pass heuristic; ``confidence_threshold`` masks depth to NaN
+``confidence``  ensemble spread, model head, flip agreement or single-pass heuristic (``core.confidence``);
+                ``confidence_threshold`` masks depth to NaN
 ``cloud``       organized back-projection (+ packed colour)
 ``colorize``    fixed-range colormap for people
 
@@ -24,7 +27,8 @@ import numpy as np
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.cloud import backproject
 from depth_node.core.colorize import COLORMAPS, colorize_depth
-from depth_node.core.confidence import gradient_confidence
+from depth_node.core.confidence import gradient_confidence, uncertainty_confidence
+from depth_node.core.members import MEMBER_KINDS, Member, member_plan, run_members
 from depth_node.core.spaces import Invariance, to_metres
 from depth_node.core.timing import StageTimer
 from depth_node.errors import ConfigError, InputError
@@ -50,6 +54,13 @@ class PipelineConfig:
     colormap: str = "turbo"
     colormap_min_m: float = 0.3
     colormap_max_m: float = 10.0
+    ensemble_size: int = 1                  # 1 = off
+    ensemble_members: str = "auto"          # auto | noise | tta (core.members)
+    ensemble_reduction: str = "median"      # median (uncertainty = MAD) | mean (uncertainty = std)
+    tta_scales: tuple[float, ...] = (1.0, 0.75, 1.25)
+    confidence_tta: bool = False            # single pass: confidence from agreement with a flipped pass
+    confidence_uncertainty_scale: float = 0.02  # relative uncertainty at which confidence is 0.5
+    denoising_steps: int = 0                # multi-step models (Marigold): DDIM steps per pass; 0 = the card's
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first bad field."""
@@ -71,6 +82,14 @@ class PipelineConfig:
             raise ConfigError(f"need 0 <= min_range < max_range, got {self.min_range}, {self.max_range}")
         if self.colormap not in COLORMAPS:
             raise ConfigError(f"colormap must be one of {sorted(COLORMAPS)}, got {self.colormap!r}")
+        if self.ensemble_members not in MEMBER_KINDS:
+            raise ConfigError(f"ensemble_members must be one of {MEMBER_KINDS}, got {self.ensemble_members!r}")
+        if self.ensemble_reduction not in ("median", "mean"):
+            raise ConfigError(f"ensemble_reduction must be median or mean, got {self.ensemble_reduction!r}")
+        if self.denoising_steps < 0:
+            raise ConfigError(f"denoising_steps must be >= 0 (0 = the model card's), got {self.denoising_steps}")
+        if not self.confidence_uncertainty_scale > 0:
+            raise ConfigError(f"confidence_uncertainty_scale must be > 0, got {self.confidence_uncertainty_scale}")
         if not self.colormap_min_m < self.colormap_max_m:
             raise ConfigError(f"need colormap_min_m < colormap_max_m, got {self.colormap_min_m}, {self.colormap_max_m}")
 
@@ -84,7 +103,9 @@ class DepthResult:
     points:      float32 (h', w', 3 or 4) organized cloud (x, y, z[, packed rgb]) in the optical frame,
                  NaN invalid, h' = ceil(h / cloud_decimation); or None when not requested.
     colorized:   uint8 (h, w, 3) RGB picture of depth, or None when not requested.
-    prediction:  the raw model output (own space, model grid).
+    prediction:  the raw model output (own space, model grid); the ensembled one when ensembling.
+    uncertainty: (model grid) ensemble spread in the model's output space (MAD or std), or the flip disagreement
+                 with ``confidence_tta``; None otherwise.
     timings_ms:  per-stage wall time.
     """
 
@@ -95,6 +116,7 @@ class DepthResult:
     colorized: np.ndarray | None
     prediction: Prediction
     timings_ms: dict[str, float]
+    uncertainty: np.ndarray | None = None
 
 
 class DepthPipeline:
@@ -117,6 +139,21 @@ class DepthPipeline:
                 f"model '{self.estimator.name}' outputs {spec.describe()}, which is not metres: "
                 "set scale.mode: fixed with scale.fixed_scale/fixed_shift for your camera"
             )
+        if config.denoising_steps:
+            if not (self.estimator.stochastic and hasattr(self.estimator, "denoising_steps")):
+                raise ConfigError(f"denoising_steps applies to multi-step models (Marigold); '{self.estimator.name}' "
+                                  "runs a single step: set denoising_steps: 0")
+        if hasattr(self.estimator, "denoising_steps"):
+            self.estimator.denoising_steps = config.denoising_steps
+        self._plan = member_plan(config.ensemble_size, config.ensemble_members, tuple(config.tta_scales),
+                                 self.estimator.stochastic, self.estimator.flexible_input)
+        if config.confidence_tta and config.ensemble_size == 1:
+            self._plan = [Member(), Member(flip=True)]
+        if len(self._plan) > 1:
+            try:
+                import torch  # noqa: F401  (the ensemble runs in torch)
+            except ImportError:
+                raise ConfigError("ensemble_size > 1 and confidence_tta need torch: pip install torch==2.13.0") from None
         self._config = config
 
     def scale_shift(self) -> tuple[float, float]:
@@ -145,10 +182,17 @@ class DepthPipeline:
             )
         cfg = self.config
         timer = timer or StageTimer()
-        with timer.stage("preprocess"):
-            model_input = self.estimator.preprocess(rgb)
-        with timer.stage("infer"):
-            prediction = self.estimator.infer(model_input)
+        uncertainty = None
+        if len(self._plan) == 1:
+            with timer.stage("preprocess"):
+                model_input = self.estimator.preprocess(rgb)
+            with timer.stage("infer"):
+                prediction = self.estimator.infer(model_input)
+        else:
+            with timer.stage("infer"):
+                members = run_members(self.estimator, rgb, self._plan)
+            with timer.stage("ensemble"):
+                prediction, uncertainty = self._ensemble(members)
 
         with timer.stage("metric"):
             if cfg.output_resolution == "input":
@@ -164,8 +208,11 @@ class DepthPipeline:
         conf = None
         if confidence or cfg.confidence_threshold > 0:
             with timer.stage("confidence"):
-                if prediction.confidence is not None:
-                    conf = _resize_values(prediction.confidence, height, width).copy()
+                model_confidence = prediction.confidence
+                if uncertainty is not None:
+                    model_confidence = uncertainty_confidence(prediction.values, uncertainty, cfg.confidence_uncertainty_scale)
+                if model_confidence is not None:
+                    conf = _resize_values(model_confidence, height, width).copy()
                     conf[~np.isfinite(depth)] = 0.0
                 else:
                     conf = gradient_confidence(depth, cfg.confidence_gradient_scale)
@@ -187,7 +234,24 @@ class DepthPipeline:
             with timer.stage("colorize"):
                 picture = colorize_depth(depth, cfg.colormap_min_m, cfg.colormap_max_m, cfg.colormap)
 
-        return DepthResult(depth, conf, depth_camera, cloud, picture, prediction, timer.ms)
+        return DepthResult(depth, conf, depth_camera, cloud, picture, prediction, timer.ms, uncertainty)
+
+    def _ensemble(self, members: np.ndarray) -> tuple[Prediction, np.ndarray]:
+        """(N, h, w) members → the prediction to publish and its uncertainty, both in the model's output space.
+
+        An ensemble (``ensemble_size`` > 1) publishes the aligned, reduced members; ``confidence_tta`` publishes
+        the plain pass and takes only the disagreement with its flip (half the absolute difference)."""
+        import torch
+
+        from depth_node.core.ensemble import ensemble
+
+        spec = self.estimator.output
+        if self.config.ensemble_size == 1:  # confidence_tta
+            spread = 0.5 * np.abs(members[0] - members[1])
+            return Prediction(members[0], spec), spread
+        device = torch.device(self.estimator.device if str(self.estimator.device).startswith("cuda") else "cpu")
+        result = ensemble(torch.from_numpy(members).to(device), spec.invariance, self.config.ensemble_reduction)
+        return Prediction(result.values.cpu().numpy(), spec), result.uncertainty.cpu().numpy()
 
 
 def _resize_values(values: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -9,7 +9,7 @@ pass and the copy back to a float32 array on the model's output grid).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -67,6 +67,8 @@ class DepthEstimator(ABC):
     backend: str
     device: str
     precision: str = "fp32"
+    # test-time augmentation: the model input's long side × this (flexible-size models only; see ``input_rules``)
+    input_scale: float = 1.0
 
     @property
     def name(self) -> str:
@@ -76,6 +78,27 @@ class DepthEstimator(ABC):
     def output(self) -> OutputSpec:
         return self.card.output
 
+    @property
+    def flexible_input(self) -> bool:
+        """True when the input size follows a long-side rule (so ``input_scale`` can change it)."""
+        rules = getattr(self, "rules", None) or self.card.input
+        return rules.size is None and rules.long_side is not None
+
+    @property
+    def input_rules(self) -> Any:
+        """The card's input rules (or the runtime's static ones), with ``input_scale`` applied to the long side."""
+        rules = getattr(self, "rules", None) or self.card.input
+        if self.input_scale == 1.0:
+            return rules
+        if not self.flexible_input:
+            raise ValueError(f"model '{self.name}' takes a fixed input size; test-time scales need a long-side rule in its card")
+        return replace(rules, long_side=max(rules.multiple_of, round(rules.long_side * self.input_scale / rules.multiple_of) * rules.multiple_of))
+
+    @property
+    def stochastic(self) -> bool:
+        """True when two passes over the same input differ (seeded noise): noise ensembling helps only then."""
+        return False
+
     @abstractmethod
     def preprocess(self, rgb: np.ndarray) -> Any:
         """uint8 (H, W, 3) RGB → the model's input, in the runtime's own container."""
@@ -83,6 +106,10 @@ class DepthEstimator(ABC):
     @abstractmethod
     def infer(self, model_input: Any) -> Prediction:
         """Forward pass of a ``preprocess`` result."""
+
+    def infer_many(self, model_inputs: list[Any]) -> list[Prediction]:
+        """Several forward passes (ensemble members); families that can batch them override this."""
+        return [self.infer(x) for x in model_inputs]
 
     def predict(self, rgb: np.ndarray) -> Prediction:
         """``infer(preprocess(rgb))``."""

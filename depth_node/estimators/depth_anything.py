@@ -84,11 +84,21 @@ class DepthAnythingV2Estimator(DepthEstimator):
         return PredictedDepth().eval()
 
     def preprocess(self, rgb: np.ndarray) -> Any:
-        return rules_to_tensor(rgb, self.card.input, self._device, self._dtype)
+        return rules_to_tensor(rgb, self.input_rules, self._device, self._dtype)
 
     def infer(self, model_input: Any) -> Prediction:
+        return self.infer_many([model_input])[0]
+
+    def infer_many(self, model_inputs: list[Any]) -> list[Prediction]:
+        """Members of the same input size in one batched forward pass."""
         import torch
 
-        with torch.inference_mode():
-            predicted = self.model(pixel_values=model_input).predicted_depth
-        return Prediction(prediction_values(predicted.float().cpu().numpy(), self.card), self.card.output)
+        results: list[Prediction | None] = [None] * len(model_inputs)
+        for shape in dict.fromkeys(tuple(x.shape) for x in model_inputs):
+            picks = [k for k, x in enumerate(model_inputs) if tuple(x.shape) == shape]
+            with torch.inference_mode():
+                predicted = self.model(pixel_values=torch.cat([model_inputs[k] for k in picks])).predicted_depth
+            predicted = predicted.float().cpu().numpy()
+            for n, k in enumerate(picks):
+                results[k] = Prediction(prediction_values(predicted[n:n + 1], self.card), self.card.output)
+        return [r for r in results if r is not None]

@@ -193,6 +193,7 @@ class DiffusionDepthEstimator(DepthEstimator):
             e = torch.tensor(s.task_embedding, dtype=torch.float32)[None]
             self.class_labels = torch.cat([torch.sin(e), torch.cos(e)], dim=-1).to(self._device, self._dtype)
         self.generator = torch.Generator(device=self._device).manual_seed(s.seed)
+        self.denoising_steps = 0  # multi-step variants: DDIM steps per pass (0 = the card's diffusion.steps)
         self.device, self.precision = device, precision
         self._last_rgb: np.ndarray | None = None
 
@@ -206,9 +207,13 @@ class DiffusionDepthEstimator(DepthEstimator):
         with torch.inference_mode():
             return encoder(ids)[0]
 
+    @property
+    def stochastic(self) -> bool:
+        return bool(self.settings.stochastic)
+
     def preprocess(self, rgb: np.ndarray) -> Any:
         self._last_rgb = rgb  # the CIDE conditioner sees the image too
-        return rules_to_tensor(rgb, self.card.input, self._device, self._dtype)
+        return rules_to_tensor(rgb, self.input_rules, self._device, self._dtype)
 
     def _x0(self, out: Any, x_t: Any, t: int) -> Any:
         """The clean latent from the UNet output at timestep t (x_t = the noisy latent fed beside the image)."""
@@ -265,7 +270,7 @@ class DiffusionDepthEstimator(DepthEstimator):
 
         image_latent = self._encode(model_input)
         latent = torch.randn(image_latent.shape, generator=self.generator, device=self._device, dtype=self._dtype)
-        self.scheduler.set_timesteps(self.settings.steps, device=self._device)
+        self.scheduler.set_timesteps(self.denoising_steps or self.settings.steps, device=self._device)
         for t in self.scheduler.timesteps:
             out = self._unet(torch.cat([image_latent, latent], dim=1), t, context)
             latent = self.scheduler.step(out, t, latent).prev_sample

@@ -66,6 +66,7 @@ class OnnxEstimator(DepthEstimator):
         if len(inputs) != 1:
             raise ModelLoadError(f"{card.weights}: expected one image input, the model has {len(inputs)}")
         self._input_name = inputs[0].name
+        self._batchable = not isinstance(inputs[0].shape[0], int)  # a symbolic batch axis: members in one run
         self._outputs = [o.name for o in self.session.get_outputs()]
         if card.output_index >= len(self._outputs):
             raise ModelLoadError(
@@ -101,8 +102,8 @@ class OnnxEstimator(DepthEstimator):
 
             from depth_node.backends.torch_backend import rules_to_tensor
 
-            return rules_to_tensor(rgb, self.rules, self._cuda, torch.float32)
-        return to_model_input(rgb, self.rules)
+            return rules_to_tensor(rgb, self.input_rules, self._cuda, torch.float32)
+        return to_model_input(rgb, self.input_rules)
 
     def _run_bound(self, x: Any) -> list[np.ndarray]:
         """Run with the input bound in GPU memory (IO binding); only the outputs come back to the host."""
@@ -114,11 +115,26 @@ class OnnxEstimator(DepthEstimator):
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()
 
+    def infer_many(self, model_inputs: list[Any]) -> list[Prediction]:
+        """Members of the same input size in one run when the graph's batch axis is dynamic (CPU inputs)."""
+        if not self._batchable or not all(isinstance(x, np.ndarray) for x in model_inputs):
+            return super().infer_many(model_inputs)
+        results: list[Prediction | None] = [None] * len(model_inputs)
+        for shape in dict.fromkeys(x.shape for x in model_inputs):
+            picks = [k for k, x in enumerate(model_inputs) if x.shape == shape]
+            outputs = self.session.run(None, {self._input_name: np.concatenate([model_inputs[k] for k in picks])})
+            for n, k in enumerate(picks):
+                results[k] = self._prediction([o[n:n + 1] for o in outputs])
+        return [r for r in results if r is not None]
+
     def infer(self, model_input: Any) -> Prediction:
         if isinstance(model_input, np.ndarray):
             outputs = self.session.run(None, {self._input_name: model_input})
         else:
             outputs = self._run_bound(model_input)
+        return self._prediction(outputs)
+
+    def _prediction(self, outputs: list[np.ndarray]) -> Prediction:
         values = prediction_values(outputs[self.card.output_index], self.card)
         confidence = None
         if self.card.confidence_index is not None:

@@ -45,7 +45,7 @@ class TensorrtEstimator(DepthEstimator):
     def preprocess(self, rgb: np.ndarray) -> Any:
         import torch
 
-        return rules_to_tensor(rgb, self.card.input, self._device, torch.float32)
+        return rules_to_tensor(rgb, self.input_rules, self._device, torch.float32)
 
     def infer(self, model_input: Any) -> Prediction:
         outputs = self.runner(model_input)

@@ -46,7 +46,7 @@ class TfliteEstimator(DepthEstimator):
             )
 
     def preprocess(self, rgb: np.ndarray) -> np.ndarray:
-        return to_model_input(rgb, self.rules)
+        return to_model_input(rgb, self.input_rules)
 
     def infer(self, model_input: np.ndarray) -> Prediction:
         self.interpreter.set_tensor(self._input["index"], model_input)

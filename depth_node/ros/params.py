@@ -59,6 +59,13 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("scale.fixed_shift", 0.0, "Shift t in the model's output space for scale.mode fixed.", range=(-1e9, 1e9)),
     ParamSpec("confidence_gradient_scale", 0.05, "Relative depth change per pixel at which the single-pass confidence is 0.5.", range=(1e-4, 10.0)),
     ParamSpec("confidence_threshold", 0.0, "Pixels with confidence below this become invalid in depth and cloud (0 = keep all).", range=(0.0, 1.0)),
+    ParamSpec("ensemble_size", 1, "Passes per frame, aligned and reduced in the model's output space (1 = off); the spread becomes the confidence.", range=(1, 32)),
+    ParamSpec("ensemble_members", "auto", "Ensemble members: noise (seeds of a stochastic model), tta (flip, tta_scales), auto (noise for stochastic models, tta otherwise).", choices=("auto", "noise", "tta")),
+    ParamSpec("ensemble_reduction", "median", "median (uncertainty = median absolute deviation) or mean (uncertainty = standard deviation).", choices=("median", "mean")),
+    ParamSpec("tta_scales", [1.0, 0.75, 1.25], "Model input long-side factors for tta members, each plain and flipped (models with a long-side input rule)."),
+    ParamSpec("confidence_tta", False, "Single pass: confidence from the agreement with a horizontally flipped pass (one more forward pass per frame)."),
+    ParamSpec("confidence_uncertainty_scale", 0.02, "Uncertainty, relative to the prediction's range, at which the ensemble / flip confidence is 0.5.", range=(1e-4, 10.0)),
+    ParamSpec("denoising_steps", 0, "Multi-step models (Marigold): DDIM steps per pass (0 = the model card's diffusion.steps).", range=(0, 1000)),
     ParamSpec("cloud_decimation", 1, "Keep every n-th pixel in both directions of the organized cloud.", range=(1, 16)),
     ParamSpec("cloud_color", True, "Add a packed rgb field to depth/points."),
     ParamSpec("min_range", 0.0, "Metres: cloud points closer than this (Euclidean) become NaN.", range=(0.0, 1000.0)),
@@ -87,6 +94,13 @@ def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
         colormap=values["colormap"],
         colormap_min_m=float(values["colormap_min_m"]),
         colormap_max_m=float(values["colormap_max_m"]),
+        ensemble_size=int(values["ensemble_size"]),
+        ensemble_members=values["ensemble_members"],
+        ensemble_reduction=values["ensemble_reduction"],
+        tta_scales=tuple(float(v) for v in values["tta_scales"]),
+        confidence_tta=bool(values["confidence_tta"]),
+        confidence_uncertainty_scale=float(values["confidence_uncertainty_scale"]),
+        denoising_steps=int(values["denoising_steps"]),
     )
 
 
@@ -148,6 +162,8 @@ def load_params_file(path: str | Path, node_name: str = "depth_node", overrides:
             raise ConfigError(f"{path}: unknown parameter {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
         if isinstance(spec.default, float) and isinstance(value, int) and not isinstance(value, bool):
             values[name] = value = float(value)  # YAML '2' for a float parameter
+        if isinstance(spec.default, list) and isinstance(value, list):
+            values[name] = value = [float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
         problem = check_value(spec, value)
         if problem:
             raise ConfigError(f"{path}: {problem}")
@@ -180,6 +196,9 @@ def check_value(spec: ParamSpec, value: Any) -> str | None:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif isinstance(default, float):
         ok = isinstance(value, float)
+    elif isinstance(default, list):
+        ok = not isinstance(value, (str, bytes)) and hasattr(value, "__len__") and len(value) > 0 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)  # rclpy gives array('d')
     else:
         ok = isinstance(value, str)
     if not ok:

@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Ensembling speed: our alignment (depth_node.core.ensemble) against the plain Marigold reference, and the
+pipeline cost of ensembling with the shipped default model.
+
+align:    N members at SIZE×SIZE — the default model's real test-time-augmentation predictions of a real TUM frame
+          (flip × input scales), resized to SIZE² — aligned and reduced by ours (median of --repeat runs) and by the
+          reference (scipy BFGS, numerical gradients, Marigold repo settings: max_iter 50, tol 1e-6; one run, it is
+          slow). Prints both times, the ratio, and Marigold's objective of each normalized result.
+pipeline: per-frame milliseconds of DepthPipeline.process (640×480 input, default model) at ensemble_size 1,
+          confidence_tta, 4 and 6 members; the 'ensemble' stage alone is the alignment overhead.
+
+    .venv/bin/python benchmarks/bench_ensemble.py align --members 10 --size 768
+    .venv/bin/python benchmarks/bench_ensemble.py pipeline --frames 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "test"))  # the reference implementation the tests hold us to
+FRAME = REPO.parent / "shared" / "data" / "train" / "rgbd" / "tum_fr3_cabinet_keyframes" / "rgb" / "fr3_cabinet_kf0000.jpg"
+SCALES = (1.0, 0.75, 1.25, 0.875, 1.125, 0.625, 1.375)
+
+
+def real_members(count: int, size: int) -> np.ndarray:
+    from depth_node.core.members import member_plan, run_members
+    from depth_node.estimators import load_estimator
+
+    estimator = load_estimator(REPO / "models" / "default.yaml")
+    rgb = cv2.cvtColor(cv2.imread(str(FRAME)), cv2.COLOR_BGR2RGB)
+    members = run_members(estimator, rgb, member_plan(count, "tta", SCALES, False, True))
+    return np.stack([cv2.resize(m, (size, size), interpolation=cv2.INTER_LINEAR) for m in members])
+
+
+def normalized_objective(members: np.ndarray, param: np.ndarray) -> float:
+    from _marigold_reference import align, lower_median, objective
+
+    aligned = align(members.astype(np.float64), param, True)
+    reduced = lower_median(aligned)
+    return objective((aligned - reduced.min()) / (reduced.max() - reduced.min()))
+
+
+def bench_align(args: argparse.Namespace) -> None:
+    import torch
+
+    from _marigold_reference import lower_median, reference_ensemble
+    from depth_node.core.ensemble import ensemble
+    from depth_node.core.spaces import Invariance
+
+    torch.set_num_threads(args.threads)
+    members = real_members(args.members, args.size)
+    print(f"{args.members} members of {args.size}x{args.size} (default model, TTA of {FRAME.name}); "
+          f"{platform.processor() or platform.machine()}, torch threads {args.threads}")
+    x = torch.from_numpy(members)
+    times = []
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        ours = ensemble(x, Invariance.AFFINE, "median")
+        times.append(time.perf_counter() - start)
+    ours_s = statistics.median(times)
+    start = time.perf_counter()
+    param = reference_ensemble(members, "median", True)
+    aligned = members * param[:args.members, None, None] + param[args.members:, None, None]
+    lower_median(aligned)  # the reference's own reduction, for a like-for-like total
+    reference_s = time.perf_counter() - start
+    ours_param = np.concatenate([ours.scale.numpy(), ours.shift.numpy()])
+    print(f"ours:      {ours_s * 1000:9.1f} ms (median of {args.repeat}; runs {', '.join(f'{t * 1000:.0f}' for t in times)})")
+    print(f"reference: {reference_s * 1000:9.1f} ms (one run)")
+    print(f"speed ratio reference/ours: {reference_s / ours_s:.0f}x")
+    print(f"objective of the normalized members: ours {normalized_objective(members, ours_param):.6f}, "
+          f"reference {normalized_objective(members, param):.6f}")
+
+
+def bench_pipeline(args: argparse.Namespace) -> None:
+    from depth_node.core.camera import PinholeCamera
+    from depth_node.core.pipeline import DepthPipeline, PipelineConfig
+    from depth_node.estimators import load_estimator
+
+    estimator = load_estimator(REPO / "models" / "default.yaml", num_threads=args.threads)
+    rgb = cv2.resize(cv2.cvtColor(cv2.imread(str(FRAME)), cv2.COLOR_BGR2RGB), (640, 480))
+    camera = PinholeCamera(640, 480, 525.0, 525.0, 319.5, 239.5)
+    print(f"DepthPipeline.process, 640x480, default model, {args.frames} frames after 2 warm-up; medians in ms")
+    print(f"{'setting':<22}{'total':>8}{'infer':>8}{'ensemble':>10}{'confidence':>12}")
+    for label, config in (("single pass", PipelineConfig()), ("confidence_tta", PipelineConfig(confidence_tta=True)),
+                          ("ensemble_size 4", PipelineConfig(ensemble_size=4)), ("ensemble_size 6", PipelineConfig(ensemble_size=6))):
+        pipeline = DepthPipeline(estimator, config)
+        rows = []
+        for i in range(args.frames + 2):
+            start = time.perf_counter()
+            result = pipeline.process(rgb, camera)
+            if i >= 2:
+                rows.append({"total": (time.perf_counter() - start) * 1000, **result.timings_ms})
+        med = {k: statistics.median(r.get(k, 0.0) for r in rows) for k in ("total", "infer", "ensemble", "confidence")}
+        print(f"{label:<22}{med['total']:8.1f}{med['infer']:8.1f}{med['ensemble']:10.1f}{med['confidence']:12.1f}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    sub = parser.add_subparsers(dest="part", required=True)
+    align = sub.add_parser("align", help="our alignment vs the scipy BFGS reference")
+    align.add_argument("--members", type=int, default=10)
+    align.add_argument("--size", type=int, default=768)
+    align.add_argument("--repeat", type=int, default=5)
+    align.add_argument("--threads", type=int, default=2)
+    pipe = sub.add_parser("pipeline", help="per-frame cost of ensembling in DepthPipeline")
+    pipe.add_argument("--frames", type=int, default=20)
+    pipe.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    (bench_align if args.part == "align" else bench_pipeline)(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

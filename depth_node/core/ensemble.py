@@ -1,0 +1,226 @@
+"""Multi-pass ensembling in the model's own output space: Marigold's test-time ensembling, solved fast.
+
+``N`` predictions of one image (*members*: noise seeds of a stochastic model, or test-time augmentations of a
+deterministic one), each on the same grid and in the model's output space (affine depth, disparity or
+sqrt-disparity), become one prediction and a per-pixel uncertainty:
+
+1. **Gauge.** Alignment works in normalized coordinates where the reduced prediction spans [0, 1] (Marigold's
+   convention; for scale-only alignment its maximum is 1). Members start min–max normalized.
+2. **IRLS.** Each member i gets a scale sᵢ and shift tᵢ (scale only for scale-invariant and metric models),
+   fitted in closed form by weighted least squares to the running reduced prediction, with L1 weights
+   (1 / max(|residual|, δ)) so that a member's outliers do not pull its fit; the reduced prediction is recomputed
+   and the gauge restored after every round. All members at once, as batched 2×2 normal equations, in torch
+   on the members' device.
+3. **Refinement** (affine and scale-invariant models): L-BFGS with exact gradients on Marigold's objective,
+
+       E(s, t) = mean over pairs i<j of RMSE(aᵢ, aⱼ) + 0.02 · (|min m| + |1 − max m|),   aᵢ = sᵢ·pᵢ + tᵢ,
+
+   m the reduced prediction — the objective Marigold minimizes with scipy BFGS on the CPU from numerical
+   gradients — evaluated on the members after Marigold's final normalization (m → [0, 1]; see ``_refine`` for
+   why the raw objective is degenerate). Pairwise RMSEs come from one Gram matrix of the member-centred
+   predictions (no N² loop).
+4. **Reduction** at full resolution: ``median`` (uncertainty = median absolute deviation) or ``mean``
+   (uncertainty = standard deviation), ignoring NaN (invalid) pixels of single members.
+5. **Back to the model's units.** The result is mapped back to the coordinates of member 0 (the plain pass), so
+   an ensemble reads like a single prediction: ``scale.fixed_scale`` calibrated for one pass still holds, and a
+   metric model keeps metres (for metric models the gauge is instead the geometric mean of the scales, = 1).
+
+Steps 2–3 run on a fixed subsample of at most ``sample_pixels`` pixels valid in every member (the refinement on
+a regular quarter of those, ≤ ``REFINE_PIXELS``; Marigold aligns a copy downsampled to ≤ 1024 px for the same
+reason); steps 4–5 touch every pixel once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from depth_node.core.spaces import Invariance
+
+REDUCTIONS = ("median", "mean")
+REGULARIZER = 0.02  # Marigold's weight of the [0, 1]-range term
+REFINE_PIXELS = 1 << 15  # pixels the L-BFGS refinement evaluates (a regular subsample of the IRLS samples)
+
+
+@dataclass
+class Ensemble:
+    """An ensembled prediction, in the units of member 0.
+
+    values:      (H, W) reduced prediction in the model's output space, NaN where no member is valid.
+    uncertainty: (H, W) ≥ 0, MAD (median) or std (mean) of the aligned members, same units as ``values``.
+    scale/shift: (N,) per-member alignment in normalized coordinates (aᵢ = scaleᵢ·pᵢ + shiftᵢ).
+    objective:   Marigold's objective E of the normalized members on the alignment subsample (NaN for metric models).
+    """
+
+    values: torch.Tensor
+    uncertainty: torch.Tensor
+    scale: torch.Tensor
+    shift: torch.Tensor
+    objective: float
+
+
+def reduce_members(aligned: torch.Tensor, reduction: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, …) aligned members → (reduced, uncertainty), NaN-aware: median/MAD or mean/std."""
+    if reduction == "median":
+        centre = _nanmedian(aligned)
+        spread = _nanmedian((aligned - centre).abs())
+    elif reduction == "mean":
+        centre = torch.nanmean(aligned, dim=0)
+        finite = torch.isfinite(aligned)
+        count = finite.sum(0).clamp(min=1)
+        deviation = torch.where(finite, aligned - centre, torch.zeros_like(aligned))
+        spread = torch.sqrt((deviation ** 2).sum(0) / (count - 1).clamp(min=1))
+    else:
+        raise ValueError(f"ensemble_reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return centre, spread
+
+
+def _nanmedian(stack: torch.Tensor) -> torch.Tensor:
+    """Median over dim 0 ignoring NaN, the mean of the middle two for an even count (torch.median takes the lower
+    one, which makes the MAD of two members always 0); NaN where every member is NaN. No size limit (nanquantile
+    has one)."""
+    ordered = torch.sort(stack, dim=0).values  # NaN sorts last
+    count = torch.isfinite(stack).sum(dim=0, keepdim=True)
+    lower = ((count - 1).clamp(min=0) // 2)
+    upper = (count // 2).clamp(max=stack.shape[0] - 1)
+    middle = 0.5 * (ordered.gather(0, lower) + ordered.gather(0, upper))[0]
+    return torch.where(count[0] > 0, middle, torch.full_like(middle, float("nan")))
+
+
+def marigold_objective(aligned: torch.Tensor, reduction: str = "median", shift_invariant: bool = True) -> torch.Tensor:
+    """Marigold's alignment objective E for (N, P) aligned members (differentiable; see the module docstring)."""
+    n = aligned.shape[0]
+    centred = aligned - aligned.mean(dim=0, keepdim=True)  # pairwise differences are unchanged; the Gram is well conditioned
+    gram = centred @ centred.T / aligned.shape[1]
+    diag = torch.diagonal(gram)
+    square = (diag[:, None] + diag[None, :] - 2 * gram).clamp(min=1e-20)
+    i, j = torch.triu_indices(n, n, 1, device=aligned.device)
+    pairwise = torch.sqrt(square[i, j]).mean() if n > 1 else aligned.new_zeros(())
+    reduced = aligned.median(dim=0).values if reduction == "median" else aligned.mean(dim=0)
+    near = reduced.min().abs() if shift_invariant else reduced.new_zeros(())
+    return pairwise + REGULARIZER * (near + (1.0 - reduced.max()).abs())
+
+
+def _sample(members: torch.Tensor, count: int) -> torch.Tensor:
+    """(N, H, W) → (N, P): pixels valid in every member, on an even stride (deterministic), P ≤ count."""
+    flat = members.reshape(members.shape[0], -1)
+    valid = torch.isfinite(flat).all(dim=0).nonzero().squeeze(1)
+    if valid.numel() > count:
+        valid = valid[torch.linspace(0, valid.numel() - 1, count, device=valid.device).long()]
+    return flat[:, valid]
+
+
+def _weighted_fit(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, shift: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of (N, P) ``x``: the (scale, shift) minimizing Σ w (s·x + t − y)²; y is (P,)."""
+    sw, sx, sy = w.sum(1), (w * x).sum(1), (w * y).sum(1)
+    sxx, sxy = (w * x * x).sum(1), (w * x * y).sum(1)
+    if not shift:
+        return sxy / sxx.clamp(min=1e-20), torch.zeros_like(sw)
+    det = (sw * sxx - sx * sx).clamp(min=1e-20)
+    return (sw * sxy - sx * sy) / det, (sxx * sy - sx * sxy) / det
+
+
+def ensemble(members: torch.Tensor, invariance: Invariance, reduction: str = "median", irls_iterations: int = 10,
+             refine_iterations: int = 40, sample_pixels: int = 1 << 17) -> Ensemble:
+    """Align and reduce (N, H, W) predictions of one image in the model's output space; member 0 is the plain pass."""
+    if members.dim() != 3 or members.shape[0] < 1:
+        raise ValueError(f"members must be (N, H, W) with N >= 1, got {tuple(members.shape)}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"ensemble_reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    members = members.float()
+    n = members.shape[0]
+    shift_free = invariance is Invariance.AFFINE
+    samples = _sample(members, sample_pixels)
+    ones, zeros = members.new_ones(n), members.new_zeros(n)
+    if n == 1 or samples.shape[1] < 2:
+        values, spread = reduce_members(members, reduction)
+        return Ensemble(values, spread, ones, zeros, math.nan)
+
+    if invariance is Invariance.METRIC:
+        s, t = ones.clone(), zeros.clone()
+    else:
+        low = samples.min(dim=1).values if shift_free else zeros
+        span = (samples.max(dim=1).values - low).clamp(min=1e-12)
+        s, t = 1.0 / span, -low / span
+    for _ in range(irls_iterations):
+        aligned = s[:, None] * samples + t[:, None]
+        target = reduce_members(aligned, reduction)[0]
+        floor = 1e-3 * (target.max() - target.min()).clamp(min=1e-12)
+        weights = 1.0 / (aligned - target).abs().clamp(min=floor)
+        new_s, new_t = _weighted_fit(samples, target, weights, shift_free)
+        if invariance is Invariance.METRIC:
+            new_s = new_s / torch.exp(torch.log(new_s.clamp(min=1e-12)).mean())  # metres: geometric-mean scale 1
+        else:
+            new_s, new_t = _gauge(samples, new_s, new_t, reduction, shift_free)
+        converged = bool(((new_s - s).abs().max() < 1e-6 * s.abs().max()) & ((new_t - t).abs().max() < 1e-6))
+        s, t = new_s, new_t
+        if converged:
+            break
+
+    objective = math.nan
+    if invariance is not Invariance.METRIC:
+        stride = max(1, -(-samples.shape[1] // REFINE_PIXELS))  # each L-BFGS evaluation sorts N × P values: keep P small
+        s, t, objective = _refine(samples[:, ::stride], s, t, reduction, shift_free, refine_iterations)
+
+    aligned = s[:, None, None] * members + t[:, None, None]
+    values, spread = reduce_members(aligned, reduction)
+    if invariance is not Invariance.METRIC:  # back to member 0's units: the inverse of its own alignment
+        values = (values - t[0]) / s[0]
+        spread = spread / s[0].abs()
+    return Ensemble(values, spread, s, t, objective)
+
+
+def normalized(aligned: torch.Tensor, reduction: str, shift_free: bool) -> torch.Tensor:
+    """The global affine map Marigold applies to its result, applied to every member: reduced prediction → [0, 1]
+    (scale-only: maximum → 1). Differentiable."""
+    reduced = aligned.median(dim=0).values if reduction == "median" else aligned.mean(dim=0)
+    low = reduced.min() if shift_free else reduced.new_zeros(())
+    return (aligned - low) / (reduced.max() - low).clamp(min=1e-12)
+
+
+def _refine(samples: torch.Tensor, s: torch.Tensor, t: torch.Tensor, reduction: str, shift_free: bool,
+            iterations: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """L-BFGS on Marigold's objective of the normalized members, from the IRLS solution; keeps the lower of the two.
+
+    Normalized, because the raw objective is minimized by shrinking every member towards one constant (all pairwise
+    RMSEs → 0 at a regularizer cost of only 0.02) whenever members disagree by more than ~2 % of their range; on the
+    normalized members the range term is 0 and the objective is the members' disagreement relative to the range —
+    what Marigold's output, which it normalizes the same way, shows.
+    """
+
+    def cost(scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        return marigold_objective(normalized(scale[:, None] * samples + shift[:, None], reduction, shift_free), reduction, shift_free)
+
+    with torch.no_grad():
+        start = float(cost(s, t))
+    if iterations <= 0:
+        return s, t, start
+    scale = s.clone().requires_grad_(True)
+    shift = t.clone().requires_grad_(shift_free)
+    optimizer = torch.optim.LBFGS([scale, shift] if shift_free else [scale], lr=1.0, max_iter=iterations,
+                                  line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        value = cost(scale, shift)
+        value.backward()
+        return value
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        s_new, t_new = scale.detach(), shift.detach()
+        end = float(cost(s_new, t_new))
+        if not (math.isfinite(end) and end < start):
+            return s, t, start
+        s_new, t_new = _gauge(samples, s_new, t_new, reduction, shift_free)  # the cost ignores the gauge; the parameters do not
+        return s_new, t_new, end
+
+
+def _gauge(samples: torch.Tensor, s: torch.Tensor, t: torch.Tensor, reduction: str, shift_free: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same affine map for every member so that the reduced samples span [0, 1] (scale-only: max → 1)."""
+    reduced = reduce_members(s[:, None] * samples + t[:, None], reduction)[0]
+    low = reduced.min() if shift_free else reduced.new_zeros(())
+    span = (reduced.max() - low).clamp(min=1e-12)
+    return s / span, (t - low) / span
