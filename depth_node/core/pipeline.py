@@ -6,6 +6,7 @@ Stages, each timed under its own name in ``DepthResult.timings_ms``:
 ``infer``       estimator: forward pass → prediction in the model's own output space (every ensemble member's
                 preprocess and pass when ensembling or ``confidence_tta``)
 ``ensemble``    align and reduce the members in the model's output space (``core.ensemble``); uncertainty
+``temporal``    ``temporal_smoothing``: steady the frame-to-frame scale/shift (``core.temporal``)
 ``metric``      resize the prediction to the output grid (in its own space), convert to metres
 ``confidence``  ensemble spread, model head, flip agreement or single-pass heuristic (``core.confidence``);
                 ``confidence_threshold`` masks depth to NaN
@@ -30,6 +31,7 @@ from depth_node.core.colorize import COLORMAPS, colorize_depth
 from depth_node.core.confidence import gradient_confidence, uncertainty_confidence
 from depth_node.core.members import MEMBER_KINDS, Member, member_plan, run_members
 from depth_node.core.spaces import Invariance, to_metres
+from depth_node.core.temporal import TemporalFilter
 from depth_node.core.timing import StageTimer
 from depth_node.errors import ConfigError, InputError
 from depth_node.estimators.base import DepthEstimator, Prediction
@@ -61,6 +63,10 @@ class PipelineConfig:
     confidence_tta: bool = False            # single pass: confidence from agreement with a flipped pass
     confidence_uncertainty_scale: float = 0.02  # relative uncertainty at which confidence is 0.5
     denoising_steps: int = 0                # multi-step models (Marigold): DDIM steps per pass; 0 = the card's
+    temporal_smoothing: bool = False        # core.temporal: EMA of the frame-to-frame scale/shift, reset on cuts
+    temporal_alpha: float = 0.5             # weight of the new frame's own scale/shift
+    temporal_reset_residual: float = 0.15   # median relative disagreement after alignment that resets
+    temporal_reset_scale: float = 0.3       # |ln scale| of the correction that resets
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first bad field."""
@@ -86,6 +92,10 @@ class PipelineConfig:
             raise ConfigError(f"ensemble_members must be one of {MEMBER_KINDS}, got {self.ensemble_members!r}")
         if self.ensemble_reduction not in ("median", "mean"):
             raise ConfigError(f"ensemble_reduction must be median or mean, got {self.ensemble_reduction!r}")
+        if not 0.0 < self.temporal_alpha <= 1.0:
+            raise ConfigError(f"temporal_alpha must be in (0, 1], got {self.temporal_alpha}")
+        if not (self.temporal_reset_residual > 0 and self.temporal_reset_scale > 0):
+            raise ConfigError("temporal_reset_residual and temporal_reset_scale must be > 0")
         if self.denoising_steps < 0:
             raise ConfigError(f"denoising_steps must be >= 0 (0 = the model card's), got {self.denoising_steps}")
         if not self.confidence_uncertainty_scale > 0:
@@ -103,7 +113,8 @@ class DepthResult:
     points:      float32 (h', w', 3 or 4) organized cloud (x, y, z[, packed rgb]) in the optical frame,
                  NaN invalid, h' = ceil(h / cloud_decimation); or None when not requested.
     colorized:   uint8 (h, w, 3) RGB picture of depth, or None when not requested.
-    prediction:  the raw model output (own space, model grid); the ensembled one when ensembling.
+    prediction:  the model output (own space, model grid); ensembled when ensembling, smoothed with
+                 ``temporal_smoothing``.
     uncertainty: (model grid) ensemble spread in the model's output space (MAD or std), or the flip disagreement
                  with ``confidence_tta``; None otherwise.
     timings_ms:  per-stage wall time.
@@ -154,6 +165,14 @@ class DepthPipeline:
                 import torch  # noqa: F401  (the ensemble runs in torch)
             except ImportError:
                 raise ConfigError("ensemble_size > 1 and confidence_tta need torch: pip install torch==2.13.0") from None
+        old = getattr(self, "_config", None)
+        same_filter = old is not None and (old.temporal_alpha, old.temporal_reset_residual, old.temporal_reset_scale) == (
+            config.temporal_alpha, config.temporal_reset_residual, config.temporal_reset_scale)
+        if not config.temporal_smoothing:
+            self._temporal = None
+        elif not (same_filter and getattr(self, "_temporal", None) is not None):
+            self._temporal = TemporalFilter(spec.invariance, config.temporal_alpha, config.temporal_reset_residual,
+                                            config.temporal_reset_scale)
         self._config = config
 
     def scale_shift(self) -> tuple[float, float]:
@@ -193,6 +212,13 @@ class DepthPipeline:
                 members = run_members(self.estimator, rgb, self._plan)
             with timer.stage("ensemble"):
                 prediction, uncertainty = self._ensemble(members)
+        if self._temporal is not None:
+            with timer.stage("temporal"):
+                smoothed = self._temporal.update(prediction.values)
+                gain = self._temporal.alpha + (1.0 - self._temporal.alpha) * self._temporal.state.scale
+                if uncertainty is not None and not self._temporal.state.reset:
+                    uncertainty = uncertainty * np.float32(gain)
+                prediction = Prediction(smoothed, prediction.spec, prediction.confidence)
 
         with timer.stage("metric"):
             if cfg.output_resolution == "input":

@@ -66,6 +66,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("confidence_tta", False, "Single pass: confidence from the agreement with a horizontally flipped pass (one more forward pass per frame)."),
     ParamSpec("confidence_uncertainty_scale", 0.02, "Uncertainty, relative to the prediction's range, at which the ensemble / flip confidence is 0.5.", range=(1e-4, 10.0)),
     ParamSpec("denoising_steps", 0, "Multi-step models (Marigold): DDIM steps per pass (0 = the model card's diffusion.steps).", range=(0, 1000)),
+    ParamSpec("temporal_smoothing", False, "Steady the frame-to-frame scale/shift flicker: align each prediction to the previous output, EMA of the correction, reset on scene cuts."),
+    ParamSpec("temporal_alpha", 0.5, "Weight of the new frame's own scale/shift in temporal smoothing (smaller = steadier, slower).", range=(0.01, 1.0)),
+    ParamSpec("temporal_reset_residual", 0.15, "Temporal smoothing restarts when the aligned frames still differ by this much (median relative residual).", range=(0.001, 10.0)),
+    ParamSpec("temporal_reset_scale", 0.3, "Temporal smoothing restarts when the scale correction exceeds this (|ln s|).", range=(0.001, 10.0)),
     ParamSpec("cloud_decimation", 1, "Keep every n-th pixel in both directions of the organized cloud.", range=(1, 16)),
     ParamSpec("cloud_color", True, "Add a packed rgb field to depth/points."),
     ParamSpec("min_range", 0.0, "Metres: cloud points closer than this (Euclidean) become NaN.", range=(0.0, 1000.0)),
@@ -101,6 +105,10 @@ def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
         confidence_tta=bool(values["confidence_tta"]),
         confidence_uncertainty_scale=float(values["confidence_uncertainty_scale"]),
         denoising_steps=int(values["denoising_steps"]),
+        temporal_smoothing=bool(values["temporal_smoothing"]),
+        temporal_alpha=float(values["temporal_alpha"]),
+        temporal_reset_residual=float(values["temporal_reset_residual"]),
+        temporal_reset_scale=float(values["temporal_reset_scale"]),
     )
 
 
