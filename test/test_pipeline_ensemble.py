@@ -37,7 +37,8 @@ def test_member_plans() -> None:
         member_plan(3, "tta", (1.0,), False, True)
     with pytest.raises(ConfigError, match="fixed input size"):
         member_plan(3, "tta", (1.0, 0.5), False, False)
-    assert member_plan(2, "tta", (1.0,), False, False) == [Member(), Member(flip=True)]  # fixed size: flip only
+    assert member_plan(2, "tta", (1.0, 0.75), False, False) == [Member(), Member(flip=True)]  # fixed size: flip only
+    assert member_plan(1, "auto", (1.0, 0.75), False, False) == [Member()]
     with pytest.raises(ConfigError, match="ensemble_size must be"):
         member_plan(0, "auto", (1.0,), False, True)
 

@@ -50,9 +50,9 @@ def member_plan(size: int, kind: str, tta_scales: tuple[float, ...], stochastic:
     if any(not (s > 0) for s in tta_scales):
         raise ConfigError(f"tta_scales must be positive factors, got {list(tta_scales)}")
     extra = [s for s in dict.fromkeys(tta_scales) if s != 1.0]
-    if extra and not flexible_input:
+    if size > 2 and extra and not flexible_input:  # only the scale members need a flexible input size
         raise ConfigError(f"tta_scales {extra} need a model whose card sets input.long_side; this model takes a fixed "
-                          "input size: set tta_scales: [1.0] (flip only, ensemble_size <= 2)")
+                          "input size: use ensemble_size <= 2 (plain + flip)")
     plan = [Member(1.0, False), Member(1.0, True)] + [Member(s, f) for s in extra for f in (False, True)]
     if size > len(plan):
         raise ConfigError(f"ensemble_size {size} exceeds the {len(plan)} distinct test-time augmentations "
