@@ -158,8 +158,8 @@ def ensemble(members: torch.Tensor, invariance: Invariance, reduction: str = "me
         aligned = s[:, None] * samples + t[:, None]
         target = _median_of_columns(aligned) if reduction == "median" else aligned.mean(dim=0)
         if invariance is not Invariance.METRIC:  # the gauge: fit to the reduced prediction stretched to [0, 1]
-            low = target.min() if shift_free else target.new_zeros(())
-            target = (target - low) / (target.max() - low).clamp(min=1e-12)
+            low, span = _unit_range(target, shift_free)
+            target = (target - low) / span
         floor = 1e-3 * (target.max() - target.min()).clamp(min=1e-12)
         weights = 1.0 / (aligned - target).abs().clamp(min=floor)
         new_s, new_t = _weighted_fit(samples, target, weights, shift_free)
@@ -183,12 +183,17 @@ def ensemble(members: torch.Tensor, invariance: Invariance, reduction: str = "me
     return Ensemble(values, spread, s, t, objective)
 
 
+def _unit_range(reduced: torch.Tensor, shift_free: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(low, span) of the map x → (x − low) / span that sends ``reduced`` to [0, 1] (scale-only: low = 0)."""
+    low = reduced.min() if shift_free else reduced.new_zeros(())
+    return low, (reduced.max() - low).clamp(min=1e-12)
+
+
 def normalized(aligned: torch.Tensor, reduction: str, shift_free: bool) -> torch.Tensor:
     """The global affine map Marigold applies to its result, applied to every member: reduced prediction → [0, 1]
     (scale-only: maximum → 1). Differentiable."""
-    reduced = aligned.median(dim=0).values if reduction == "median" else aligned.mean(dim=0)
-    low = reduced.min() if shift_free else reduced.new_zeros(())
-    return (aligned - low) / (reduced.max() - low).clamp(min=1e-12)
+    low, span = _unit_range(aligned.median(dim=0).values if reduction == "median" else aligned.mean(dim=0), shift_free)
+    return (aligned - low) / span
 
 
 def _refine(samples: torch.Tensor, s: torch.Tensor, t: torch.Tensor, reduction: str, shift_free: bool,
@@ -231,7 +236,5 @@ def _refine(samples: torch.Tensor, s: torch.Tensor, t: torch.Tensor, reduction: 
 
 def _gauge(samples: torch.Tensor, s: torch.Tensor, t: torch.Tensor, reduction: str, shift_free: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """The same affine map for every member so that the reduced samples span [0, 1] (scale-only: max → 1)."""
-    reduced = reduce_members(s[:, None] * samples + t[:, None], reduction)[0]
-    low = reduced.min() if shift_free else reduced.new_zeros(())
-    span = (reduced.max() - low).clamp(min=1e-12)
+    low, span = _unit_range(reduce_members(s[:, None] * samples + t[:, None], reduction)[0], shift_free)
     return s / span, (t - low) / span

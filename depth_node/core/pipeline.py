@@ -165,14 +165,12 @@ class DepthPipeline:
                 import torch  # noqa: F401  (the ensemble runs in torch)
             except ImportError:
                 raise ConfigError("ensemble_size > 1 and confidence_tta need torch: pip install torch==2.13.0") from None
-        old = getattr(self, "_config", None)
-        same_filter = old is not None and (old.temporal_alpha, old.temporal_reset_residual, old.temporal_reset_scale) == (
-            config.temporal_alpha, config.temporal_reset_residual, config.temporal_reset_scale)
+        settings = (config.temporal_alpha, config.temporal_reset_residual, config.temporal_reset_scale)
+        current = getattr(self, "_temporal", None)
         if not config.temporal_smoothing:
             self._temporal = None
-        elif not (same_filter and getattr(self, "_temporal", None) is not None):
-            self._temporal = TemporalFilter(spec.invariance, config.temporal_alpha, config.temporal_reset_residual,
-                                            config.temporal_reset_scale)
+        elif current is None or (current.alpha, current.reset_residual, current.reset_scale) != settings:
+            self._temporal = TemporalFilter(spec.invariance, *settings)  # keeps its state across other changes
         self._config = config
 
     def scale_shift(self) -> tuple[float, float]:

@@ -79,15 +79,20 @@ class DepthEstimator(ABC):
         return self.card.output
 
     @property
+    def _base_rules(self) -> Any:
+        """The runtime's resolved input rules where it keeps them (``self.rules``), else the card's."""
+        return getattr(self, "rules", None) or self.card.input
+
+    @property
     def flexible_input(self) -> bool:
         """True when the input size follows a long-side rule (so ``input_scale`` can change it)."""
-        rules = getattr(self, "rules", None) or self.card.input
+        rules = self._base_rules
         return rules.size is None and rules.long_side is not None
 
     @property
     def input_rules(self) -> Any:
         """The card's input rules (or the runtime's static ones), with ``input_scale`` applied to the long side."""
-        rules = getattr(self, "rules", None) or self.card.input
+        rules = self._base_rules
         if self.input_scale == 1.0:
             return rules
         if not self.flexible_input:
@@ -106,6 +111,14 @@ class DepthEstimator(ABC):
     @abstractmethod
     def infer(self, model_input: Any) -> Prediction:
         """Forward pass of a ``preprocess`` result."""
+
+    @staticmethod
+    def same_size_batches(model_inputs: list[Any]) -> list[list[int]]:
+        """Indices of ``model_inputs`` grouped by shape, in first-seen order: what can go through one batched pass."""
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for k, x in enumerate(model_inputs):
+            groups.setdefault(tuple(x.shape), []).append(k)
+        return list(groups.values())
 
     def infer_many(self, model_inputs: list[Any]) -> list[Prediction]:
         """Several forward passes (ensemble members); families that can batch them override this."""

@@ -94,8 +94,7 @@ class DepthAnythingV2Estimator(DepthEstimator):
         import torch
 
         results: list[Prediction | None] = [None] * len(model_inputs)
-        for shape in dict.fromkeys(tuple(x.shape) for x in model_inputs):
-            picks = [k for k, x in enumerate(model_inputs) if tuple(x.shape) == shape]
+        for picks in self.same_size_batches(model_inputs):
             with torch.inference_mode():
                 predicted = self.model(pixel_values=torch.cat([model_inputs[k] for k in picks])).predicted_depth
             predicted = predicted.float().cpu().numpy()

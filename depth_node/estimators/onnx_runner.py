@@ -120,8 +120,7 @@ class OnnxEstimator(DepthEstimator):
         if not self._batchable or not all(isinstance(x, np.ndarray) for x in model_inputs):
             return super().infer_many(model_inputs)
         results: list[Prediction | None] = [None] * len(model_inputs)
-        for shape in dict.fromkeys(x.shape for x in model_inputs):
-            picks = [k for k, x in enumerate(model_inputs) if x.shape == shape]
+        for picks in self.same_size_batches(model_inputs):
             outputs = self.session.run(None, {self._input_name: np.concatenate([model_inputs[k] for k in picks])})
             for n, k in enumerate(picks):
                 results[k] = self._prediction([o[n:n + 1] for o in outputs])
