@@ -8,9 +8,15 @@ align:    N members at SIZE×SIZE — the default model's real test-time-augment
           slow). Prints both times, the ratio, and Marigold's objective of each normalized result.
 pipeline: per-frame milliseconds of DepthPipeline.process (640×480 input, default model) at ensemble_size 1,
           confidence_tta, 4 and 6 members; the 'ensemble' stage alone is the alignment overhead.
+confidence: sparsification AUSE of each confidence source vs a random ordering, on synthetic rooms with exact
+          depth (default model), scale+shift aligned and as published.
+temporal: scale flicker (mean |Δ ln s|, s = least-squares scale to the exact depth) and AbsRel with temporal
+          smoothing off and on, on synthetic moving-camera rooms and corridors (default model).
 
     .venv/bin/python benchmarks/bench_ensemble.py align --members 10 --size 768
     .venv/bin/python benchmarks/bench_ensemble.py pipeline --frames 20
+    .venv/bin/python benchmarks/bench_ensemble.py confidence --frames 6 --seed 555
+    .venv/bin/python benchmarks/bench_ensemble.py temporal --frames 24 --seed 77
 """
 
 from __future__ import annotations
@@ -103,6 +109,63 @@ def bench_pipeline(args: argparse.Namespace) -> None:
         print(f"{label:<22}{med['total']:8.1f}{med['infer']:8.1f}{med['ensemble']:10.1f}{med['confidence']:12.1f}")
 
 
+def bench_confidence(args: argparse.Namespace) -> None:
+    from depth_node.core.camera import PinholeCamera
+    from depth_node.core.pipeline import DepthPipeline, PipelineConfig
+    from depth_node.estimators import load_estimator
+    from depth_node.eval.metrics import EvalRange, ause, score_frame
+    from depth_node.train.data import synthetic
+
+    frames = synthetic(args.frames, 256, 192, seed=args.seed)
+    estimator = load_estimator(REPO / "models" / "default.yaml")
+    camera = PinholeCamera(256, 192, 207.0, 207.0, 127.5, 95.5)
+    print(f"AUSE of AbsRel (lower is better) vs a random ordering; {args.frames} synthetic frames, seed {args.seed}")
+    print(f"{'confidence':<34}{'aligned':>9}{'random':>9}{'metric':>9}{'random':>9}")
+    for label, config in (("gradient heuristic", PipelineConfig()), ("flip disagreement (confidence_tta)", PipelineConfig(confidence_tta=True)),
+                          ("ensemble spread, 4 members", PipelineConfig(ensemble_size=4)), ("ensemble spread, 6 members", PipelineConfig(ensemble_size=6))):
+        cells = []
+        for mode in ("affine", "metric"):
+            pipeline = DepthPipeline(estimator, config)
+            ours, random = [], []
+            for rgb, depth in zip(frames.rgb, frames.depth):
+                result = pipeline.process(rgb, camera, points=False)
+                curves = score_frame(result.depth_m, depth, EvalRange(0.1, 20.0), modes=(mode,), confidence=result.confidence,
+                                     sparsification_mode=mode).sparsification
+                by_confidence, oracle = curves
+                ours.append(ause(by_confidence, oracle))
+                random.append(ause(np.full_like(oracle, by_confidence[0]), oracle))  # a random ordering keeps the mean
+            cells += [np.mean(ours), np.mean(random)]
+        print(f"{label:<34}" + "".join(f"{v:9.4f}" for v in cells))
+
+
+def bench_temporal(args: argparse.Namespace) -> None:
+    from depth_node.core.camera import PinholeCamera
+    from depth_node.core.pipeline import DepthPipeline, PipelineConfig
+    from depth_node.estimators import load_estimator
+    from depth_node.eval.metrics import EvalRange, fit_scale, score_frame
+    from depth_node.tools.synth.writer import SynthSpec, generate
+
+    intrinsics = (259.0, 259.0, 159.5, 119.5)
+    frames = list(generate(SynthSpec(scenes=("room", "corridor"), frames=args.frames, width=320, height=240, seed=args.seed,
+                                     intrinsics=intrinsics)))
+    estimator = load_estimator(REPO / "models" / "default.yaml")
+    camera = PinholeCamera(320, 240, *intrinsics)
+    print(f"synthetic room + corridor, {args.frames} frames each, seed {args.seed}, default model")
+    for label, config in (("off", PipelineConfig()), ("on (alpha 0.5)", PipelineConfig(temporal_smoothing=True))):
+        pipeline = DepthPipeline(estimator, config)
+        drift, abs_rel = [], []
+        for scene in ("room", "corridor"):
+            scales = []
+            for frame in (f for f in frames if f.scene == scene):
+                depth = pipeline.process(frame.rgb, camera, points=False, confidence=False).depth_m
+                gt = np.where(np.isfinite(frame.depth_m) & (frame.depth_m < 20), frame.depth_m, np.nan).astype(np.float32)
+                valid = np.isfinite(gt) & np.isfinite(depth)
+                scales.append(fit_scale(depth[valid].astype(np.float64), gt[valid].astype(np.float64)))
+                abs_rel.append(score_frame(depth, gt, EvalRange(0.1, 20.0), modes=("metric",)).metrics["metric"]["abs_rel"])
+            drift.extend(np.abs(np.diff(np.log(scales))))
+        print(f"temporal smoothing {label:<16} scale flicker {np.mean(drift):.4f}   AbsRel {np.mean(abs_rel):.4f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
@@ -115,8 +178,12 @@ def main() -> int:
     pipe = sub.add_parser("pipeline", help="per-frame cost of ensembling in DepthPipeline")
     pipe.add_argument("--frames", type=int, default=20)
     pipe.add_argument("--threads", type=int, default=2)
+    for part in ("confidence", "temporal"):
+        extra = sub.add_parser(part, help=f"{part}: see the module docstring")
+        extra.add_argument("--frames", type=int, default=6 if part == "confidence" else 24)
+        extra.add_argument("--seed", type=int, default=555 if part == "confidence" else 77)
     args = parser.parse_args()
-    (bench_align if args.part == "align" else bench_pipeline)(args)
+    {"align": bench_align, "pipeline": bench_pipeline, "confidence": bench_confidence, "temporal": bench_temporal}[args.part](args)
     return 0
 
 
