@@ -30,6 +30,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(its TFLite weights dequantized to float), which starts from what it learnt on NYU Depth v2")
     p.add_argument("--freeze-encoder", action="store_true",
                    help="train the decoder only (with --init teacher: keeps the teacher's encoder as it learnt on NYU)")
+    p.add_argument("--keep", type=float, default=0.0,
+                   help="with --init teacher: weight of a loss keeping the student's predictions on real images close to the "
+                        "initial network's (learning without forgetting), so fine-tuning on a few rooms does not lose the "
+                        "rest (default 0 = off; 1 weighs it as the label loss)")
     p.add_argument("--steps", type=int, default=3000, help="optimizer steps (default 3000)")
     p.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
     p.add_argument("--lr", type=float, default=None,
@@ -52,9 +56,11 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         raise ValueError(f"--size must look like 256x192, got {args.size!r}") from None
     if width % 32 or height % 32 or width <= 0 or height <= 0:
         raise ValueError(f"--size sides must be positive multiples of 32 (the network's stride), got {args.size}")
+    if args.keep < 0:
+        raise ValueError(f"--keep is a loss weight, ≥ 0; got {args.keep}")
     if args.steps <= 0 or args.batch <= 1:
         raise ValueError("--steps must be positive and --batch at least 2")
-    cfg = TrainConfig(out=args.out, train_dir=args.train_dir, teacher_card=args.teacher, init=args.init, freeze_encoder=args.freeze_encoder, steps=args.steps, batch=args.batch,
+    cfg = TrainConfig(out=args.out, train_dir=args.train_dir, teacher_card=args.teacher, init=args.init, freeze_encoder=args.freeze_encoder, keep=args.keep, steps=args.steps, batch=args.batch,
                       lr=args.lr if args.lr is not None else (3e-4 if args.init == "teacher" else 2e-3), width=width, height=height, synthetic=args.synthetic, seed=args.seed, threads=args.threads,
                       limit_real=args.limit, limit_unlabeled=args.limit, log_every=args.log_every)
     result = train(cfg, say=lambda line: print(line, file=sys.stderr, flush=True))

@@ -7,6 +7,7 @@ per log step) and ``loss.png``.
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
 import os
@@ -20,7 +21,7 @@ import cv2
 import numpy as np
 import yaml
 
-from depth_node.train.data import METRIC, Samples, augment, real_rgbd, synthetic, unlabeled
+from depth_node.train.data import METRIC, VALIDATION_SOURCES, Samples, augment, real_rgbd, synthetic, unlabeled
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -36,6 +37,7 @@ class TrainConfig:
     teacher_card: str = "fastdepth"
     init: str = "scratch"        # "scratch": TinyDepthNet from random weights; "teacher": fine-tune the teacher's own network
     freeze_encoder: bool = False  # train the decoder only (keeps what a pretrained encoder learnt)
+    keep: float = 0.0            # weight of the keep loss (real samples stay close to the initial network's prediction)
     steps: int = 3000
     batch: int = 8
     lr: float = 2e-3
@@ -113,11 +115,11 @@ def build_data(cfg: TrainConfig, say: Callable[[str], None] = print) -> tuple[di
     say(f"labelling unlabelled frames with the teacher ({cfg.teacher_card}) …")
     teacher = unlabeled(cfg.train_dir, cfg.width, cfg.height, teacher_from_card(cfg.teacher_card), limit=cfg.limit_unlabeled)
     synth = synthetic(cfg.synthetic, cfg.width, cfg.height, cfg.seed, ProgressBar("rendering synthetic scenes"))
-    val_real = real_rgbd(cfg.train_dir, cfg.width, cfg.height, validation=True)
-    val_synth = synthetic(cfg.validation_synthetic, cfg.width, cfg.height, cfg.seed + 1_000_003)
+    validation = {name: real_rgbd(cfg.train_dir, cfg.width, cfg.height, validation=name) for name in VALIDATION_SOURCES}
+    validation["synthetic"] = synthetic(cfg.validation_synthetic, cfg.width, cfg.height, cfg.seed + 1_000_003)
     say(f"training samples: {len(real)} real RGB-D, {len(teacher)} teacher-labelled, {len(synth)} synthetic; "
-        f"validation: {len(val_real)} real, {len(val_synth)} synthetic")
-    return {"real": real, "teacher": teacher, "synthetic": synth}, {"real": val_real, "synthetic": val_synth}
+        "validation: " + ", ".join(f"{len(v)} {k}" for k, v in validation.items()))
+    return {"real": real, "teacher": teacher, "synthetic": synth}, validation
 
 
 def validate(model: Any, sets: dict[str, Samples]) -> dict[str, float]:
@@ -169,6 +171,14 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = print,
     if validation:
         result.initial = validate(model, validation)
         say("  before training: " + ", ".join(f"{k} {v:.4g}" for k, v in result.initial.items()))
+    # learning without forgetting (Li & Hoiem 2016): a frozen copy of the initial network labels every real sample
+    # of the batch as the student sees it, and a scale-invariant loss keeps the student close to it, so what the
+    # pretrained network knows of rooms outside the training set survives fine-tuning on a few of them
+    anchor = None
+    if cfg.keep > 0:
+        if cfg.init == "scratch":
+            raise ValueError("--keep needs a pretrained start (--init teacher): a random network has nothing to keep")
+        anchor = copy.deepcopy(model).eval().requires_grad_(False)
     if cfg.freeze_encoder:
         for parameter in model.encoder_parameters():
             parameter.requires_grad_(False)
@@ -194,9 +204,16 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = print,
         kind_arr = np.array(kind, np.int8)
         rgb_b, depth_b = augment(np.stack(rgb), np.stack(depth), kind_arr, rng)
         lam = torch.tensor([LAMBDA_METRIC if k == METRIC else LAMBDA_RELATIVE for k in kind_arr])
-        log_pred = model.log_depth(to_tensor(rgb_b))
+        x = to_tensor(rgb_b)
+        log_pred = model.log_depth(x)
         target = torch.from_numpy(depth_b)
         loss = silog_loss(log_pred, target, lam) + GRADIENT_WEIGHT * gradient_loss(log_pred, target)
+        real_rows = torch.from_numpy(np.array([names[p] != "synthetic" for p in picks]))
+        if anchor is not None and bool(real_rows.any()):
+            with torch.no_grad():
+                kept = anchor(x[real_rows])[:, 0]
+            kept_log = log_pred[real_rows]
+            loss = loss + cfg.keep * (silog_loss(kept_log, kept, torch.ones(len(kept))) + GRADIENT_WEIGHT * gradient_loss(kept_log, kept))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -287,6 +304,7 @@ def plot_losses(log: list[dict[str, float]], path: Path, width: int = 640, heigh
     canvas = np.full((height, width, 3), 255, np.uint8)
     steps = np.array([e["step"] for e in log], float)
     series = [("loss", (180, 119, 31))] + [(k, c) for k, c in (("real_affine_abs_rel", (40, 39, 214)),
+                                                              ("real_new_scene_affine_abs_rel", (189, 103, 148)),
                                                               ("synthetic_affine_abs_rel", (44, 160, 44))) if k in log[0]]
     top = max(max(e[k] for e in log if math.isfinite(e[k])) for k, _ in series)
     for n, (key, colour) in enumerate(series):
