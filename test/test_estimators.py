@@ -118,7 +118,7 @@ def test_pipeline_plane_geometry_within_1mm(plane_card: Path, resolution: str) -
     np.testing.assert_allclose(1.0 / result.depth_m[2:-2, 2:-2], plane_disparity(result.camera, NORMAL, 2.0)[2:-2, 2:-2], rtol=1e-5)
     distance = result.points[..., :3].reshape(-1, 3) @ NORMAL - 2.0
     assert np.nanmax(np.abs(distance)) < 1e-3
-    assert set(result.timings_ms) == {"preprocess", "infer", "metric", "confidence", "cloud", "colorize"}
+    assert set(result.timings_ms) == {"preprocess", "infer", "scale", "metric", "confidence", "cloud", "colorize"}
 
 
 def test_pipeline_scale_modes_and_threshold(conv_card: Path, model_dir: Path) -> None:
@@ -127,7 +127,7 @@ def test_pipeline_scale_modes_and_threshold(conv_card: Path, model_dir: Path) ->
     relative_dir = model_dir / "relative"
     relative_dir.mkdir(exist_ok=True)
     relative = load_estimator(conv_model(relative_dir, invariance="affine"))
-    with pytest.raises(ConfigError, match="not metres: set scale.mode: fixed"):
+    with pytest.raises(ConfigError, match="not metres: set scale.mode to ground_plane"):
         DepthPipeline(relative, PipelineConfig())
     rgb = np.random.default_rng(2).integers(0, 255, (120, 160, 3), dtype=np.uint8)
     cam = PinholeCamera.from_hfov(160, 120, 60)

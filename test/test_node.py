@@ -221,7 +221,7 @@ def test_relative_model_waits_for_a_scale_and_recovers_at_run_time(model_dir: Pa
     card = conv_model(folder, invariance="affine")
     with Harness({"model_card": str(card)}, outputs=("depth/image",)) as h:
         diag = h.diagnostics()
-        assert diag["level"] == 2 and "not metres: set scale.mode: fixed" in diag["message"], diag
+        assert diag["level"] == 2 and "not metres: set scale.mode to" in diag["message"], diag
         assert diag["model"] == "test-model"  # loaded, just not usable as metres
         result = h.node.set_parameters([Parameter("scale.mode", value="fixed"), Parameter("scale.fixed_scale", value=2.0)])
         assert all(r.successful for r in result)
@@ -283,3 +283,41 @@ def test_allocator_tuning_applies_on_glibc() -> None:
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt is glibc's")
     assert keep_frame_buffers_mapped() is True
+
+
+def test_sparse_scale_from_a_reference_depth_topic(model_dir: Path) -> None:
+    """scale.mode sparse: an affine disparity model aligned to a 16UC1 reference at half resolution with 2 % of
+    its pixels valid; the published depth is the reference's metres, dense (holes filled), and /diagnostics
+    says where the scale came from."""
+    from sensor_msgs.msg import Image
+
+    from _ros import SENSOR_QOS
+    from depth_node.ros.convert import array_to_image
+
+    folder = model_dir / "sparse"
+    folder.mkdir(exist_ok=True)
+    plane_model(folder, CAM.resized(320, 240), NORMAL, 2.0)
+    card = write_card(folder / "affine.yaml", "plane.onnx", {"space": "disparity", "invariance": "affine"})
+    truth = 1.0 / (0.5 * plane_disparity(CAM.resized(320, 240), NORMAL, 2.0) + 0.1)   # s = 0.5, t = 0.1
+    sparse = np.where(np.random.default_rng(0).random(truth.shape) < 0.02, np.rint(truth * 1000), 0).astype(np.uint16)
+    with Harness({"model_card": str(card), "scale.mode": "sparse", "scale.smoothing": 1.0}, outputs=("depth/image",)) as h:
+        reference_pub = h.peer.create_publisher(Image, "reference_depth", SENSOR_QOS)
+        assert h.wait_for(lambda: reference_pub.get_subscription_count() > 0, 5.0)
+        h.send(rgb_image(0), camera_info(0))                  # no reference yet: NaN, and a WARN that says why
+        assert h.wait_for(lambda: h.count("depth/image") == 1)
+        assert np.isnan(image_to_array(h.last("depth/image"))).all()
+        diag = h.diagnostics()
+        assert diag["level"] == 1 and diag["scale_ok"] == "false"
+        assert "no message yet on /reference_depth" in diag["message"] and any("no metric scale yet" in v for v in diag.values())
+        for i in (1, 2):
+            reference_pub.publish(array_to_image(sparse, "16UC1", header(i)))
+            assert h.wait_for(lambda: h.node._reference.received == i, 5.0)
+            h.send(rgb_image(i), camera_info(i))
+            assert h.wait_for(lambda i=i: h.count("depth/image") == i + 1)
+        depth = image_to_array(h.last("depth/image"))
+        assert np.isfinite(depth[2:-2, 2:-2]).all()
+        expected = 1.0 / (0.5 * plane_disparity(CAM, NORMAL, 2.0) + 0.1)
+        np.testing.assert_allclose(depth[2:-2, 2:-2], expected[2:-2, 2:-2], rtol=2e-3)   # mm rounding of the reference
+        diag = h.diagnostics()
+        assert diag["scale_source"] == "sparse" and diag["scale_ok"] == "true" and float(diag["scale_fit_quality"]) > 0.99
+        assert float(diag["scale"]) == pytest.approx(0.5, rel=2e-3) and float(diag["scale_shift"]) == pytest.approx(0.1, abs=1e-3)

@@ -7,7 +7,7 @@ import time
 
 from sensor_msgs.msg import CameraInfo
 
-from depth_node.ros.sync import CameraInfoCache, stamp_ns
+from depth_node.ros.sync import StampedCache, stamp_ns
 
 
 def info(t_ns: int) -> CameraInfo:
@@ -17,7 +17,7 @@ def info(t_ns: int) -> CameraInfo:
 
 
 def test_nearest_within_slop() -> None:
-    cache = CameraInfoCache(capacity=4)
+    cache = StampedCache(capacity=4)
     for t in (1_000_000_000, 1_100_000_000, 1_200_000_000, 1_300_000_000, 1_400_000_000):
         cache.add(info(t))
     assert stamp_ns(cache.nearest(1_190_000_000, 20_000_000).header.stamp) == 1_200_000_000
@@ -27,7 +27,7 @@ def test_nearest_within_slop() -> None:
 
 
 def test_waits_for_a_late_camera_info() -> None:
-    cache = CameraInfoCache()
+    cache = StampedCache()
     cache.add(info(1_000_000_000))
     threading.Timer(0.05, cache.add, [info(1_100_000_000)]).start()
     start = time.monotonic()
@@ -36,7 +36,7 @@ def test_waits_for_a_late_camera_info() -> None:
 
 
 def test_no_wait_when_a_match_cannot_come() -> None:
-    cache = CameraInfoCache()
+    cache = StampedCache()
     cache.add(info(5_000_000_000))  # newer than the image: the image's own info is not coming
     start = time.monotonic()
     assert cache.wait_nearest(1_000_000_000, 10_000_000, timeout_s=1.0) is None

@@ -2,7 +2,9 @@
 
 Subscribes (relative names, remap them):
   ``image`` (sensor_msgs/Image) or ``image/compressed`` (sensor_msgs/CompressedImage), per ``input_transport``;
-  ``camera_info`` (sensor_msgs/CameraInfo). Sensor-data QoS (best effort, depth 1).
+  ``camera_info`` (sensor_msgs/CameraInfo); ``reference_depth`` (sensor_msgs/Image, 16UC1 mm or 32FC1 m, any
+  resolution with the camera's field of view; used by ``scale.mode`` sparse, paired by stamp within
+  ``scale.reference_slop_s``). Sensor-data QoS (best effort).
 Publishes (each built only while it has a subscriber; header = the input image's):
   ``depth/image`` (32FC1 m, NaN invalid | 16UC1 mm, 0 invalid), ``depth/camera_info`` (rescaled to the depth grid),
   ``depth/confidence`` (32FC1 in [0, 1]), ``depth/points`` (organized PointCloud2), ``depth/colorized`` (rgb8),
@@ -30,7 +32,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from depth_node.core.camera import PinholeCamera
-from depth_node.core.depth_encoding import encode_depth
+from depth_node.core.depth_encoding import DEPTH_ENCODINGS, decode_depth, encode_depth
 from depth_node.core.pipeline import DepthPipeline, PipelineConfig
 from depth_node.core.timing import StageTimer
 from depth_node.errors import ConfigError, InputError, ModelLoadError
@@ -39,7 +41,7 @@ from depth_node.ros import convert
 from depth_node.ros.allocator import keep_frame_buffers_mapped
 from depth_node.ros.diagnostics import ERROR, WARN, FrameStats, WarningBoard, build_status
 from depth_node.ros.params import PARAMS, PARAMS_BY_NAME, check_value, load_model, pipeline_config
-from depth_node.ros.sync import LAST, MATCHED, NONE, CameraInfoCache, stamp_ns
+from depth_node.ros.sync import LAST, MATCHED, NONE, StampedCache, stamp_ns
 
 INPUT_QOS = QoSProfile(depth=1, reliability=qos_profile_sensor_data.reliability, history=qos_profile_sensor_data.history)
 OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
@@ -81,7 +83,9 @@ class DepthNode(Node):
         self.pipeline: DepthPipeline | None = None
         self._load_model(config)
 
-        self._cache = CameraInfoCache()
+        self._cache = StampedCache()
+        self._reference = StampedCache(capacity=8)
+        self._scale_state: Any = None
         self._pending: tuple[Any, float] | None = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
@@ -102,6 +106,7 @@ class DepthNode(Node):
         else:
             self.sub_image = self.create_subscription(Image, "image", self._on_image, INPUT_QOS)
         self.sub_info = self.create_subscription(CameraInfo, "camera_info", self._cache.add, qos_profile_sensor_data)
+        self.sub_reference = self.create_subscription(Image, "reference_depth", self._reference.add, qos_profile_sensor_data)
         self.create_timer(self._values["diagnostics_period_s"], self.publish_diagnostics)
 
         self._worker = threading.Thread(target=self._work, name="depth_node_worker", daemon=True)
@@ -222,6 +227,36 @@ class DepthNode(Node):
         self._camera_source = "fallback_hfov"
         return PinholeCamera.from_hfov(width, height, hfov), None
 
+    def _reference_for(self, header: Any) -> Any | None:
+        """This frame's reference depth in metres (NaN invalid), or None (the scale is then held)."""
+        slop_s = self._values["scale.reference_slop_s"]
+        msg = self._reference.wait_nearest(stamp_ns(header.stamp), int(slop_s * 1e9), timeout_s=min(slop_s, 0.2))
+        topic = self.sub_reference.topic_name
+        if msg is None:
+            what = "no message yet" if not self._reference.received else f"none within scale.reference_slop_s={slop_s} s"
+            self.warnings.raise_("reference_depth", f"scale.mode sparse: {what} on {topic}")
+            return None
+        if msg.encoding not in DEPTH_ENCODINGS:
+            self.warnings.raise_("reference_depth", f"{topic} has encoding {msg.encoding!r}; expected 16UC1 (mm) or 32FC1 (m)")
+            return None
+        try:
+            return decode_depth(convert.image_to_array(msg), msg.encoding)
+        except InputError as exc:
+            self.warnings.raise_("reference_depth", f"{topic}: {exc}")
+            return None
+
+    def _report_scale(self, state: Any) -> None:
+        self._scale_state = state
+        if state is None or state.source in ("model", "fixed"):
+            return
+        if not state.ok:
+            self.warnings.raise_("scale", f"no metric scale yet, publishing NaN depth: {state.message}")
+        elif state.held:
+            self.warnings.raise_("scale", f"holding the last scale for {state.frames_held} frame(s): {state.message}")
+        else:
+            self.warnings.clear("scale")
+            self.warnings.clear("reference_depth")
+
     # ----------------------------------------------------------------- worker
     def _take(self) -> tuple[Any, float] | None:
         with self._cond:
@@ -279,6 +314,10 @@ class DepthNode(Node):
         if not any(want.values()):
             return  # nobody listens: don't burn the CPU/GPU
         values = self._values
+        reference = None
+        if values["scale.mode"] == "sparse":
+            with timer.stage("convert_reference"):
+                reference = self._reference_for(msg.header)
         result = pipeline.process(
             rgb,
             camera,
@@ -287,7 +326,9 @@ class DepthNode(Node):
             cloud_color=values["cloud_color"],
             colorized=want["colorized"],
             timer=timer,
+            reference_depth_m=reference,
         )
+        self._report_scale(result.scale)
         header = msg.header
         with timer.stage("publish"):
             if want["depth"]:
@@ -316,7 +357,16 @@ class DepthNode(Node):
             "output_resolution": self._values["output_resolution"],
             "depth_encoding": self._values["depth_encoding"],
             "scale_mode": self._values["scale.mode"],
+            **self._scale_info(),
         }
+
+    def _scale_info(self) -> dict[str, str]:
+        state = self._scale_state
+        if state is None:
+            return {}
+        return {"scale": f"{state.scale:.6g}", "scale_shift": f"{state.shift:.6g}", "scale_source": state.source,
+                "scale_fit_quality": f"{state.quality:.3f}", "scale_ok": str(state.ok).lower(),
+                "scale_frames_held": str(state.frames_held), "scale_fits_rejected": str(state.rejected)}
 
     def publish_diagnostics(self) -> None:
         info = self.diagnostic_info()

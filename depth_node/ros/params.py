@@ -8,14 +8,17 @@ ROS-free (plain data), so tools and tests can read it without rclpy.
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from depth_node.backends.torch_backend import PRECISIONS
+from depth_node.core.cloud_filter import DECIMATION_MODES, EDGE_FILTERS
 from depth_node.core.colorize import COLORMAPS
 from depth_node.core.depth_encoding import DEPTH_ENCODINGS
-from depth_node.core.pipeline import OUTPUT_RESOLUTIONS, SCALE_MODES, PipelineConfig
+from depth_node.core.pipeline import OUTPUT_RESOLUTIONS, PipelineConfig
+from depth_node.core.scale import SCALE_MODES
 from depth_node.errors import ConfigError, ModelLoadError
 from depth_node.estimators.base import COMPILE_MODES, DepthEstimator
 from depth_node.estimators.registry import BACKENDS, load_estimator
@@ -54,9 +57,21 @@ PARAMS: tuple[ParamSpec, ...] = (
     # --- output ---
     ParamSpec("output_resolution", "input", "Grid of the published depth: input (the camera image's) or model (the model's output grid, cheaper).", choices=OUTPUT_RESOLUTIONS),
     ParamSpec("depth_encoding", "32FC1", "32FC1: metres, NaN invalid; 16UC1: millimetres, 0 invalid (REP 118).", choices=DEPTH_ENCODINGS),
-    ParamSpec("scale.mode", "model", "How the prediction becomes metres: model (metric models) or fixed (scale/shift below, in the model's output space).", choices=SCALE_MODES),
+    ParamSpec("scale.mode", "model", "How the prediction becomes metres: model (metric models), fixed (scale/shift below), ground_plane (floor at scale.camera_height) or sparse (fit to the reference_depth topic); see docs/scale.md.", choices=SCALE_MODES),
     ParamSpec("scale.fixed_scale", 1.0, "Scale s in the model's output space for scale.mode fixed (depth = s*p + t; disparity: 1/(s*p + t)).", range=(1e-9, 1e9)),
     ParamSpec("scale.fixed_shift", 0.0, "Shift t in the model's output space for scale.mode fixed.", range=(-1e9, 1e9)),
+    ParamSpec("scale.reference_focal_px", 0.0, "scale.mode model: focal length (pixels on the model's grid) the model was trained at; depth is multiplied by f / f_ref (0 = off).", range=(0.0, 1e6)),
+    ParamSpec("scale.camera_height", 0.0, "Metres from the camera's optical centre down to the floor (scale.mode ground_plane).", range=(0.0, 100.0)),
+    ParamSpec("scale.camera_pitch_known", False, "ground_plane: the camera's pitch is scale.camera_pitch_deg (needed for affine models; checks the floor's tilt for others)."),
+    ParamSpec("scale.camera_pitch_deg", 0.0, "Degrees the optical axis points below the horizon (ground_plane, with scale.camera_pitch_known).", range=(-89.0, 89.0)),
+    ParamSpec("scale.ground_region", [0.2, 0.55, 0.8, 1.0], "ground_plane: image window searched for floor, [left, top, right, bottom] as fractions of width/height."),
+    ParamSpec("scale.ground_inlier_threshold", 0.02, "ground_plane: a pixel is on the floor plane within this fraction of its depth.", range=(0.001, 0.5)),
+    ParamSpec("scale.sparse_inlier_threshold", 0.1, "sparse: a reference pixel is an inlier when the fitted depth is within this fraction of it.", range=(0.001, 0.9)),
+    ParamSpec("scale.reference_slop_s", 0.1, "sparse: seconds between image and reference_depth stamps accepted as a pair.", range=(0.0, 10.0)),
+    ParamSpec("scale.smoothing", 0.3, "Weight of each new scale fit in the log-space running average (1 = no smoothing).", range=(0.01, 1.0)),
+    ParamSpec("scale.outlier_log", 0.2, "A fit whose |ln(new/tracked scale)| exceeds this is rejected as an outlier ...", range=(0.001, 10.0)),
+    ParamSpec("scale.accept_after", 3, "... unless this many consecutive fits agree on the jump (the scene or mount changed).", range=(1, 100)),
+    ParamSpec("scale.min_quality", 0.3, "Fits with a lower inlier ratio are ignored (the last good scale is held).", range=(0.0, 1.0)),
     ParamSpec("confidence_gradient_scale", 0.05, "Relative depth change per pixel at which the single-pass confidence is 0.5.", range=(1e-4, 10.0)),
     ParamSpec("confidence_threshold", 0.0, "Pixels with confidence below this become invalid in depth and cloud (0 = keep all).", range=(0.0, 1.0)),
     ParamSpec("ensemble_size", 1, "Passes per frame, aligned and reduced in the model's output space (1 = off); the spread becomes the confidence.", range=(1, 32)),
@@ -71,6 +86,13 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("temporal_reset_residual", 0.15, "Temporal smoothing restarts when the aligned frames still differ by this much (median relative residual).", range=(0.001, 10.0)),
     ParamSpec("temporal_reset_scale", 0.3, "Temporal smoothing restarts when the scale correction exceeds this (|ln s|).", range=(0.001, 10.0)),
     ParamSpec("cloud_decimation", 1, "Keep every n-th pixel in both directions of the organized cloud.", range=(1, 16)),
+    ParamSpec("cloud_decimation_mode", "stride", "stride: every n-th pixel; median: one point per n x n block at the median of its valid depths (steadier, keeps surfaces over edges).", choices=DECIMATION_MODES),
+    ParamSpec("cloud_edge_filter", "ratio", "Flying pixels at depth edges become NaN in depth/points: ratio (depth jump to a neighbour), normal (surface along the viewing ray) or off.", choices=EDGE_FILTERS),
+    ParamSpec("cloud_edge_max_ratio", 0.05, "ratio filter: largest depth jump to a neighbour, as a fraction of the pixel's depth.", range=(0.001, 10.0)),
+    ParamSpec("cloud_edge_max_angle_deg", 80.0, "normal filter: largest angle between the surface normal and the viewing ray (degrees).", range=(1.0, 89.9)),
+    ParamSpec("cloud_edge_radius", 0, "Edge filters compare neighbours up to this many pixels away (0 = from the model-to-output resize factor).", range=(0, 32)),
+    ParamSpec("cloud_min_confidence", 0.0, "depth/points: points with confidence below this become NaN (depth/image keeps them; 0 = keep all).", range=(0.0, 1.0)),
+    ParamSpec("sky_disparity_fraction", 0.02, "Disparity models: pixels below this fraction of the frame's near-field disparity are sky, NaN in depth and cloud (0 = off).", range=(0.0, 0.5)),
     ParamSpec("cloud_color", True, "Add a packed rgb field to depth/points."),
     ParamSpec("min_range", 0.0, "Metres: cloud points closer than this (Euclidean) become NaN.", range=(0.0, 1000.0)),
     ParamSpec("max_range", 20.0, "Metres: cloud points farther than this (Euclidean) become NaN.", range=(0.01, 1000.0)),
@@ -90,9 +112,26 @@ def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
         scale_mode=values["scale.mode"],
         fixed_scale=float(values["scale.fixed_scale"]),
         fixed_shift=float(values["scale.fixed_shift"]),
+        reference_focal_px=float(values["scale.reference_focal_px"]),
+        camera_height=float(values["scale.camera_height"]),
+        camera_pitch_deg=float(values["scale.camera_pitch_deg"]) if values["scale.camera_pitch_known"] else math.nan,
+        ground_region=tuple(float(v) for v in values["scale.ground_region"]),
+        ground_inlier_threshold=float(values["scale.ground_inlier_threshold"]),
+        sparse_inlier_threshold=float(values["scale.sparse_inlier_threshold"]),
+        scale_smoothing=float(values["scale.smoothing"]),
+        scale_outlier_log=float(values["scale.outlier_log"]),
+        scale_accept_after=int(values["scale.accept_after"]),
+        scale_min_quality=float(values["scale.min_quality"]),
         confidence_gradient_scale=float(values["confidence_gradient_scale"]),
         confidence_threshold=float(values["confidence_threshold"]),
         cloud_decimation=int(values["cloud_decimation"]),
+        cloud_decimation_mode=values["cloud_decimation_mode"],
+        cloud_edge_filter=values["cloud_edge_filter"],
+        cloud_edge_max_ratio=float(values["cloud_edge_max_ratio"]),
+        cloud_edge_max_angle_deg=float(values["cloud_edge_max_angle_deg"]),
+        cloud_edge_radius=int(values["cloud_edge_radius"]),
+        cloud_min_confidence=float(values["cloud_min_confidence"]),
+        sky_disparity_fraction=float(values["sky_disparity_fraction"]),
         min_range=float(values["min_range"]),
         max_range=float(values["max_range"]),
         colormap=values["colormap"],

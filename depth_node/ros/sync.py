@@ -1,7 +1,8 @@
-"""Pairing images with camera_info: approximate time with a slop, and fallbacks for bags and bare cameras.
+"""Pairing images with camera_info (and with a reference depth image): approximate time with a slop, and
+fallbacks for bags and bare cameras.
 
-message_filters has no wheel, and an image needs exactly one camera_info, so this is a small cache of the
-latest camera_infos searched by stamp rather than a general synchronizer.
+message_filters has no wheel, and an image needs exactly one camera_info (or reference depth), so this is a small
+cache of the latest stamped messages searched by stamp rather than a general synchronizer.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ def stamp_ns(stamp: Any) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
-class CameraInfoCache:
-    """The last ``capacity`` camera_infos, thread-safe; the worker waits here for a late one."""
+class StampedCache:
+    """The last ``capacity`` messages with a header (camera_info, reference depth), thread-safe; the worker
+    waits here for a late one."""
 
     def __init__(self, capacity: int = 32) -> None:
         self._infos: deque[tuple[int, Any]] = deque(maxlen=capacity)
