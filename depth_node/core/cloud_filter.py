@@ -60,19 +60,24 @@ def flying_pixels(depth_m: np.ndarray, camera: PinholeCamera, mode: str = "ratio
             return valid & (jump > max_ratio * depth_m)
     if mode == "normal":
         u, v = normalized_rays(camera)
-        points = np.stack([depth_m * u[None, :], depth_m * v[:, None], depth_m], axis=-1)
-        du = np.full_like(points, np.nan)
-        dv = np.full_like(points, np.nan)
+        u, v = np.broadcast_to(u[None, :], depth_m.shape), np.broadcast_to(v[:, None], depth_m.shape)
+        x, y = depth_m * u, depth_m * v
         r = radius
-        du[:, r:-r] = points[:, 2 * r:] - points[:, :-2 * r]
-        dv[r:-r] = points[2 * r:] - points[:-2 * r]
-        normal = np.cross(du, dv)
-        ray = np.stack(np.broadcast_arrays(u[None, :], v[:, None], np.ones((1, 1), np.float32)), axis=-1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cosine = np.abs(np.einsum("hwc,hwc->hw", normal, ray)) / (
-                np.linalg.norm(normal, axis=-1) * np.linalg.norm(ray, axis=-1))
-            # undefined normals (image border, a NaN neighbour) do not condemn a pixel
-            return valid & np.isfinite(cosine) & (cosine < math.cos(math.radians(max_angle_deg)))
+        nan = np.float32(np.nan)
+        # central differences along the rows (a) and the columns (b); undefined at the border
+        a = [np.full(depth_m.shape, nan) for _ in range(3)]
+        b = [np.full(depth_m.shape, nan) for _ in range(3)]
+        for component, array in enumerate((x, y, depth_m)):
+            a[component][:, r:-r] = array[:, 2 * r:] - array[:, :-2 * r]
+            b[component][r:-r] = array[2 * r:] - array[:-2 * r]
+        nx = a[1] * b[2] - a[2] * b[1]
+        ny = a[2] * b[0] - a[0] * b[2]
+        nz = a[0] * b[1] - a[1] * b[0]
+        with np.errstate(invalid="ignore"):
+            along = np.abs(nx * u + ny * v + nz)
+            size = np.sqrt((nx * nx + ny * ny + nz * nz) * (u * u + v * v + 1.0))
+            # cos(angle) < cos(max) ⇔ along < cos(max)·size; undefined normals (border, NaN) never condemn a pixel
+            return valid & (along < np.float32(math.cos(math.radians(max_angle_deg))) * size)
     raise ValueError(f"edge filter must be one of {EDGE_FILTERS}, got {mode!r}")
 
 
