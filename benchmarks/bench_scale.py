@@ -122,8 +122,8 @@ def bench_sparse(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(args.seed)
     groups: dict[str, list[tuple[float, float, float]]] = {}
     frames = [(kind, rgb, depth) for kind, rgb, depth, *_ in scenes(args.frames)]
-    frames += [(("rgbd_dev indoor" if f.name.startswith(("slambook", "tum")) else "rgbd_dev outdoor LiDAR"), f.rgb, f.depth_m)
-               for f in rgbd_dev_frames(RGBD_DEV, include_synthetic=False)]
+    for scene, group in (("indoor", "rgbd_dev indoor (dense)"), ("outdoor", "rgbd_dev outdoor (LiDAR)")):
+        frames += [(group, f.rgb, f.depth_m) for f in rgbd_dev_frames(RGBD_DEV, include_synthetic=False, scene=scene)]
     for group, rgb, depth in frames:
         pred = predict(estimator, rgb, depth.shape)
         fit = fit_sparse(pred, OutputSpace.DEPTH, Invariance.METRIC, sparse_reference(depth, rng))

@@ -44,7 +44,7 @@ OUTPUT_TOPICS = {  # as the node publishes them (default name, no namespace)
     "points": "/depth/points",
 }
 EVAL_STAGES = ("read", "decode", "gt", "score", "write")  # the evaluation's own work besides the pipeline
-STAGES = ("read", "decode", "preprocess", "infer", "ensemble", "metric", "confidence", "cloud", "roundtrip", "gt", "score", "write")
+STAGES = ("read", "decode", "preprocess", "infer", "ensemble", "temporal", "scale", "metric", "confidence", "cloud", "roundtrip", "gt", "score", "write")
 THUMB_WIDTH = 240
 DROPPED = "DroppedFrame"  # error prefix of images the live node did not answer (depth_node.eval.live)
 
