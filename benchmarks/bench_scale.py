@@ -10,10 +10,12 @@ sparse:  1 % of the ground-truth pixels as the reference, Gaussian noise (3 cm +
          (in the model's output space), on rendered scenes and on the real frames of rgbd_dev (dense indoor, sparse
          LiDAR outdoor).
 cloud:   milliseconds at 640×480 of each cloud stage (median of --repeat runs).
+pipeline: the pipeline's 'scale' and 'cloud' stages per mode (default model, a rendered 640×480 room).
 
     .venv/bin/python benchmarks/bench_scale.py ground --frames 3
     .venv/bin/python benchmarks/bench_scale.py sparse --seed 7
     .venv/bin/python benchmarks/bench_scale.py cloud --repeat 50
+    .venv/bin/python benchmarks/bench_scale.py pipeline --repeat 15
 """
 
 from __future__ import annotations
@@ -166,6 +168,26 @@ def bench_cloud(args: argparse.Namespace) -> None:
         print(f"| {name} | {statistics.median(times):.2f} |")
 
 
+def bench_pipeline(args: argparse.Namespace) -> None:
+    from depth_node.core.pipeline import DepthPipeline, PipelineConfig
+
+    _, rgb, depth, camera, height, _ = next(scenes(1))
+    reference = np.where(np.random.default_rng(0).random(depth.shape) < 0.01, depth, np.nan)
+    estimator = default_model()
+    print("| scale.mode | stage scale ms | stage cloud ms | scale |")
+    print("|---|---|---|---|")
+    for name, config, extra in (("model", PipelineConfig(), {}),
+                                ("ground_plane", PipelineConfig(scale_mode="ground_plane", camera_height=height), {}),
+                                ("sparse (1 % of pixels)", PipelineConfig(scale_mode="sparse"), {"reference_depth_m": reference})):
+        pipeline = DepthPipeline(estimator, config)
+        scale_ms, cloud_ms = [], []
+        for _ in range(args.repeat):
+            result = pipeline.process(rgb, camera, **extra)
+            scale_ms.append(result.timings_ms["scale"])
+            cloud_ms.append(result.timings_ms["cloud"])
+        print(f"| {name} | {statistics.median(scale_ms):.2f} | {statistics.median(cloud_ms):.2f} | {result.scale.scale:.3f} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -177,8 +199,10 @@ def main() -> int:
     sparse.add_argument("--seed", type=int, default=7)
     cloud = sub.add_parser("cloud", help="cloud stage costs")
     cloud.add_argument("--repeat", type=int, default=50)
+    stages = sub.add_parser("pipeline", help="scale and cloud stage costs in the pipeline")
+    stages.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
-    {"ground": bench_ground, "sparse": bench_sparse, "cloud": bench_cloud}[args.part](args)
+    {"ground": bench_ground, "sparse": bench_sparse, "cloud": bench_cloud, "pipeline": bench_pipeline}[args.part](args)
     return 0
 
 

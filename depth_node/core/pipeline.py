@@ -203,7 +203,7 @@ class DepthPipeline:
         if config.scale_mode == "ground_plane" and not shift_known(spec.invariance) and math.isnan(config.camera_pitch_deg):
             raise ConfigError(
                 f"model '{self.estimator.name}' outputs {spec.describe()}: its shift is unknown, so ground_plane needs "
-                "the camera's pitch too: set scale.camera_pitch_deg (degrees, looking down positive)")
+                "the camera's pitch too: set scale.camera_pitch_known: true and scale.camera_pitch_deg (degrees, looking down positive)")
         if config.denoising_steps:
             if not (self.estimator.stochastic and hasattr(self.estimator, "denoising_steps")):
                 raise ConfigError(f"denoising_steps applies to multi-step models (Marigold); '{self.estimator.name}' "
