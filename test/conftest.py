@@ -19,6 +19,18 @@ os.environ["ROS_DOMAIN_ID"] = os.environ.get("DEPTH_NODE_TEST_DOMAIN", str(rando
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_shm.xml"))
 
 
+try:  # property-based tests: a bounded number of cases by default (CI), thousands with HYPOTHESIS_PROFILE=thorough
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("ci", max_examples=150, deadline=None, derandomize=True,
+                              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    settings.register_profile("thorough", max_examples=5000, deadline=None,
+                              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+except ImportError:  # test_fuzz.py says so when it is collected
+    pass
+
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("models")

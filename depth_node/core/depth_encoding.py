@@ -21,7 +21,8 @@ def encode_depth(depth_m: np.ndarray, encoding: str) -> np.ndarray:
     if encoding == "32FC1":
         return np.ascontiguousarray(depth_m, dtype=np.float32)
     if encoding == "16UC1":
-        mm = np.rint(depth_m * 1000.0)
+        with np.errstate(over="ignore", invalid="ignore"):  # beyond float range → inf → invalid below
+            mm = np.rint(depth_m * 1000.0)
         valid = np.isfinite(mm) & (mm > 0) & (mm <= _MM_MAX)
         out = np.zeros(depth_m.shape, np.uint16)
         out[valid] = mm[valid].astype(np.uint16)

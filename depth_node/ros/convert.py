@@ -29,6 +29,9 @@ IMAGE_ENCODINGS: dict[str, tuple[np.dtype, int]] = {
     "32FC1": (np.dtype(np.float32), 1),
 }
 COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")
+# Larger than any camera (8K is 33 Mpx); a bigger frame is garbage or an attack, and its depth, confidence and
+# cloud at input resolution would take gigabytes.
+MAX_PIXELS = 40_000_000
 _TO_RGB = {"bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB, "mono8": cv2.COLOR_GRAY2RGB}
 
 
@@ -41,6 +44,7 @@ def image_to_array(msg: Any) -> np.ndarray:
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height == 0 or width == 0:
         raise InputError(f"zero-size image ({width}x{height})")
+    _check_size(width, height)
     row_bytes = width * channels * dtype.itemsize
     if step < row_bytes:
         raise InputError(f"step {step} is smaller than width × pixel size = {row_bytes} bytes ({encoding}, width {width})")
@@ -88,10 +92,51 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
     # libjpeg decodes a truncated stream into a grey-padded picture instead of failing: demand the EOI marker.
     if is_jpeg and b"\xff\xd9" not in data[-16:].tobytes():
         raise InputError(f"corrupt or truncated JPEG ({data.size} bytes, no end-of-image marker)")
+    size = compressed_dimensions(data.tobytes())
+    if size is None:
+        raise InputError(f"corrupt {'JPEG' if is_jpeg else 'PNG'} ({data.size} bytes): no image size in its header")
+    _check_size(*size)  # before decoding: a small file can claim a huge image
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if bgr is None or bgr.size == 0:
         raise InputError(f"corrupt {'JPEG' if is_jpeg else 'PNG'} ({data.size} bytes): the decoder rejected it")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _check_size(width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise InputError(f"image is {width}x{height} = {width * height / 1e6:.0f} Mpx, more than the {MAX_PIXELS / 1e6:.0f} Mpx "
+                         "depth_node accepts: resize it first (image_proc's resize)")
+
+
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def compressed_dimensions(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR or a JPEG's start-of-frame header, without decoding; None if absent."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            return None
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2:i + 4], "big")
+        if marker in _JPEG_SOF:
+            if i + 9 > len(data):
+                return None
+            return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+        if length < 2:
+            return None
+        i += 2 + length
+    return None
 
 
 def _bytes_of(array_: np.ndarray) -> array.array:
