@@ -308,7 +308,7 @@ def test_sparse_scale_from_a_reference_depth_topic(model_dir: Path) -> None:
         assert np.isnan(image_to_array(h.last("depth/image"))).all()
         diag = h.diagnostics()
         assert diag["level"] == 1 and diag["scale_ok"] == "false"
-        assert "no message yet on /reference_depth" in diag["message"] and any("no metric scale yet" in v for v in diag.values())
+        assert "no message yet on /reference_depth" in diag["message"] and any("no metric scale yet" in str(v) for v in diag.values())
         for i in (1, 2):
             reference_pub.publish(array_to_image(sparse, "16UC1", header(i)))
             assert h.wait_for(lambda: h.node._reference.received == i, 5.0)
@@ -321,3 +321,44 @@ def test_sparse_scale_from_a_reference_depth_topic(model_dir: Path) -> None:
         diag = h.diagnostics()
         assert diag["scale_source"] == "sparse" and diag["scale_ok"] == "true" and float(diag["scale_fit_quality"]) > 0.99
         assert float(diag["scale"]) == pytest.approx(0.5, rel=2e-3) and float(diag["scale_shift"]) == pytest.approx(0.1, abs=1e-3)
+
+
+def _break(estimator, failures: list[int]) -> None:  # noqa: ANN001
+    """Fault injection: the estimator's forward pass raises (as a lost GPU would) while ``failures`` is non-empty."""
+    infer = estimator.infer
+
+    def failing(model_input):  # noqa: ANN001, ANN202
+        if failures:
+            failures.pop()
+            raise RuntimeError("CUDA error: an illegal memory access was encountered (injected)")
+        return infer(model_input)
+
+    estimator.infer = failing
+
+
+@pytest.mark.parametrize("fallback", ["", "onnxruntime:cpu"])
+def test_a_backend_failing_mid_run_falls_back_or_reports_and_recovers(conv_card: Path, fallback: str) -> None:
+    """Frames fail mid-run: with a backend_fallback entry the node loads it after 3 failures in a row and goes on;
+    without one it stays up, reports ERROR, and clears it with the first frame that succeeds again."""
+    info = lambda i: camera_info(i, 64, 48, [50.0, 0, 31.5, 0, 50.0, 23.5, 0, 0, 1])  # noqa: E731
+    with Harness({"model_card": str(conv_card), "backend_fallback": fallback}, outputs=("depth/image",)) as h:
+        h.send(rgb_image(0, 64, 48), info(0))
+        assert h.wait_for(lambda: h.count("depth/image") == 1)
+        first = h.node.estimator
+        _break(first, [1] * (3 if fallback else 4))
+        for i in range(1, 4):
+            h.send(rgb_image(i, 64, 48), info(i))
+            assert h.wait_for(lambda i=i: h.node.stats.counts["failed"] == i), h.node.stats.counts
+        diag = h.diagnostics()
+        if fallback:
+            assert h.node.estimator is not first and h.node._attempt == 1
+            assert diag["level"] == 1 and "running on fallback onnxruntime:cpu" in diag["message"] and "injected" in diag["message"], diag
+        else:
+            assert h.node.estimator is first
+            assert diag["level"] == 2 and "3 frame(s) failed in a row" in diag["message"], diag
+            h.send(rgb_image(4, 64, 48), info(4))              # still failing: still up
+            assert h.wait_for(lambda: h.node.stats.counts["failed"] == 4)
+        h.send(rgb_image(5, 64, 48), info(5))                  # the fault has cleared
+        assert h.wait_for(lambda: h.count("depth/image") == 2)
+        diag = h.diagnostics()
+        assert diag["level"] == (1 if fallback else 0) and not any("failed in a row" in str(v) for v in diag.values()), diag

@@ -171,3 +171,45 @@ def test_invalid_parameter_file_value_is_a_one_line_error(conv_card: Path) -> No
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 2 and "ERROR: invalid parameter" in out and "cloud_decimation" in out, out
 
+
+
+@pytest.mark.parametrize("sig, delay_s", [(signal.SIGTERM, 0.0), (signal.SIGINT, 0.05), (signal.SIGTERM, 0.2)])
+def test_signal_while_busy_exits_zero(model_dir: Path, ros, sig: int, delay_s: float) -> None:  # noqa: ANN001
+    """A slow model (~0.3 s a frame here) kept busy by a 10 Hz camera; the signal lands ``delay_s`` after an output
+    was published, i.e. while the next frame is converted, inferred or published: exit 0, nothing left behind."""
+    from _models import conv_model
+
+    ros, executor = ros
+    slow = model_dir / "slow_signal"
+    slow.mkdir(exist_ok=True)
+    card = conv_model(slow)
+    card.write_text(card.read_text().replace("long_side: 96", "long_side: 1024"))
+    proc = start_node(card)
+    outputs: list = []
+    ros.create_subscription(Image, "depth/image", outputs.append, QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+    image_pub = ros.create_publisher(Image, "image", SENSOR_QOS)
+    info_pub = ros.create_publisher(CameraInfo, "camera_info", SENSOR_QOS)
+    own: set[str] = set()
+    try:
+        end = time.monotonic() + 30
+        while time.monotonic() < end and image_pub.get_subscription_count() == 0:
+            executor.spin_once(timeout_sec=0.1)
+        assert image_pub.get_subscription_count() > 0, "node did not come up"
+        i, end = 0, time.monotonic() + 40
+        while time.monotonic() < end and len(outputs) < 2:
+            info_pub.publish(camera_info(i))
+            image_pub.publish(rgb_image(i))
+            i += 1
+            t = time.monotonic() + 0.1
+            while time.monotonic() < t:
+                executor.spin_once(timeout_sec=0.02)
+        assert len(outputs) >= 2, f"no output for {i} frames"
+        info_pub.publish(camera_info(i))
+        image_pub.publish(rgb_image(i))                     # keep the worker busy
+        own = segments_of(proc.pid)
+        time.sleep(delay_s)
+    finally:
+        rc, out = stop(proc, sig)
+    assert rc == 0, out
+    assert "terminate called" not in out and "Traceback" not in out, out
+    assert own and not left_behind(own), "the node left its shared-memory segments behind"

@@ -40,12 +40,13 @@ from depth_node.estimators.base import DepthEstimator
 from depth_node.ros import convert
 from depth_node.ros.allocator import keep_frame_buffers_mapped
 from depth_node.ros.diagnostics import ERROR, WARN, FrameStats, WarningBoard, build_status
-from depth_node.ros.params import PARAMS, PARAMS_BY_NAME, check_value, load_model, pipeline_config
+from depth_node.ros.params import PARAMS, PARAMS_BY_NAME, backend_attempts, check_value, load_model, pipeline_config
 from depth_node.ros.sync import LAST, MATCHED, NONE, StampedCache, stamp_ns
 
 INPUT_QOS = QoSProfile(depth=1, reliability=qos_profile_sensor_data.reliability, history=qos_profile_sensor_data.history)
 OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 STARTUP_GRACE_S = 1.0  # how long to wait for a first camera_info before falling back to fallback_hfov_deg
+FAILURES_BEFORE_FALLBACK = 3  # frames failing in a row before the next backend_fallback entry is loaded
 
 
 def _descriptor(spec: Any) -> ParameterDescriptor:
@@ -81,6 +82,8 @@ class DepthNode(Node):
         self.warnings = WarningBoard()
         self.estimator: DepthEstimator | None = None
         self.pipeline: DepthPipeline | None = None
+        self._attempt = 0            # index into backend_attempts of the loaded backend
+        self._failures_in_a_row = 0
         self._load_model(config)
 
         self._cache = StampedCache()
@@ -121,7 +124,7 @@ class DepthNode(Node):
         """Load the card on backend/device, else on each backend_fallback entry in order (reported as WARN)."""
         values = self._values
         try:
-            self.estimator, failures = load_model(values)
+            self.estimator, failures, self._attempt = load_model(values)
         except ModelLoadError as exc:
             self.warnings.raise_("model", str(exc), ERROR, sticky=True)
             self.get_logger().error(f"no model, publishing nothing until restarted with a working model: {exc}")
@@ -138,6 +141,28 @@ class DepthNode(Node):
         problem = self._install_pipeline(config)
         if problem:
             self.get_logger().error(f"model loaded, but publishing nothing until the parameters fit it: {problem}")
+
+    def _fall_back(self, reason: str) -> None:
+        """Frames keep failing on the loaded backend: load the next ``backend_fallback`` entry, if any is left
+        (the node keeps running and reporting ERROR either way; it never exits on its own)."""
+        if self._attempt + 1 >= len(backend_attempts(self._values)) or self.pipeline is None:
+            return
+        failed = self.estimator
+        try:
+            estimator, failures, attempt = load_model(self._values, start=self._attempt + 1)
+        except ModelLoadError as exc:
+            self._attempt = len(backend_attempts(self._values))  # nothing left: stay on the failing one
+            self.get_logger().error(f"no backend_fallback entry loads: {exc}")
+            return
+        config = self.pipeline.config
+        self.estimator, self._attempt = estimator, attempt
+        self._install_pipeline(config)
+        self._failures_in_a_row = 0
+        message = (f"running on fallback {estimator.backend}:{estimator.device}: {failed.backend}:{failed.device} failed "
+                   f"{FAILURES_BEFORE_FALLBACK} frames in a row ({reason})" + "".join(f" | {f}" for f in failures))
+        self.warnings.clear("processing")
+        self.warnings.raise_("backend_fallback", message, WARN, sticky=True)
+        self.get_logger().warning(message)
 
     def _install_pipeline(self, config: PipelineConfig) -> str | None:
         """Build the pipeline for the loaded estimator; on a mismatch (e.g. a relative model with scale.mode
@@ -278,6 +303,9 @@ class DepthNode(Node):
             self._last_start = received
             try:
                 self._process(msg, received)
+                if self._failures_in_a_row:
+                    self._failures_in_a_row = 0
+                    self.warnings.clear("processing")  # the fault cleared: say so at once
             except InputError as exc:
                 self.stats.count("bad_input")
                 self.warnings.raise_("bad_input", str(exc))
@@ -286,8 +314,12 @@ class DepthNode(Node):
                 if self._stop.is_set():
                     return
                 self.stats.count("failed")
-                self.warnings.raise_("processing", f"{type(exc).__name__}: {exc}", ERROR)
+                self._failures_in_a_row += 1
+                self.warnings.raise_("processing", f"{self._failures_in_a_row} frame(s) failed in a row: {type(exc).__name__}: {exc}",
+                                     ERROR, sticky=True)
                 self.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
+                if self._failures_in_a_row >= FAILURES_BEFORE_FALLBACK:
+                    self._fall_back(f"{type(exc).__name__}: {exc}")
 
     def _wanted(self) -> dict[str, bool]:
         return {

@@ -217,20 +217,29 @@ def load_params_file(path: str | Path, node_name: str = "depth_node", overrides:
     return values
 
 
-def load_model(values: dict[str, Any]) -> tuple[DepthEstimator, list[str]]:
-    """The model the parameters name, on ``backend``/``device`` or else on each ``backend_fallback`` entry in
-    order; returns (estimator, why each earlier attempt failed). Raises :class:`ModelLoadError` when all fail."""
+def backend_attempts(values: dict[str, Any]) -> list[tuple[str, str]]:
+    """(backend, device) in the order the node tries them: the parameters', then each ``backend_fallback`` entry."""
+    return [(values["backend"], values["device"])] + [
+        (b, d or values["device"]) for b, d in parse_backend_list(values["backend_fallback"])]
+
+
+def load_model(values: dict[str, Any], start: int = 0) -> tuple[DepthEstimator, list[str], int]:
+    """The model the parameters name, on the first of :func:`backend_attempts` from index ``start`` that loads;
+    returns (estimator, why each earlier attempt failed, the index used). Raises :class:`ModelLoadError` when
+    all fail."""
     card = resolve_card(values["model_card"])
-    attempts = [(values["backend"], values["device"])]
-    attempts += [(b, d or values["device"]) for b, d in parse_backend_list(values["backend_fallback"])]
     failures = []
-    for backend, device in attempts:
+    for index, (backend, device) in enumerate(backend_attempts(values)):
+        if index < start:
+            continue
         try:
             estimator = load_estimator(card, backend, device, values["num_threads"], values["precision"],
                                        values["torch_compile"], values["channels_last"])
-            return estimator, failures
+            return estimator, failures, index
         except ModelLoadError as exc:
             failures.append(f"{backend}:{device}: {exc}")
+    if not failures:
+        raise ModelLoadError("no backend_fallback entry left to try")
     raise ModelLoadError(failures[0] if len(failures) == 1 else "every backend failed — " + " | ".join(failures))
 
 

@@ -106,7 +106,7 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
             card = load_card(resolve_card(values["model_card"]))
             configs.append((Path(params).stem if args.compare else card.name, params, values, card))
             continue
-        estimator, failures = load_model(values)
+        estimator, failures, _ = load_model(values)
         for failure in failures:
             print(f"WARNING: {params}: fell back past {failure}", file=sys.stderr)
         pipeline = DepthPipeline(estimator, pipeline_config(values))
