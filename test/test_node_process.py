@@ -213,3 +213,25 @@ def test_signal_while_busy_exits_zero(model_dir: Path, ros, sig: int, delay_s: f
     assert rc == 0, out
     assert "terminate called" not in out and "Traceback" not in out, out
     assert own and not left_behind(own), "the node left its shared-memory segments behind"
+
+
+def test_bench_flood_with_a_slow_model_stays_bounded(model_dir: Path, tmp_path: Path) -> None:
+    """`depth-node bench --check` for 60 s: a 30 Hz camera into a model several times slower. Latency p99 within
+    2 × model time + overhead, output rate ≈ model rate, drops counted, RSS flat, exit 0 (the CI soak)."""
+    import json
+
+    from _models import conv_model
+
+    slow = model_dir / "slow_bench"
+    slow.mkdir(exist_ok=True)
+    card = conv_model(slow)
+    card.write_text(card.read_text().replace("long_side: 96", "long_side: 640"))
+    exe = shutil.which("depth-node", path=str(Path(sys.executable).parent)) or "depth-node"
+    result = subprocess.run([exe, "bench", "--model", str(card), "--size", "320x240", "--rate", "30", "--duration", "60",
+                             "--check", "--out", str(tmp_path)], capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["model_ms"] > 2 * 1000 / 30                        # the model is slower than the camera
+    assert report["frames_dropped_by_node"] > 0 and report["frames_published"] > 10
+    assert report["frames_published"] + report["frames_dropped_by_node"] <= report["frames_sent"]
+    assert (tmp_path / "bench.md").read_text().startswith("| model |")
