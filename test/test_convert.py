@@ -168,3 +168,28 @@ def test_point_cloud_message_layout_read_independently() -> None:
     assert z == 2.0 and x == pytest.approx(2.0 * (3 - cam.cx) / cam.fx) and y == pytest.approx(2.0 * (1 - cam.cy) / cam.fy)
     assert rgb_bits == 0x00FF0000
     assert all(np.isnan(struct.unpack_from("<fff", raw, (1 * 8 + 2) * 16)))
+
+
+def test_huge_images_are_refused_before_any_allocation() -> None:
+    """16k × 16k raw (1 GB of pixels a node would then triple), and JPEG / PNG files whose header claims a huge
+    image (a decompression bomb): refused from the header alone."""
+    msg = Image(width=16384, height=16384, encoding="rgb8", step=16384 * 3)
+    msg.data = b"\x00" * 16  # the size check comes before the data is looked at
+    with pytest.raises(InputError, match="16384x16384 = 268 Mpx, more than the 40 Mpx"):
+        convert.image_to_rgb(msg)
+    jpeg = bytearray(cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    sof = next(i for i in range(2, len(jpeg) - 1) if jpeg[i] == 0xFF and jpeg[i + 1] in (0xC0, 0xC2))
+    jpeg[sof + 5:sof + 9] = (60000).to_bytes(2, "big") + (60000).to_bytes(2, "big")
+    png = bytearray(cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    png[16:24] = (20000).to_bytes(4, "big") + (20000).to_bytes(4, "big")
+    for data, size in ((jpeg, "60000x60000"), (png, "20000x20000")):
+        compressed = CompressedImage(format="jpeg")
+        compressed.data = bytes(data)
+        assert convert.compressed_dimensions(bytes(data)) == tuple(int(v) for v in size.split("x"))
+        with pytest.raises(InputError, match=f"{size} = .* Mpx, more than"):
+            convert.compressed_to_rgb(compressed)
+
+
+def test_negative_focal_length_is_refused() -> None:
+    with pytest.raises(InputError, match="fx=-500"):
+        convert.camera_from_info(make_info(k=[-500.0, 0.0, 320.0, 0.0, 510.0, 240.0, 0.0, 0.0, 1.0]), 640, 480)

@@ -430,3 +430,42 @@ def test_ctrl_c_on_the_command_leaves_a_readable_partial_report_and_bag(tmp_path
     assert summary["interrupted"] and 3 <= done < 150
     assert len(read_bag(out / "bag")["/depth/image"]) == done          # the bag was closed and indexed
     assert "interrupted — partial result" in (out / "report.html").read_text()
+
+
+def _damage_first_chunk(mcap: Path) -> None:
+    """Overwrite the start of the first chunk's records (the framing of its first messages), as a bad disk sector
+    would; the chunk's CRC, when the writer stored one, no longer matches either."""
+    import struct
+
+    data = bytearray(mcap.read_bytes())
+    pos = 8  # after the magic
+    while pos < len(data):
+        opcode, length = data[pos], struct.unpack("<Q", data[pos + 1:pos + 9])[0]
+        if opcode == 0x06:  # Chunk: start, end, uncompressed size, crc, compression (string), records length, records
+            body = pos + 9
+            compression = struct.unpack("<I", data[body + 28:body + 32])[0]
+            records = body + 32 + compression + 8
+            data[records:records + 64] = b"\xff" * 64
+            mcap.write_bytes(bytes(data))
+            return
+        pos += 9 + length
+    raise AssertionError("no chunk in the bag")
+
+
+def test_damaged_and_cut_bags_are_reported_not_crashed(tmp_path: Path) -> None:
+    camera = PinholeCamera(64, 48, 50.0, 50.0, 31.5, 23.5)
+    bag = plane_bag(tmp_path / "damaged", camera)
+    mcap = next(bag.glob("*.mcap"))
+    topics = topics_of(bag)
+    _damage_first_chunk(mcap)
+    frames = BagFrames(bag, topics)
+    assert frames.problems and "the bag is damaged after" in frames.problems[0], frames.problems
+    assert len(list(frames)) <= 3                                   # what reads before the damage, and no exception
+    cut = plane_bag(tmp_path / "cut", camera)
+    mcap = next(cut.glob("*.mcap"))
+    mcap.write_bytes(mcap.read_bytes()[: mcap.stat().st_size // 2])
+    with pytest.raises(BagError, match="damaged or cut-short recording"):
+        BagFrames(cut, topics)
+    result = subprocess.run([sys.executable, "-m", "depth_node.tools.cli", "eval", str(bag), "-o", str(tmp_path / "out"),
+                             "--no-bag"], capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in result.stderr and "the bag is damaged" in result.stderr, result.stderr

@@ -362,3 +362,15 @@ def test_a_backend_failing_mid_run_falls_back_or_reports_and_recovers(conv_card:
         assert h.wait_for(lambda: h.count("depth/image") == 2)
         diag = h.diagnostics()
         assert diag["level"] == (1 if fallback else 0) and not any("failed in a row" in str(v) for v in diag.values()), diag
+
+
+def test_stamps_going_backwards_are_processed_and_reported(conv_card: Path) -> None:
+    info = lambda i: camera_info(i, 64, 48, [50.0, 0, 31.5, 0, 50.0, 23.5, 0, 0, 1])  # noqa: E731
+    with Harness({"model_card": str(conv_card), "temporal_smoothing": True}, outputs=("depth/image",)) as h:
+        for n, i in enumerate((5, 6, 2)):                    # the bag restarted
+            h.send(rgb_image(i, 64, 48), info(i))
+            assert h.wait_for(lambda n=n: h.count("depth/image") == n + 1)
+        assert h.last("depth/image").header == header(2)
+        assert h.node.pipeline._temporal.state.reset             # restarted from this frame, not aligned to stamp 6
+        diag = h.diagnostics()
+        assert diag["level"] == 1 and "stamps went backwards by 0.400 s" in diag["message"], diag

@@ -233,6 +233,11 @@ class DepthPipeline:
             self._temporal = TemporalFilter(spec.invariance, *settings)  # keeps its state across other changes
         self._config = config
 
+    def reset_temporal(self) -> None:
+        """Forget the previous frame (temporal smoothing); the scale tracker keeps its scale."""
+        if self._temporal is not None:
+            self._temporal.reset()
+
     def scale(self, prediction: np.ndarray, camera: PinholeCamera, reference_depth_m: np.ndarray | None = None) -> ScaleState:
         """The (scale, shift) for ``prediction`` (model grid, output space; ``camera`` on that grid), applied in
         the model's output space before conversion to metres. ``reference_depth_m``: metres, NaN/0 invalid, any

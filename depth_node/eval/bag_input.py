@@ -102,7 +102,8 @@ def open_reader(bag: Path):  # noqa: ANN201 - rosbags AnyReader, open; the calle
         reader = AnyReader([bag], default_typestore=kilted_typestore())
         reader.open()
     except Exception as exc:  # rosbags raises several unrelated types for unreadable input
-        raise BagError(f"cannot open {bag} as a ROS 1 or ROS 2 bag: {exc}") from exc
+        raise BagError(f"cannot open {bag} as a ROS 1 or ROS 2 bag: {exc} (a damaged or cut-short recording? "
+                       "`ros2 bag reindex` or `mcap recover` may repair it)") from exc
     return reader
 
 
@@ -118,8 +119,26 @@ def _sibling_info(topic: str, infos: list[str]) -> str | None:
     return None
 
 
+def readable_messages(reader: Any, connections: list[Any], problems: list[str]) -> Iterator[tuple[Any, int, bytes]]:
+    """``reader.messages`` up to the first damage (a corrupt chunk, a cut file): what comes before it is yielded,
+    the damage is described in ``problems`` instead of raised, so a damaged bag is still scored as far as it reads."""
+    messages = reader.messages(connections=connections)
+    count = 0
+    while True:
+        try:
+            item = next(messages)
+        except StopIteration:
+            return
+        except Exception as exc:  # rosbags raises ReaderError, struct, zstd and lz4 errors for damaged files
+            problems.append(f"the bag is damaged after {count} readable messages ({type(exc).__name__}: {exc}); "
+                            "the rest is skipped (ros2 bag reindex / mcap recover may rescue more)")
+            return
+        count += 1
+        yield item
+
+
 def _first_encoding(reader: Any, connection: Any) -> str | None:
-    for conn, _, raw in reader.messages(connections=[connection]):
+    for conn, _, raw in readable_messages(reader, [connection], []):
         return str(reader.deserialize(raw, conn.msgtype).encoding)
     return None
 
@@ -191,10 +210,11 @@ class BagFrames:
         if not (slop_s >= 0 and math.isfinite(slop_s)):
             raise ValueError(f"slop must be a non-negative number of seconds, got {slop_s}")
         self.bag, self.topics, self.slop_ns = Path(bag), topics, slop_s * 1e9
+        self.problems: list[str] = []  # damage found while indexing (the frames before it are still used)
         reader = open_reader(self.bag)
         try:
             stamps: dict[str, list[int]] = defaultdict(list)
-            for conn, _, raw in reader.messages(connections=self._connections(reader)):
+            for conn, _, raw in readable_messages(reader, self._connections(reader), self.problems):
                 stamps[conn.topic].append(stamp_of(reader.deserialize(raw, conn.msgtype)))
         finally:
             reader.close()
@@ -245,7 +265,7 @@ class BagFrames:
         reader = open_reader(self.bag)
         read = MessageReader(reader)
         try:
-            for conn, bag_time, raw in reader.messages(connections=self._connections(reader)):
+            for conn, bag_time, raw in readable_messages(reader, self._connections(reader), []):
                 index = counters[conn.topic]
                 counters[conn.topic] += 1
                 if conn.topic == topics.image:

@@ -83,6 +83,7 @@ class DepthNode(Node):
         self.estimator: DepthEstimator | None = None
         self.pipeline: DepthPipeline | None = None
         self._attempt = 0            # index into backend_attempts of the loaded backend
+        self._last_stamp_ns: int | None = None
         self._failures_in_a_row = 0
         self._load_model(config)
 
@@ -252,6 +253,15 @@ class DepthNode(Node):
         self._camera_source = "fallback_hfov"
         return PinholeCamera.from_hfov(width, height, hfov), None
 
+    def _check_stamp(self, stamp: int, pipeline: DepthPipeline) -> None:
+        """Stamps going backwards (a bag looping, a clock jump, two cameras on one topic): still processed, but
+        the frame-to-frame state (temporal smoothing) restarts and a WARN says so."""
+        last, self._last_stamp_ns = self._last_stamp_ns, stamp
+        if last is not None and stamp < last:
+            pipeline.reset_temporal()
+            self.warnings.raise_("stamps", f"image stamps went backwards by {(last - stamp) / 1e9:.3f} s (a bag restarted, "
+                                           "a clock jump, or two cameras on one topic?): temporal state reset")
+
     def _reference_for(self, header: Any) -> Any | None:
         """This frame's reference depth in metres (NaN invalid), or None (the scale is then held)."""
         slop_s = self._values["scale.reference_slop_s"]
@@ -342,6 +352,7 @@ class DepthNode(Node):
         if found is None or pipeline is None:
             return
         camera, info = found
+        self._check_stamp(stamp_ns(msg.header.stamp), pipeline)
         want = self._wanted()
         if not any(want.values()):
             return  # nobody listens: don't burn the CPU/GPU

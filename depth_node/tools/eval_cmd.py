@@ -122,6 +122,8 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
             reader.close()
         frames = BagFrames(bag, topics, args.slop, args.max_frames)
         print(f"{bag}: {len(frames)} images\n{topics.describe()}", file=sys.stderr)
+        for problem in frames.problems:
+            print(f"WARNING: {bag}: {problem}; {len(frames)} image(s) read before it", file=sys.stderr)
         if topics.depth and frames.unmatched_gt:
             print(f"note: {frames.unmatched_gt} image(s) have no ground truth within --slop {args.slop} s", file=sys.stderr)
         bag_out = args.output / _name(bag) if len(args.bags) > 1 else args.output
