@@ -225,7 +225,7 @@ def test_bench_flood_with_a_slow_model_stays_bounded(model_dir: Path, tmp_path: 
     slow = model_dir / "slow_bench"
     slow.mkdir(exist_ok=True)
     card = conv_model(slow)
-    card.write_text(card.read_text().replace("long_side: 96", "long_side: 640"))
+    card.write_text(card.read_text().replace("long_side: 96", "long_side: 1536"))
     exe = shutil.which("depth-node", path=str(Path(sys.executable).parent)) or "depth-node"
     result = subprocess.run([exe, "bench", "--model", str(card), "--size", "320x240", "--rate", "30", "--duration", "60",
                              "--check", "--out", str(tmp_path)], capture_output=True, text=True, timeout=240)

@@ -45,6 +45,7 @@ class FrameStats:
         self._latency_stamp: deque[float] = deque(maxlen=samples)
         self._latency_receive: deque[float] = deque(maxlen=samples)
         self._overhead: deque[float] = deque(maxlen=samples)
+        self._frame_time: deque[float] = deque(maxlen=samples)  # the worker's busy time per frame, all stages
         self._stages: dict[str, deque[float]] = {}
         self._samples = samples
 
@@ -61,6 +62,7 @@ class FrameStats:
             self._latency_stamp.append(stamp_latency_ms)
             self._latency_receive.append(receive_latency_ms)
             self._overhead.append(sum(ms for name, ms in stages_ms.items() if name != "infer"))
+            self._frame_time.append(sum(stages_ms.values()))
             for name, ms in stages_ms.items():
                 self._stages.setdefault(name, deque(maxlen=self._samples)).append(ms)
 
@@ -81,6 +83,8 @@ class FrameStats:
                 "processing_p50_ms": pct(self._latency_receive, 50),
                 "processing_p95_ms": pct(self._latency_receive, 95),
                 "overhead_p50_ms": pct(self._overhead, 50),  # every stage but the forward pass
+                "frame_time_p50_ms": pct(self._frame_time, 50),
+                "frame_time_p95_ms": pct(self._frame_time, 95),
                 "stages_ms": {k: pct(v, 50) for k, v in self._stages.items()},
             }
 
@@ -133,7 +137,8 @@ def build_status(
     level = max([OK] + [lvl for _, lvl, _ in warnings])
     message = warnings[0][2] if warnings else "publishing" if stats["processed"] else "waiting for images"
     values: list[tuple[str, str]] = [(k, _fmt(v)) for k, v in info.items()]
-    for key in ("input_rate_hz", "output_rate_hz", "latency_p50_ms", "latency_p95_ms", "processing_p50_ms", "processing_p95_ms", "overhead_p50_ms"):
+    for key in ("input_rate_hz", "output_rate_hz", "latency_p50_ms", "latency_p95_ms", "processing_p50_ms", "processing_p95_ms",
+                "overhead_p50_ms", "frame_time_p50_ms", "frame_time_p95_ms"):
         values.append((key, _fmt(stats[key])))
     for key in ("received", "processed", "dropped", "throttled", "bad_input", "failed"):
         values.append((f"frames_{key}", str(stats[key])))
