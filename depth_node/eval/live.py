@@ -11,7 +11,6 @@ machine's speed; an image with no answer within ``timeout_s`` is counted as drop
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -165,13 +164,9 @@ class LiveNode:
 
     def close(self) -> None:
         """Stop the node (SIGINT, as Ctrl-C would) and this process's middleware."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        from depth_node.tools.run_cmd import interrupt
+
+        interrupt(self.process)
         self.executor.shutdown()
         self.node.destroy_node()
         self.context.try_shutdown()

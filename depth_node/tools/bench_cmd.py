@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -97,15 +96,11 @@ class NodeProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        from depth_node.tools.run_cmd import interrupt
+
+        code = interrupt(self.process)
         self._log.close()
-        return self.process.returncode
+        return code
 
 
 # ------------------------------------------------------------------------------------------- the camera

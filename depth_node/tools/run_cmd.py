@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 from depth_node.paths import config_file
@@ -42,6 +44,19 @@ def apply_fastdds_profile(choice: str | None) -> str | None:
         raise FileNotFoundError(f"Fast DDS profile not found: {path}")
     os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(path)
     return str(path)
+
+
+def interrupt(process: subprocess.Popen, timeout_s: float = 20.0) -> int:
+    """Stop a node process as Ctrl-C would (SIGINT), killing it only if it has not exited after ``timeout_s``;
+    returns its exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
