@@ -108,7 +108,8 @@ def test_package_xml_and_setup() -> None:
     assert "torch==2.13.0" in requirements and "ros-rclpy[fastrtps]==" in requirements
 
 
-@pytest.mark.parametrize("verb", [[], ["run"], ["synth"], ["models"], ["export"], ["build-engine"]])
+@pytest.mark.parametrize("verb", [[], ["run"], ["demo"], ["eval"], ["bench"], ["dataset-to-bag"], ["synth"], ["train"], ["models"], ["export"],
+                                  ["build-engine"]])
 def test_cli_help(verb: list[str]) -> None:
     result = subprocess.run([sys.executable, "-m", "depth_node.tools.cli", *verb, "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "usage: depth-node" in result.stdout
