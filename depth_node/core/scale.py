@@ -224,9 +224,9 @@ def _ransac_plane(points: np.ndarray, expected: np.ndarray, min_cos: float, thre
                   rng: np.random.Generator) -> tuple[np.ndarray, float, float] | None:
     """Plane n·X = h (h > 0, n towards the plane) through ``points`` (N, 3), n within acos(min_cos) of
     ``expected``. Inliers lie within ``threshold`` × their own depth of the plane, so the test does not depend on
-    the unknown scale. Returns (n, h, inlier ratio) refined by SVD on the inliers, or None."""
+    the unknown scale. Returns (n, h, inlier ratio) refined by least squares on the inliers, or None."""
     scored = points[rng.choice(len(points), RANSAC_SAMPLE, replace=False)] if len(points) > RANSAC_SAMPLE else points
-    triples = points[rng.integers(0, len(points), size=(RANSAC_HYPOTHESES * 2, 3))]
+    triples = points[rng.integers(0, len(points), size=(RANSAC_HYPOTHESES, 3))]
     normals = np.cross(triples[:, 1] - triples[:, 0], triples[:, 2] - triples[:, 0])
     length = np.linalg.norm(normals, axis=1)
     usable = length > 1e-12
@@ -247,7 +247,10 @@ def _ransac_plane(points: np.ndarray, expected: np.ndarray, min_cos: float, thre
             return None
         chosen = points[inliers]
         centre = chosen.mean(axis=0)
-        refined = np.linalg.svd(chosen - centre, full_matrices=False)[2][2]
+        spread = chosen - centre
+        # the normal is the direction of least spread: the smallest eigenvector of the 3×3 scatter (an SVD of the
+        # N×3 points gives the same vector at many times the cost)
+        refined = np.linalg.eigh(spread.T @ spread)[1][:, 0]
         refined *= np.sign(refined @ expected) or 1.0
         if refined @ expected < min_cos or refined @ centre <= 0:
             break
