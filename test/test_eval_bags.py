@@ -96,6 +96,27 @@ def test_ground_truth_fed_back_as_the_prediction_scores_perfect(tmp_path: Path, 
     assert summary["coverage"] == 1.0
 
 
+def test_sparse_scale_mode_evaluates_with_a_share_of_the_ground_truth_as_reference(tmp_path: Path) -> None:
+    """An affine disparity model (twice the plane's true disparity: s = 0.5 recovers it) under scale.mode sparse: without a
+    reference nothing is published; with 2 % of the GT pixels as the reference the metres come out exact."""
+    from _models import write_card
+
+    camera = PinholeCamera(64, 48, 50.0, 50.0, 31.5, 23.5)
+    bag = plane_bag(tmp_path, camera)
+    plane_model(tmp_path, camera, NORMAL * 2.0, 2.0)        # disparity twice the true one ...
+    card = write_card(tmp_path / "affine.yaml", "plane.onnx", {"space": "disparity", "invariance": "affine"})
+    values = node_values(**{"scale.mode": "sparse"})
+    frames = BagFrames(bag, topics_of(bag))
+    for share, expected in ((0.0, None), (0.02, 0.0)):
+        pipeline = DepthPipeline(load_estimator(card), PipelineConfig(scale_mode="sparse"))
+        options = EvalOptions(EvalRange(0.1, 80.0), write_bag=False, thumbnails=False, sparse_reference=share)
+        summary = save_summary(Evaluator(pipeline, values, frames, tmp_path / f"out{share}", options).run())
+        if expected is None:
+            assert not summary["coverage"] > 0                 # NaN depth everywhere, never a guess
+        else:
+            assert summary["coverage"] == 1.0 and summary["metrics"]["metric"]["abs_rel"] == pytest.approx(0, abs=1e-4)
+
+
 # ------------------------------------------------------------------------------------------ real bags
 @needs_shared
 def test_topics_are_found_by_type_and_reported() -> None:

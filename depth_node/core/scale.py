@@ -278,8 +278,9 @@ class ScaleState:
 class ScaleTracker:
     """Fits over time: exponential smoothing of ln s (and of t) with weight ``smoothing`` on the new fit;
     a fit whose ln s is more than ``outlier_log`` from the current value is rejected, unless ``accept_after``
-    consecutive fits agree on the jump (the scene or the mount really changed); fits below ``min_quality``
-    inliers are ignored. Without a fit the last good value is held."""
+    consecutive fits agree on the jump (the scene or the mount really changed); once a scale is known, fits below
+    ``min_quality`` inliers are ignored (the first usable fit is taken whatever its quality: it is still the best
+    estimate there is). Without a fit the last good value is held."""
 
     def __init__(self, source: str, smoothing: float = 0.3, outlier_log: float = 0.2, min_quality: float = 0.3,
                  accept_after: int = 3) -> None:
@@ -292,11 +293,11 @@ class ScaleTracker:
 
     def update(self, fit: ScaleFit | None) -> ScaleState:
         state = self.state
+        if fit is not None and fit.ok and not state.ok:
+            return self._accept(fit, fit.scale, fit.shift)  # the first fit, however poor, beats publishing nothing
         if fit is None or not fit.ok or fit.quality < self.min_quality:
             reason = "no reference" if fit is None else (fit.reason or f"inlier ratio {fit.quality:.2f} < {self.min_quality:.2f}")
             return self._hold(reason)
-        if not state.ok:
-            return self._accept(fit, fit.scale, fit.shift)
         jump = math.log(fit.scale / state.scale)
         if abs(jump) > self.outlier_log:
             self._jumps.append(jump)

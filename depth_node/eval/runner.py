@@ -74,12 +74,21 @@ class PipelineSource:
     """The node's pipeline in this process (no DDS): fast and deterministic. The published messages are built by
     the node's own converters (``depth_node.ros.convert``) and serialized by rclpy."""
 
-    def __init__(self, pipeline: DepthPipeline, values: dict[str, Any], points: bool = True) -> None:
+    def __init__(self, pipeline: DepthPipeline, values: dict[str, Any], points: bool = True, sparse_reference: float = 0.0) -> None:
         self.pipeline, self.values, self.points = pipeline, values, points
         self.spec = pipeline.estimator.output
+        self.sparse_reference = sparse_reference
 
     def __call__(self, frame: EvalFrame, rgb: np.ndarray, camera: PinholeCamera) -> Outcome:
-        result = self.pipeline.process(rgb, camera, confidence=True, points=self.points, cloud_color=bool(self.values["cloud_color"]))
+        reference = None
+        if self.sparse_reference > 0 and frame.depth is not None:
+            # scale.mode sparse without a LiDAR in the bag: a random, per-frame reproducible share of the ground
+            # truth stands in for one (those pixels are still scored: at 1 % they hardly move the figures)
+            truth = gt_metres(frame.depth)
+            keep = np.random.default_rng(frame.index).random(truth.shape) < self.sparse_reference
+            reference = np.where(keep, truth, np.float32(np.nan))
+        result = self.pipeline.process(rgb, camera, confidence=True, points=self.points, cloud_color=bool(self.values["cloud_color"]),
+                                       reference_depth_m=reference)
         return Outcome(result.depth_m, result.confidence, result.camera, result.timings_ms,
                        lambda: self._messages(frame, result, camera))
 
@@ -106,6 +115,7 @@ class EvalOptions:
     write_bag: bool = True
     bag_points: bool = True
     thumbnails: bool = True
+    sparse_reference: float = 0.0   # share of the GT pixels given to the pipeline as its reference depth (scale.mode sparse)
 
 
 @dataclass
@@ -206,7 +216,8 @@ class Evaluator:
                  options: EvalOptions = EvalOptions(), label: str = "", info: dict[str, Any] | None = None) -> None:
         if isinstance(source, DepthPipeline):
             label = label or source.estimator.name
-            source = PipelineSource(source, values, points=options.write_bag and options.bag_points)
+            source = PipelineSource(source, values, points=options.write_bag and options.bag_points,
+                                    sparse_reference=options.sparse_reference)
         self.source, self.values, self.frames, self.options = source, values, frames, options
         self.out_dir = Path(out_dir)
         if (self.out_dir / "frames.csv").exists():

@@ -74,6 +74,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     scoring.add_argument("--crop", type=_crop, default=(0.0, 1.0, 0.0, 1.0), metavar="T,B,L,R",
                          help="score only this window, fractions of the image (default 0,1,0,1)")
     scoring.add_argument("--max-frames", type=int, default=0, help="stop after this many images (default: all)")
+    scoring.add_argument("--sparse-reference", type=float, default=0.0, metavar="FRACTION",
+                         help="with -p scale.mode:=sparse: give the pipeline this share of each frame's ground-truth pixels "
+                              "(random, reproducible) as its reference depth, a stand-in for a LiDAR (e.g. 0.01; not with --live)")
     out = p.add_argument_group("outputs")
     out.add_argument("--no-bag", action="store_true", help="do not write the output bag")
     out.add_argument("--no-points", action="store_true", help="output bag without depth/points (much smaller)")
@@ -112,7 +115,12 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         pipeline = DepthPipeline(estimator, pipeline_config(values))
         label = Path(params).stem if args.compare else estimator.name
         configs.append((label, params, values, pipeline))
-    options = EvalOptions(eval_range, write_bag=not args.no_bag, bag_points=not args.no_points, thumbnails=not args.no_thumbnails)
+    if not 0.0 <= args.sparse_reference <= 1.0:
+        raise ValueError(f"--sparse-reference is a share of pixels in [0, 1], got {args.sparse_reference}")
+    if args.sparse_reference and args.live:
+        raise ValueError("--sparse-reference feeds the in-process pipeline; with --live publish a reference_depth topic instead")
+    options = EvalOptions(eval_range, write_bag=not args.no_bag, bag_points=not args.no_points, thumbnails=not args.no_thumbnails,
+                          sparse_reference=args.sparse_reference)
     status = 0
     for bag in args.bags:
         reader = open_reader(bag)
