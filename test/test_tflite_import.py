@@ -99,3 +99,36 @@ def test_teacher_init_student_maps_normalized_input_back_and_trains(tmp_path: Pa
     assert any(not torch.equal(trained[name], start[name]) for name in start if name not in encoder)  # the decoder learnt
     with pytest.raises(ValueError, match="init must be"):
         build_student(TrainConfig(out=tmp_path, train_dir=tmp_path, init="imagenet"))
+
+
+@needs_fastdepth
+def test_keep_loss_holds_the_student_near_the_initial_network(tmp_path: Path) -> None:
+    """--keep (learning without forgetting): the same few steps on real-kind samples move the student's predictions
+    less from the initial network's with the keep loss on than off; a random start has nothing to keep."""
+    from safetensors.torch import load_file
+
+    from depth_node.train.data import METRIC, synthetic
+    from depth_node.train.network import TeacherInitNet
+    from depth_node.train.tflite_import import load_tflite_graph
+    from depth_node.train.trainer import MEAN, STD, TrainConfig, to_tensor, train
+
+    frames = synthetic(4, 64, 64, seed=11)
+    frames.depth[:] = frames.depth * 3.0                     # labels that pull the student far from where it starts
+    frames.kind[:] = METRIC
+    empty = type(frames)(frames.rgb[:0], frames.depth[:0], frames.kind[:0], [])
+    x = to_tensor(frames.rgb)
+    with torch.no_grad():
+        start = TeacherInitNet(load_tflite_graph(FASTDEPTH), MEAN, STD).eval()(x).log()
+    moved = {}
+    for keep in (0.0, 5.0):
+        cfg = TrainConfig(out=tmp_path / f"k{keep}", train_dir=tmp_path, init="teacher", keep=keep, steps=6, batch=2, lr=3e-3,
+                          width=64, height=64, seed=0, threads=2, log_every=6)
+        train(cfg, say=lambda line: None, data=({"real": frames, "teacher": empty, "synthetic": empty}, {}))
+        student = TeacherInitNet(load_tflite_graph(FASTDEPTH), MEAN, STD)
+        student.load_state_dict(load_file(str(tmp_path / f"k{keep}" / "model.safetensors")))
+        with torch.no_grad():
+            moved[keep] = float((student.eval()(x).log() - start).abs().mean())
+    assert moved[5.0] < 0.5 * moved[0.0], moved
+    with pytest.raises(ValueError, match="nothing to keep"):
+        train(TrainConfig(out=tmp_path / "s", train_dir=tmp_path, keep=1.0, steps=1, batch=2, width=64, height=64),
+              say=lambda line: None, data=({"real": frames, "teacher": empty, "synthetic": empty}, {}))
