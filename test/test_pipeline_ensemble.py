@@ -35,6 +35,10 @@ def test_member_plans() -> None:
         member_plan(3, "noise", (1.0,), False, True)
     with pytest.raises(ConfigError, match="exceeds the 2 distinct"):
         member_plan(3, "tta", (1.0,), False, True)
+    with pytest.raises(ConfigError, match=r"give tta_scales 5 factors, e\.g\. \[1\.0, 0\.75, 1\.25, 0\.875, 1\.125\]") as error:
+        member_plan(10, "tta", (1.0, 0.75, 1.25), False, True)
+    suggested = [float(v) for v in str(error.value).split("e.g. [")[1].rstrip("]").split(", ")]
+    assert len(member_plan(10, "tta", tuple(suggested), False, True)) == 10     # the suggestion works
     with pytest.raises(ConfigError, match="fixed input size"):
         member_plan(3, "tta", (1.0, 0.5), False, False)
     assert member_plan(2, "tta", (1.0, 0.75), False, False) == [Member(), Member(flip=True)]  # fixed size: flip only

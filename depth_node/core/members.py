@@ -55,8 +55,15 @@ def member_plan(size: int, kind: str, tta_scales: tuple[float, ...], stochastic:
                           "input size: use ensemble_size <= 2 (plain + flip)")
     plan = [Member(1.0, False), Member(1.0, True)] + [Member(s, f) for s in extra for f in (False, True)]
     if size > len(plan):
+        wanted = (size + 1) // 2                   # scales needed, each plain and flipped
+        suggestion = [1.0, *extra]
+        for candidate in (0.75, 1.25, 0.875, 1.125, 0.625, 1.375, 0.5, 1.5, 0.9375, 1.0625, 0.8125, 1.1875, 0.6875, 1.3125):
+            if len(suggestion) >= wanted:
+                break
+            if candidate not in suggestion:
+                suggestion.append(candidate)
         raise ConfigError(f"ensemble_size {size} exceeds the {len(plan)} distinct test-time augmentations "
-                          f"(flip × tta_scales {[1.0, *extra]}): add factors to tta_scales, e.g. [1.0, 0.75, 1.25]")
+                          f"(flip × tta_scales {[1.0, *extra]}): give tta_scales {wanted} factors, e.g. {suggestion}")
     return plan[:size]
 
 
