@@ -110,9 +110,10 @@ def abs_rel(depth_m: np.ndarray, truth: np.ndarray) -> float:
 
 
 def oracle_depth(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    from depth_node.core.least_squares import fit_scale
+
     valid = np.isfinite(truth) & np.isfinite(pred)
-    p, q = pred[valid].astype(np.float64), truth[valid].astype(np.float64)
-    return (pred * float(p @ q / (p @ p))).astype(np.float32)
+    return (pred * fit_scale(pred[valid].astype(np.float64), truth[valid].astype(np.float64))).astype(np.float32)
 
 
 def bench_sparse(args: argparse.Namespace) -> None:

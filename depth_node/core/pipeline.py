@@ -221,10 +221,10 @@ class DepthPipeline:
                 raise ConfigError("ensemble_size > 1 and confidence_tta need torch: pip install torch==2.13.0") from None
         tracking = (config.scale_mode, config.scale_smoothing, config.scale_outlier_log, config.scale_min_quality,
                     config.scale_accept_after)
-        if getattr(self, "_scale_settings", None) != tracking:  # a tracker keeps its scale across other changes
-            self._scale_settings = tracking
-            self._tracker = ScaleTracker(config.scale_mode, config.scale_smoothing, config.scale_outlier_log,
-                                         config.scale_min_quality, config.scale_accept_after)
+        tracker = getattr(self, "_tracker", None)
+        if tracker is None or (tracker.source, tracker.smoothing, tracker.outlier_log, tracker.min_quality,
+                               tracker.accept_after) != tracking:
+            self._tracker = ScaleTracker(*tracking)  # a tracker keeps its scale across other changes
         settings = (config.temporal_alpha, config.temporal_reset_residual, config.temporal_reset_scale)
         current = getattr(self, "_temporal", None)
         if not config.temporal_smoothing:

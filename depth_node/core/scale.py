@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from depth_node.core.camera import PinholeCamera, normalized_rays
+from depth_node.core.cloud import backproject
+from depth_node.core.least_squares import fit_scale, fit_scale_shift
 from depth_node.core.spaces import Invariance, OutputSpace, from_metres, to_metres
 
 SCALE_MODES = ("model", "fixed", "ground_plane", "sparse")
@@ -110,7 +112,7 @@ def fit_in_space(values: np.ndarray, depth_m: np.ndarray, space: OutputSpace, fi
         inliers = _inliers(scale, shift, p, d, space, inlier_threshold)
         if inliers.sum() < minimal + 1:
             break
-        refined = _least_squares(p[inliers], q[inliers], fit_shift)
+        refined = fit_scale_shift(p[inliers], q[inliers]) if fit_shift else (fit_scale(p[inliers], q[inliers]), 0.0)
         if not (refined[0] > 0 and all(map(math.isfinite, refined))):
             break
         scale, shift = refined
@@ -120,18 +122,9 @@ def fit_in_space(values: np.ndarray, depth_m: np.ndarray, space: OutputSpace, fi
 
 def _inliers(s: np.ndarray | float, t: np.ndarray | float, p: np.ndarray, d: np.ndarray, space: OutputSpace,
              threshold: float) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        predicted = to_metres(s * p + t, space).astype(np.float64) if space is not OutputSpace.DEPTH else s * p + t
-        return np.abs(predicted - d) <= threshold * d
-
-
-def _least_squares(p: np.ndarray, q: np.ndarray, fit_shift: bool) -> tuple[float, float]:
-    if not fit_shift:
-        denominator = float(p @ p)
-        return (float(p @ q) / denominator if denominator > 0 else math.nan), 0.0
-    design = np.stack([p, np.ones_like(p)], axis=1)
-    (scale, shift), *_ = np.linalg.lstsq(design, q, rcond=None)
-    return float(scale), float(shift)
+    """Where the depth that (s, t) give ``p`` is within ``threshold`` (relative) of the reference ``d``."""
+    with np.errstate(over="ignore"):
+        return np.abs(to_metres(s * p + t, space) - d) <= threshold * d
 
 
 # ------------------------------------------------------------------------------------------- sparse reference
@@ -193,21 +186,19 @@ def fit_ground_plane(values: np.ndarray, space: OutputSpace, invariance: Invaria
     ``max_tilt_deg`` + 20° of the optical frame's y axis (a wall is never taken for the floor)."""
     rng = rng or np.random.default_rng(0)
     rows, cols = region.window(*values.shape)
-    p = values[rows, cols]
-    u, v = normalized_rays(camera)
-    x, y = np.broadcast_arrays(u[None, cols], v[rows, None])
     if not shift_known(invariance):
         if not math.isfinite(pitch_deg):
             return ScaleFit(reason="an affine model needs scale.camera_pitch_deg for ground_plane")
         down = gravity(pitch_deg)
-        along = down[1] * y + down[2]                    # gravity · ray, > 0 below the horizon
+        along = down[1] * normalized_rays(camera)[1][rows, None] + down[2]  # gravity · ray, > 0 below the horizon
         below = along > 1e-3
         with np.errstate(divide="ignore"):
             floor_depth = np.where(below, camera_height / np.where(below, along, 1.0), np.nan)
-        return fit_in_space(p, floor_depth, space, True, inlier_threshold, rng)
-    depth = to_metres(p, space)                          # metres up to the unknown factor
-    finite = np.isfinite(depth)
-    points = np.stack([x[finite] * depth[finite], y[finite] * depth[finite], depth[finite]], axis=1).astype(np.float64)
+        p = values[rows, cols]
+        return fit_in_space(p, np.broadcast_to(floor_depth, p.shape), space, True, inlier_threshold, rng)
+    # the prediction's cloud, in metres up to the unknown factor
+    points = backproject(to_metres(values, space), camera)[rows, cols].reshape(-1, 3).astype(np.float64)
+    points = points[np.isfinite(points[:, 2])]
     if len(points) < 50:
         return ScaleFit(samples=len(points), reason=f"{len(points)} valid pixels in the ground region")
     expected = gravity(pitch_deg) if math.isfinite(pitch_deg) else np.array([0.0, 1.0, 0.0])
@@ -237,12 +228,15 @@ def _ransac_plane(points: np.ndarray, expected: np.ndarray, min_cos: float, thre
     if not plausible.any():
         return None
     normals, offsets = normals[plausible], offsets[plausible]
-    distance = np.abs(scored @ normals.T - offsets[None])
-    counts = (distance <= threshold * scored[:, 2:3]).sum(axis=0)
-    best = int(np.argmax(counts))
+
+    def near(sample: np.ndarray, normal: np.ndarray, offset: np.ndarray | float) -> np.ndarray:
+        """(N, K) inlier table of N points and K planes (normal (K, 3) or (3,), offset (K,) or a number)."""
+        return np.abs(sample @ np.reshape(normal, (-1, 3)).T - np.reshape(offset, -1)) <= threshold * sample[:, 2:3]
+
+    best = int(np.argmax(near(scored, normals, offsets).sum(axis=0)))
     normal, offset = normals[best], float(offsets[best])
     for _ in range(2):
-        inliers = np.abs(points @ normal - offset) <= threshold * points[:, 2]
+        inliers = near(points, normal, offset)[:, 0]
         if inliers.sum() < 3:
             return None
         chosen = points[inliers]
@@ -255,8 +249,7 @@ def _ransac_plane(points: np.ndarray, expected: np.ndarray, min_cos: float, thre
         if refined @ expected < min_cos or refined @ centre <= 0:
             break
         normal, offset = refined, float(refined @ centre)
-    ratio = float((np.abs(points @ normal - offset) <= threshold * points[:, 2]).mean())
-    return normal, offset, ratio
+    return normal, offset, float(near(points, normal, offset)[:, 0].mean())
 
 
 # ------------------------------------------------------------------------------------------- over time
@@ -300,9 +293,8 @@ class ScaleTracker:
             return self._hold(reason)
         jump = math.log(fit.scale / state.scale)
         if abs(jump) > self.outlier_log:
-            self._jumps.append(jump)
-            consistent = len(self._jumps) >= self.accept_after and (
-                max(self._jumps[-self.accept_after:]) - min(self._jumps[-self.accept_after:]) <= self.outlier_log)
+            self._jumps = (self._jumps + [jump])[-self.accept_after:]  # the recent ones: bounded on a long run
+            consistent = len(self._jumps) == self.accept_after and max(self._jumps) - min(self._jumps) <= self.outlier_log
             if not consistent:
                 return self._hold(f"fit rejected: scale {fit.scale:.4g} is {math.exp(jump):.2f}x the tracked one", rejected=True)
             return self._accept(fit, fit.scale, fit.shift)   # a real change: restart from it

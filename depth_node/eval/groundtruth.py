@@ -15,17 +15,12 @@ import cv2
 import numpy as np
 
 from depth_node.core.camera import PinholeCamera
-from depth_node.core.depth_encoding import decode_depth
-from depth_node.errors import InputError
-from depth_node.ros.convert import camera_from_info, image_to_array
+from depth_node.ros.convert import camera_from_info, depth_image_to_metres
 
 
 def gt_metres(msg: Any) -> np.ndarray:
     """A depth Image message → float32 metres, NaN invalid (16UC1 / mono16 as millimetres, 32FC1 as metres)."""
-    encoding = "16UC1" if msg.encoding == "mono16" else msg.encoding
-    if encoding not in ("16UC1", "32FC1"):
-        raise InputError(f"ground-truth depth must be 16UC1 (mm) or 32FC1 (m), got {msg.encoding!r}")
-    return decode_depth(image_to_array(msg), encoding)  # 0 / negative / NaN / inf are all 'no measurement'
+    return depth_image_to_metres(msg, "ground-truth depth")
 
 
 def gt_camera(gt: np.ndarray, gt_info: Any | None, image_camera: PinholeCamera) -> PinholeCamera:

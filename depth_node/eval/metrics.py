@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from depth_node.core.least_squares import fit_scale, fit_scale_shift  # noqa: F401 - part of this module's API
+
 MODES = ("metric", "scale", "affine", "affine_disparity")
 METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "silog", "delta1", "delta2", "delta3")
 LOWER_IS_BETTER = {"abs_rel", "sq_rel", "rmse", "rmse_log", "silog"}
@@ -63,23 +65,6 @@ def evaluation_mask(gt: np.ndarray, eval_range: EvalRange) -> np.ndarray:
         window[int(round(top * h)):int(round(bottom * h)), int(round(left * w)):int(round(right * w))] = True
         mask &= window
     return mask
-
-
-def fit_scale(x: np.ndarray, y: np.ndarray) -> float:
-    """s minimizing Σ(s·x − y)²."""
-    xx = float(np.dot(x, x))
-    return float(np.dot(x, y)) / xx if xx > 0 else 1.0
-
-
-def fit_scale_shift(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(s, t) minimizing Σ(s·x + t − y)² from the float64 sums Σx, Σy, Σx², Σxy (t alone when x is constant)."""
-    n = x.size
-    sx, sy = float(x.sum()), float(y.sum())
-    var = float(np.dot(x, x)) - sx * sx / n
-    if var <= 1e-12 * max(float(np.dot(x, x)), 1e-300):
-        return 1.0, (sy - sx) / n
-    s = (float(np.dot(x, y)) - sx * sy / n) / var
-    return s, (sy - s * sx) / n
 
 
 def fit(pred: np.ndarray, gt: np.ndarray, mode: str) -> tuple[float, float]:

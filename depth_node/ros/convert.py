@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from depth_node.core.camera import PinholeCamera
+from depth_node.core.depth_encoding import decode_depth
 from depth_node.errors import InputError
 
 # encoding → (dtype, channels). The depth encodings are here so ground-truth depth reads the same way.
@@ -137,6 +138,15 @@ def compressed_dimensions(data: bytes) -> tuple[int, int] | None:
             return None
         i += 2 + length
     return None
+
+
+def depth_image_to_metres(msg: Any, what: str = "depth") -> np.ndarray:
+    """A depth Image (16UC1 / mono16 millimetres, 32FC1 metres) → float32 metres, NaN where there is no
+    measurement (0, negative, NaN, inf). ``what`` names the image in the error for any other encoding."""
+    encoding = "16UC1" if msg.encoding == "mono16" else msg.encoding
+    if encoding not in ("16UC1", "32FC1"):
+        raise InputError(f"{what} must be 16UC1 (mm) or 32FC1 (m), got {msg.encoding!r}")
+    return decode_depth(image_to_array(msg), encoding)
 
 
 def _bytes_of(array_: np.ndarray) -> array.array:

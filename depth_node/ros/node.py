@@ -32,7 +32,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from depth_node.core.camera import PinholeCamera
-from depth_node.core.depth_encoding import DEPTH_ENCODINGS, decode_depth, encode_depth
+from depth_node.core.depth_encoding import encode_depth
 from depth_node.core.pipeline import DepthPipeline, PipelineConfig
 from depth_node.core.timing import StageTimer
 from depth_node.errors import ConfigError, InputError, ModelLoadError
@@ -271,11 +271,8 @@ class DepthNode(Node):
             what = "no message yet" if not self._reference.received else f"none within scale.reference_slop_s={slop_s} s"
             self.warnings.raise_("reference_depth", f"scale.mode sparse: {what} on {topic}")
             return None
-        if msg.encoding not in DEPTH_ENCODINGS:
-            self.warnings.raise_("reference_depth", f"{topic} has encoding {msg.encoding!r}; expected 16UC1 (mm) or 32FC1 (m)")
-            return None
         try:
-            return decode_depth(convert.image_to_array(msg), msg.encoding)
+            return convert.depth_image_to_metres(msg, topic)
         except InputError as exc:
             self.warnings.raise_("reference_depth", f"{topic}: {exc}")
             return None

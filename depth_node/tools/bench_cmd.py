@@ -107,9 +107,9 @@ class NodeProcess:
 def camera_frames(width: int, height: int, encoding: str, transport: str, count: int = 8) -> tuple[list[Any], Any]:
     """Pre-built messages (the bench measures the node, not rendering) and a camera_info for them."""
     import cv2
-    from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+    from sensor_msgs.msg import CompressedImage, Image
 
-    from depth_node.ros.convert import array_to_image
+    from depth_node.ros.convert import array_to_image, camera_info_for_grid
     from depth_node.tools.synth.writer import SynthSpec, generate
 
     spec = SynthSpec(scenes=("room",), frames=count, width=width, height=height, seed=11)
@@ -125,12 +125,7 @@ def camera_frames(width: int, height: int, encoding: str, transport: str, count:
             msg = array_to_image(pixels, encoding, Image().header)
         messages.append(msg)
     camera = spec.camera()
-    info = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
-    info.k = [camera.fx, 0.0, camera.cx, 0.0, camera.fy, camera.cy, 0.0, 0.0, 1.0]
-    info.p = [camera.fx, 0.0, camera.cx, 0.0, 0.0, camera.fy, camera.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-    info.d = [0.0] * 5
-    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    return messages, info
+    return messages, camera_info_for_grid(None, camera, camera, Image().header)  # a plumb_bob info with K = P
 
 
 def percentile(values: list[float], q: float) -> float:
