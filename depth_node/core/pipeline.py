@@ -219,6 +219,10 @@ class DepthPipeline:
                 import torch  # noqa: F401  (the ensemble runs in torch)
             except ImportError:
                 raise ConfigError("ensemble_size > 1 and confidence_tta need torch: pip install torch==2.13.0") from None
+            if config.ensemble_size > 1:
+                from depth_node.core.ensemble import warm_up
+
+                warm_up()
         tracking = (config.scale_mode, config.scale_smoothing, config.scale_outlier_log, config.scale_min_quality,
                     config.scale_accept_after)
         tracker = getattr(self, "_tracker", None)
