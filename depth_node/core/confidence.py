@@ -1,9 +1,12 @@
 """Confidence in [0, 1] per pixel, always published. Sources, first that applies:
 
 1. **ensemble spread** (``ensemble_size`` > 1) or **flip disagreement** (``confidence_tta``): an uncertainty u in
-   the model's output space (MAD, std or half the flip difference), relative to the prediction's range
-   R = p98 − p2 of its finite values: confidence = 1 / (1 + (u / (R · u₀))²), u₀ =
-   ``confidence_uncertainty_scale`` (default 0.02: a spread of 2 % of the range gives 0.5);
+   the model's output space (MAD, std or half the flip difference) becomes a *relative depth* uncertainty
+   r = |d(p − u) − d(p + u)| / (2 d(p)), d the frame's conversion to metres (its scale and shift, in the model's
+   space), and confidence = 1 / (1 + (r / r₀)²), r₀ = ``confidence_uncertainty_scale`` (default 0.05: members
+   that disagree by 5 % of the depth give 0.5). Relative, because depth errors are judged relative to the depth
+   (AbsRel, δ1): an absolute spread ranks far pixels last merely for being far, and did worse than a random
+   ordering on rendered rooms (docs/ensembling.md). A spread that reaches zero or infinite depth gives 0;
 2. the model's own **confidence head** (cards with ``output.confidence``), as the model gives it;
 3. the **gradient heuristic** below, for a single pass of a model without a head.
 
@@ -17,6 +20,8 @@ Invalid depth has confidence 0. This is a ranking signal, not a calibrated proba
 from __future__ import annotations
 
 import numpy as np
+
+from depth_node.core.spaces import OutputSpace, to_metres
 
 
 def gradient_confidence(depth_m: np.ndarray, gradient_scale: float = 0.05) -> np.ndarray:
@@ -39,17 +44,17 @@ def gradient_confidence(depth_m: np.ndarray, gradient_scale: float = 0.05) -> np
     return confidence.astype(np.float32, copy=False)
 
 
-def uncertainty_confidence(values: np.ndarray, uncertainty: np.ndarray, uncertainty_scale: float = 0.02) -> np.ndarray:
-    """Confidence (float32) from an uncertainty in the same units as ``values``; see module docs (source 1)."""
+def uncertainty_confidence(values: np.ndarray, uncertainty: np.ndarray, space: OutputSpace, scale: float = 1.0,
+                           shift: float = 0.0, uncertainty_scale: float = 0.05) -> np.ndarray:
+    """Confidence (float32) from an uncertainty in the units of ``values`` (the model's ``space``, converted to
+    metres with ``scale`` and ``shift``); see module docs (source 1). 0 where the depth is invalid."""
     if uncertainty_scale <= 0:
         raise ValueError(f"uncertainty_scale must be positive, got {uncertainty_scale}")
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return np.zeros(values.shape, np.float32)
-    low, high = np.percentile(finite, (2, 98))
-    span = max(float(high - low), 1e-12)
-    with np.errstate(invalid="ignore"):
-        ratio = uncertainty.astype(np.float32) / np.float32(span * uncertainty_scale)
+    spread = np.abs(uncertainty.astype(np.float32, copy=False))
+    depth = to_metres(values, space, scale, shift)
+    near_far = to_metres(values - spread, space, scale, shift) - to_metres(values + spread, space, scale, shift)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.abs(near_far) / (2.0 * np.float32(uncertainty_scale) * depth)
         confidence = 1.0 / (1.0 + ratio * ratio)
-    confidence[~np.isfinite(confidence) | ~np.isfinite(values)] = 0.0
+    confidence[~np.isfinite(confidence)] = 0.0
     return confidence.astype(np.float32, copy=False)

@@ -82,7 +82,7 @@ class PipelineConfig:
     ensemble_reduction: str = "median"      # median (uncertainty = MAD) | mean (uncertainty = std)
     tta_scales: tuple[float, ...] = (1.0, 0.75, 1.25)
     confidence_tta: bool = False            # single pass: confidence from agreement with a flipped pass
-    confidence_uncertainty_scale: float = 0.02  # relative uncertainty at which confidence is 0.5
+    confidence_uncertainty_scale: float = 0.05  # relative depth uncertainty at which confidence is 0.5
     denoising_steps: int = 0                # multi-step models (Marigold): DDIM steps per pass; 0 = the card's
     temporal_smoothing: bool = False        # core.temporal: EMA of the frame-to-frame scale/shift, reset on cuts
     temporal_alpha: float = 0.5             # weight of the new frame's own scale/shift
@@ -324,7 +324,8 @@ class DepthPipeline:
             with timer.stage("confidence"):
                 model_confidence = prediction.confidence
                 if uncertainty is not None:
-                    model_confidence = uncertainty_confidence(prediction.values, uncertainty, cfg.confidence_uncertainty_scale)
+                    model_confidence = uncertainty_confidence(prediction.values, uncertainty, prediction.spec.space, scale, shift,
+                                                              cfg.confidence_uncertainty_scale)
                 if model_confidence is not None:
                     conf = _resize_values(model_confidence, height, width).copy()
                     conf[~np.isfinite(depth)] = 0.0

@@ -120,6 +120,7 @@ def _facts_table(summaries: Sequence[dict[str, Any]]) -> str:
              ("live: node's receive→publish ms p50 / p95", lambda s: _node_latency(s.get("node_diagnostics"))),
              ("coverage (GT pixels with a prediction)", lambda s: _fmt(s["coverage"])),
              ("AUSE (AbsRel, headline alignment) ↓", lambda s: _fmt(s["ause_abs_rel"])),
+             ("AUSE of a random order (same pixels)", lambda s: _fmt(s.get("ause_random_abs_rel", math.nan))),
              ("scale drift frame to frame |Δ ln s| ↓", lambda s: _fmt(s["temporal"]["scale_drift"])),
              ("scale spread over the bag, std ln s ↓", lambda s: _fmt(s["temporal"]["scale_spread"])),
              ("pipeline ms, median", lambda s: _fmt(s["pipeline_ms_p50"])),
@@ -194,6 +195,7 @@ def render(evaluations: Sequence[Evaluation], summaries: Sequence[dict[str, Any]
         if curve["by_confidence"] is not None:
             fractions = [100 * f for f in curve["fractions"]]
             sparsification += [(f"{s['label']} by confidence", fractions, curve["by_confidence"]),
+                               (f"{s['label']} random order", fractions, [curve["by_confidence"][0]] * len(fractions)),
                                (f"{s['label']} oracle (by true error)", fractions, curve["oracle"])]
     sparse_plot = line_chart(sparsification, "% of pixels removed (least confident first)", "AbsRel of the rest")
     thumbs = "".join(f"<h3>{html.escape(e.label)}</h3>{_thumbnails(e)}" if len(evaluations) > 1 else _thumbnails(e) for e in evaluations)
@@ -208,7 +210,8 @@ fits the model's output (see docs/evaluation.md for the definitions).</p>{warn}
 <figure>{delta_plot}<figcaption>δ1 per frame</figcaption></figure>
 <figure>{latency_plot}<figcaption>model (infer) and bag read time per frame</figcaption></figure></div>
 <h2>Confidence: sparsification</h2><figure>{sparse_plot}<figcaption>The closer the confidence curve to the oracle, the better
-the confidence ranks errors; AUSE is the area between them.</figcaption></figure>
+the confidence ranks errors; AUSE is the area between them. Below the flat random-order line means that discarding
+the least confident pixels lowers the error.</figcaption></figure>
 <h2>Latency per stage (ms)</h2>{_latency_table(summaries)}
 <h2>Best, median and worst frames</h2>{thumbs}
 </body></html>

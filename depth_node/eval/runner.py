@@ -163,6 +163,8 @@ class Evaluation:
             "coverage": _mean([r.score.coverage for r in scored]),
             "temporal": scale_flicker([r.score.fits["scale"][0] for r in scored]),
             "ause_abs_rel": ause(model_curve, oracle_curve) if model_curve is not None else math.nan,
+            # a random order removes pixels without regard to error: its curve stays at the mean of all of them
+            "ause_random_abs_rel": ause(np.full_like(model_curve, model_curve[0]), oracle_curve) if model_curve is not None else math.nan,
             "sparsification": {"fractions": SPARSIFICATION_FRACTIONS.tolist(),
                                "by_confidence": _list(model_curve), "oracle": _list(oracle_curve)},
             "latency_ms": latency,

@@ -79,7 +79,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("ensemble_reduction", "median", "median (uncertainty = median absolute deviation) or mean (uncertainty = standard deviation).", choices=("median", "mean")),
     ParamSpec("tta_scales", [1.0, 0.75, 1.25], "Model input long-side factors for tta members, each plain and flipped (models with a long-side input rule)."),
     ParamSpec("confidence_tta", False, "Single pass: confidence from the agreement with a horizontally flipped pass (one more forward pass per frame)."),
-    ParamSpec("confidence_uncertainty_scale", 0.02, "Uncertainty, relative to the prediction's range, at which the ensemble / flip confidence is 0.5.", range=(1e-4, 10.0)),
+    ParamSpec("confidence_uncertainty_scale", 0.05, "Relative depth uncertainty (ensemble spread or flip disagreement ÷ depth) at which confidence is 0.5.", range=(1e-4, 10.0)),
     ParamSpec("denoising_steps", 0, "Multi-step models (Marigold): DDIM steps per pass (0 = the model card's diffusion.steps).", range=(0, 1000)),
     ParamSpec("temporal_smoothing", False, "Steady the frame-to-frame scale/shift flicker: align each prediction to the previous output, EMA of the correction, reset on scene cuts."),
     ParamSpec("temporal_alpha", 0.5, "Weight of the new frame's own scale/shift in temporal smoothing (smaller = steadier, slower).", range=(0.01, 1.0)),
