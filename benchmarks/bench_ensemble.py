@@ -158,7 +158,9 @@ def bench_temporal(args: argparse.Namespace) -> None:
     estimator = load_estimator(REPO / "models" / "default.yaml")
     camera = PinholeCamera(320, 240, *intrinsics)
     print(f"synthetic room + corridor, {args.frames} frames each, seed {args.seed}, default model")
-    for label, config in (("off", PipelineConfig()), ("on (alpha 0.5)", PipelineConfig(temporal_smoothing=True))):
+    configs = [("off", PipelineConfig())] + [(f"on (alpha {a:g})", PipelineConfig(temporal_smoothing=True, temporal_alpha=a))
+                                             for a in args.alpha]
+    for label, config in configs:
         pipeline = DepthPipeline(estimator, config)
         drift, abs_rel = [], []
         for scene in ("room", "corridor"):
@@ -190,6 +192,8 @@ def main() -> int:
         extra = sub.add_parser(part, help=f"{part}: see the module docstring")
         extra.add_argument("--frames", type=int, default=6 if part == "confidence" else 24)
         extra.add_argument("--seed", type=int, default=555 if part == "confidence" else 77)
+        if part == "temporal":
+            extra.add_argument("--alpha", type=float, nargs="+", default=[0.5], help="temporal_alpha values to run (default 0.5)")
         if part == "confidence":
             extra.add_argument("--set", choices=("synthetic", "real"), default="synthetic",
                                help="rendered rooms (exact depth) or the real TUM validation frames of data/train")

@@ -44,11 +44,26 @@ def test_affine_filter_keeps_a_shifted_stream_on_one_offset() -> None:
     assert jumps_out < 0.3 * jumps_in
 
 
+def test_a_large_change_is_followed_continuously_not_in_one_jump() -> None:
+    """A step of the model's scale by e^0.6 (twice the cap), pixels still corresponding: the output moves towards it
+    a capped step at a time — never the whole held-back change at once, as a restart would publish it."""
+    yy, xx = np.mgrid[0:40, 0:50] / 40.0
+    scene = (2.0 + np.sin(3 * xx) + yy).astype(np.float32)
+    smoother = TemporalFilter(Invariance.METRIC, alpha=0.25, max_correction=0.3)
+    for _ in range(5):
+        smoother.update(scene)
+    levels = [float(np.median(smoother.update(scene * np.float32(np.exp(0.6))) / scene)) for _ in range(40)]
+    steps = np.diff(np.log([1.0] + levels))
+    assert not smoother.state.reset
+    uncapped = np.log(1 + 0.75 * (np.exp(-0.6) - 1))                                     # what α alone would hold back
+    assert 0.6 + uncapped < steps[0] < 0.5                                                # faster than that, no full jump
+    assert (steps > -1e-6).all() and abs(np.log(levels[-1]) - 0.6) < 0.01                 # monotone, and it gets there
+
+
 def test_smoothing_on_a_synthetic_moving_camera_with_the_default_model() -> None:
-    """A room rendered along a moving trajectory, the shipped model: frame-to-frame flicker of the metric scale
-    (|Δ ln s|, s = least-squares scale to the exact depth) falls, per-frame AbsRel worsens by ≤ 2 %. The issue's
-    target is a fall of ≥ 30 %; with the shipped model and the default α = 0.5 this sequence gives 25 % (see
-    docs/benchmarks.md), so the test holds the code to ≥ 15 % and the gap stays visible in the docs."""
+    """A room and a corridor rendered along moving trajectories, the shipped model: frame-to-frame flicker of the
+    metric scale (|Δ ln s|, s = least-squares scale to the exact depth) falls by ≥ 30 % with the default α, per-frame
+    AbsRel worsens by ≤ 2 % (the issue's targets; α was chosen on seed 78, this is seed 77)."""
     from depth_node.core.camera import PinholeCamera
     from depth_node.eval.metrics import EvalRange, fit_scale, score_frame
     from depth_node.tools.synth.writer import SynthSpec, generate
@@ -74,6 +89,6 @@ def test_smoothing_on_a_synthetic_moving_camera_with_the_default_model() -> None
             drift.extend(np.abs(np.diff(np.log(scales))))
         results[smoothing] = (float(np.mean(drift)), float(np.mean(abs_rel)), resets)
     (drift_off, abs_rel_off, _), (drift_on, abs_rel_on, resets) = results[False], results[True]
-    assert drift_on <= 0.85 * drift_off, results
+    assert drift_on <= 0.70 * drift_off, results
     assert abs_rel_on <= 1.02 * abs_rel_off, results
     assert resets >= 2, results                                                           # the scene change restarted it

@@ -85,9 +85,9 @@ class PipelineConfig:
     confidence_uncertainty_scale: float = 0.05  # relative depth uncertainty at which confidence is 0.5
     denoising_steps: int = 0                # multi-step models (Marigold): DDIM steps per pass; 0 = the card's
     temporal_smoothing: bool = False        # core.temporal: EMA of the frame-to-frame scale/shift, reset on cuts
-    temporal_alpha: float = 0.5             # weight of the new frame's own scale/shift
+    temporal_alpha: float = 0.25            # weight of the new frame's own scale/shift
     temporal_reset_residual: float = 0.15   # median relative disagreement after alignment that resets
-    temporal_reset_scale: float = 0.3       # |ln scale| of the correction that resets
+    temporal_max_correction: float = 0.3    # cap of the scale correction (|ln s|)
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first bad field."""
@@ -140,8 +140,8 @@ class PipelineConfig:
             raise ConfigError(f"ensemble_reduction must be median or mean, got {self.ensemble_reduction!r}")
         if not 0.0 < self.temporal_alpha <= 1.0:
             raise ConfigError(f"temporal_alpha must be in (0, 1], got {self.temporal_alpha}")
-        if not (self.temporal_reset_residual > 0 and self.temporal_reset_scale > 0):
-            raise ConfigError("temporal_reset_residual and temporal_reset_scale must be > 0")
+        if not (self.temporal_reset_residual > 0 and self.temporal_max_correction > 0):
+            raise ConfigError("temporal_reset_residual and temporal_max_correction must be > 0")
         if self.denoising_steps < 0:
             raise ConfigError(f"denoising_steps must be >= 0 (0 = the model card's), got {self.denoising_steps}")
         if not self.confidence_uncertainty_scale > 0:
@@ -229,11 +229,11 @@ class DepthPipeline:
         if tracker is None or (tracker.source, tracker.smoothing, tracker.outlier_log, tracker.min_quality,
                                tracker.accept_after) != tracking:
             self._tracker = ScaleTracker(*tracking)  # a tracker keeps its scale across other changes
-        settings = (config.temporal_alpha, config.temporal_reset_residual, config.temporal_reset_scale)
+        settings = (config.temporal_alpha, config.temporal_reset_residual, config.temporal_max_correction)
         current = getattr(self, "_temporal", None)
         if not config.temporal_smoothing:
             self._temporal = None
-        elif current is None or (current.alpha, current.reset_residual, current.reset_scale) != settings:
+        elif current is None or (current.alpha, current.reset_residual, current.max_correction) != settings:
             self._temporal = TemporalFilter(spec.invariance, *settings)  # keeps its state across other changes
         self._config = config
 

@@ -82,9 +82,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("confidence_uncertainty_scale", 0.05, "Relative depth uncertainty (ensemble spread or flip disagreement ÷ depth) at which confidence is 0.5.", range=(1e-4, 10.0)),
     ParamSpec("denoising_steps", 0, "Multi-step models (Marigold): DDIM steps per pass (0 = the model card's diffusion.steps).", range=(0, 1000)),
     ParamSpec("temporal_smoothing", False, "Steady the frame-to-frame scale/shift flicker: align each prediction to the previous output, EMA of the correction, reset on scene cuts."),
-    ParamSpec("temporal_alpha", 0.5, "Weight of the new frame's own scale/shift in temporal smoothing (smaller = steadier, slower).", range=(0.01, 1.0)),
+    ParamSpec("temporal_alpha", 0.25, "Weight of the new frame's own scale/shift in temporal smoothing (smaller = steadier, slower).", range=(0.01, 1.0)),
     ParamSpec("temporal_reset_residual", 0.15, "Temporal smoothing restarts when the aligned frames still differ by this much (median relative residual).", range=(0.001, 10.0)),
-    ParamSpec("temporal_reset_scale", 0.3, "Temporal smoothing restarts when the scale correction exceeds this (|ln s|).", range=(0.001, 10.0)),
+    ParamSpec("temporal_max_correction", 0.3, "Cap of the scale correction temporal smoothing applies (|ln s|): a larger change is followed faster instead of held back.", range=(0.001, 10.0)),
     ParamSpec("cloud_decimation", 1, "Keep every n-th pixel in both directions of the organized cloud.", range=(1, 16)),
     ParamSpec("cloud_decimation_mode", "stride", "stride: every n-th pixel; median: one point per n x n block at the median of its valid depths (steadier, keeps surfaces over edges).", choices=DECIMATION_MODES),
     ParamSpec("cloud_edge_filter", "ratio", "Flying pixels at depth edges become NaN in depth/points: ratio (depth jump to a neighbour), normal (surface along the viewing ray) or off.", choices=EDGE_FILTERS),
@@ -147,7 +147,7 @@ def pipeline_config(values: dict[str, Any]) -> PipelineConfig:
         temporal_smoothing=bool(values["temporal_smoothing"]),
         temporal_alpha=float(values["temporal_alpha"]),
         temporal_reset_residual=float(values["temporal_reset_residual"]),
-        temporal_reset_scale=float(values["temporal_reset_scale"]),
+        temporal_max_correction=float(values["temporal_max_correction"]),
     )
 
 
