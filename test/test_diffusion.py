@@ -86,6 +86,26 @@ def test_marigold_is_seeded_and_takes_its_steps(folder: Path) -> None:
     assert len(calls) == 2
 
 
+def test_members_go_through_one_batched_pass_and_equal_single_passes(folder: Path) -> None:
+    """Ensemble members batch through VAE, UNet steps and decoder: one UNet call per step for all of them, and each
+    member equals its own single pass (deterministic variant; Marigold with the same seeded noise stream)."""
+    flips = [RGB, np.ascontiguousarray(RGB[:, ::-1]), 255 - RGB]
+    for card, steps in ((tiny_diffusion(folder / "batch", "e2e_ft"), 1), (tiny_diffusion(folder / "batch", "marigold", steps=2, seed=3), 2)):
+        batched, single = load_estimator(card), load_estimator(card)
+        inputs = [batched.preprocess(rgb) for rgb in flips]
+        calls = []
+        hook = batched.unet.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+        together = batched.infer_many(inputs)
+        hook.remove()
+        assert calls == [len(flips)] * steps                                            # one call per step, all members
+        alone = [single.infer(x) for x in inputs]
+        for a, b in zip(together, alone):
+            np.testing.assert_allclose(a.values, b.values, rtol=1e-4, atol=1e-5)
+        if steps > 1:
+            same_image = batched.infer_many([inputs[0], inputs[0]])
+            assert not np.allclose(same_image[0].values, same_image[1].values)         # members draw their own noise
+
+
 def test_tiny_decoder_and_cide_conditioner(folder: Path) -> None:
     full = load_estimator(tiny_diffusion(folder / "dec", "e2e_ft"))
     tiny = load_estimator(tiny_diffusion(folder / "dec", "e2e_ft", tiny_decoder=True))

@@ -284,3 +284,24 @@ class DiffusionDepthEstimator(DepthEstimator):
             run = self._multi_step if self.settings.stochastic else self._single_step
             values = run(model_input, context)[0].cpu().numpy()
         return Prediction(values, self.card.output)
+
+    def infer_many(self, model_inputs: list[Any]) -> list[Prediction]:
+        """Members of the same input size in one batched pass (VAE, every UNet step, decoder); each stochastic member
+        draws its own noise from the seeded generator, in member order. CIDE conditions on each member's own image,
+        so it runs them one by one; so does a batch that does not fit in GPU memory."""
+        import torch
+
+        if self.cide is not None or len(model_inputs) < 2:
+            return super().infer_many(model_inputs)
+        run = self._multi_step if self.settings.stochastic else self._single_step
+        results: list[Prediction | None] = [None] * len(model_inputs)
+        for picks in self.same_size_batches(model_inputs):
+            try:
+                with torch.inference_mode():
+                    values = run(torch.cat([model_inputs[k] for k in picks]), self.context).cpu().numpy()
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                values = np.stack([self.infer(model_inputs[k]).values for k in picks])
+            for n, k in enumerate(picks):
+                results[k] = Prediction(values[n], self.card.output)
+        return [r for r in results if r is not None]
