@@ -66,19 +66,6 @@ def median_rows(stack: torch.Tensor) -> torch.Tensor:
     return 0.5 * (rows[ranks[0]] + rows[ranks[1]])
 
 
-def nanmedian(stack: torch.Tensor) -> torch.Tensor:
-    """Median over dim 0 of an (N, …) stack ignoring NaN (the mean of the middle two finite values for an even
-    count); NaN where every member is NaN."""
-    flat = stack.reshape(stack.shape[0], -1)
-    out = torch.empty(flat.shape[1], dtype=flat.dtype, device=flat.device)
-    for start in range(0, flat.shape[1], CHUNK):
-        out[start:start + CHUNK] = median_rows(flat[:, start:start + CHUNK])
-    holes = torch.isnan(out).nonzero().squeeze(1)
-    if holes.numel():
-        out[holes] = _sorted_nanmedian(flat[:, holes])
-    return out.reshape(stack.shape[1:])
-
-
 def median_and_mad(stack: torch.Tensor, scale: torch.Tensor | None = None,
                    shift: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """NaN-ignoring median and median absolute deviation over dim 0 of (N, …) ``stack``, optionally of

@@ -296,9 +296,8 @@ class DepthPipeline:
         if self._temporal is not None:
             with timer.stage("temporal"):
                 smoothed = self._temporal.update(prediction.values)
-                gain = self._temporal.alpha + (1.0 - self._temporal.alpha) * self._temporal.state.scale
-                if uncertainty is not None and not self._temporal.state.reset:
-                    uncertainty = uncertainty * np.float32(gain)
+                if uncertainty is not None:  # the spread scales with the published values
+                    uncertainty = uncertainty * np.float32(abs(self._temporal.state.gain))
                 prediction = Prediction(smoothed, prediction.spec, prediction.confidence)
 
         with timer.stage("scale"):

@@ -45,6 +45,7 @@ class TemporalState:
     shift: float = 0.0
     residual: float = math.nan
     reset: bool = True
+    gain: float = 1.0  # the factor the published frame applied to the new one (its shift aside)
 
 
 class TemporalFilter:
@@ -72,9 +73,10 @@ class TemporalFilter:
         # a large correction: follow the new frame faster (the correction shrinks to max_correction in |ln s|) rather
         # than restart, which would publish the whole held-back change in one jump
         keep = (1.0 - self.alpha) * min(1.0, self.max_correction / max(abs(math.log(scale)), 1e-12))
-        out = values + np.float32(keep) * (values * np.float32(scale - 1.0) + np.float32(shift))
+        gain = 1.0 + keep * (scale - 1.0)
+        out = values * np.float32(gain) + np.float32(keep * shift)
         self.previous = out
-        self.state = TemporalState(scale, shift, residual, reset=False)
+        self.state = TemporalState(scale, shift, residual, reset=False, gain=gain)
         return out
 
     def _restart(self, values: np.ndarray, scale: float = 1.0, shift: float = 0.0, residual: float = math.nan) -> np.ndarray:
