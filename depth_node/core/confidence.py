@@ -52,7 +52,9 @@ def uncertainty_confidence(values: np.ndarray, uncertainty: np.ndarray, space: O
         raise ValueError(f"uncertainty_scale must be positive, got {uncertainty_scale}")
     spread = np.abs(uncertainty.astype(np.float32, copy=False))
     depth = to_metres(values, space, scale, shift)
-    near_far = to_metres(values - spread, space, scale, shift) - to_metres(values + spread, space, scale, shift)
+    # values ± spread are fresh arrays: convert them in place rather than copy each once more
+    near_far = (to_metres(values - spread, space, scale, shift, in_place=True)
+                - to_metres(values + spread, space, scale, shift, in_place=True))
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = np.abs(near_far) / (2.0 * np.float32(uncertainty_scale) * depth)
         confidence = 1.0 / (1.0 + ratio * ratio)
