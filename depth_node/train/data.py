@@ -134,15 +134,32 @@ def _stack(rgb: list, depth: list, kind: int, names: list[str], width: int, heig
 
 
 # ----------------------------------------------------------------------------------------- augmentation
+def relight(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """uint8 (H, W, 3) → the same scene under other light: a global exposure (×0.4–2, log-uniform) and one or two
+    smooth light pools or shadows (Gaussian gain fields, ×0.4–4 log-uniform at their centre), applied to linear intensities
+    (gamma 2.2) and clipped like a sensor. Lamps, windows and sunlit walls saturate at any depth in real rooms; a
+    student that never sees that learns "bright means far" from skies and lit corridor ends."""
+    height, width = rgb.shape[:2]
+    ys, xs = np.mgrid[0:height:8, 0:width:8].astype(np.float32)   # the field is smooth: build it coarse, resize
+    log_gain = np.full(ys.shape, rng.uniform(np.log(0.4), np.log(2.0)) if rng.random() < 0.5 else 0.0, np.float32)
+    for _ in range(int(rng.integers(1, 3))):
+        cy, cx, sigma = rng.uniform(0, height), rng.uniform(0, width), rng.uniform(0.1, 0.4) * width
+        log_gain += np.float32(rng.uniform(np.log(0.4), np.log(4.0))) * np.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / (2 * sigma ** 2))
+    gain = cv2.resize(np.exp(log_gain), (width, height), interpolation=cv2.INTER_LINEAR)
+    linear = (rgb.astype(np.float32) / 255.0) ** 2.2 * gain[..., None]
+    return (np.clip(linear, 0.0, 1.0) ** (1 / 2.2) * 255.0 + 0.5).astype(np.uint8)
+
+
 def augment(rgb: np.ndarray, depth: np.ndarray, kind: np.ndarray, rng: np.random.Generator,
-            strong: bool = True) -> tuple[np.ndarray, np.ndarray]:
+            strong: bool = True, relight_p: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """A batch (B, H, W, 3) uint8 + (B, H, W) → augmented copies. Every sample: horizontal flip (p 0.5) and, with
     ``strong``, a random zoom-in crop (p 0.5, 60–100 % of the frame, resized back): new views from few images. A crop
     magnifies the image like a longer lens, so metric labels are multiplied by the crop fraction (depth at the
     canonical focal length, as Metric3D's canonical camera), keeping metres consistent with apparent size.
     Strong also (Depth Anything's student recipe, applied to teacher-labelled samples, and to half of the others):
     colour jitter (brightness, contrast, saturation, per-channel gain), Gaussian blur (p 0.3), CutMix with another
-    sample of the same kind (p 0.5; the label box moves with the pixels)."""
+    sample of the same kind (p 0.5; the label box moves with the pixels). With ``relight_p`` > 0, that share of every
+    kind is also relit (``relight``: exposure, light pools and shadows; labels unchanged)."""
     rgb = rgb.copy()
     depth = depth.copy()
     batch, height, width = depth.shape
@@ -157,6 +174,8 @@ def augment(rgb: np.ndarray, depth: np.ndarray, kind: np.ndarray, rng: np.random
             rgb[i] = cv2.resize(rgb[i, y0:y0 + ch, x0:x0 + cw], (width, height), interpolation=cv2.INTER_LINEAR)
             label = cv2.resize(depth[i, y0:y0 + ch, x0:x0 + cw], (width, height), interpolation=cv2.INTER_NEAREST)
             depth[i] = label * np.float32(fraction) if kind[i] == METRIC else label
+        if relight_p and rng.random() < relight_p:
+            rgb[i] = relight(rgb[i], rng)
         if not strong or (kind[i] == METRIC and rng.random() < 0.5):
             continue
         image = rgb[i].astype(np.float32)

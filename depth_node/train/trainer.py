@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import yaml
 
-from depth_node.train.data import METRIC, VALIDATION_SOURCES, Samples, augment, real_rgbd, synthetic, unlabeled
+from depth_node.train.data import METRIC, VALIDATION_SOURCES, Samples, augment, real_rgbd, relight, synthetic, unlabeled
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -38,6 +38,7 @@ class TrainConfig:
     init: str = "scratch"        # "scratch": TinyDepthNet from random weights; "teacher": fine-tune the teacher's own network
     freeze_encoder: bool = False  # train the decoder only (keeps what a pretrained encoder learnt)
     keep: float = 0.0            # weight of the keep loss (real samples stay close to the initial network's prediction)
+    relight: float = 0.0         # share of samples relit (data.relight): exposure, light pools, shadows
     steps: int = 3000
     batch: int = 8
     lr: float = 2e-3
@@ -117,6 +118,10 @@ def build_data(cfg: TrainConfig, say: Callable[[str], None] = print) -> tuple[di
     synth = synthetic(cfg.synthetic, cfg.width, cfg.height, cfg.seed, ProgressBar("rendering synthetic scenes"))
     validation = {name: real_rgbd(cfg.train_dir, cfg.width, cfg.height, validation=name) for name in VALIDATION_SOURCES}
     validation["synthetic"] = synthetic(cfg.validation_synthetic, cfg.width, cfg.height, cfg.seed + 1_000_003)
+    # the new scene under other light (fixed seed): a student reading brightness as depth loses here
+    new_scene, light = validation["real_new_scene"], np.random.default_rng(1_000_033)
+    validation["real_new_scene_relit"] = Samples(np.stack([relight(image, light) for image in new_scene.rgb]) if len(new_scene) else new_scene.rgb,
+                                                 new_scene.depth, new_scene.kind, new_scene.names)
     say(f"training samples: {len(real)} real RGB-D, {len(teacher)} teacher-labelled, {len(synth)} synthetic; "
         "validation: " + ", ".join(f"{len(v)} {k}" for k, v in validation.items()))
     return {"real": real, "teacher": teacher, "synthetic": synth}, validation
@@ -202,7 +207,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = print,
             depth.append(pool.depth[i])
             kind.append(pool.kind[i])
         kind_arr = np.array(kind, np.int8)
-        rgb_b, depth_b = augment(np.stack(rgb), np.stack(depth), kind_arr, rng)
+        rgb_b, depth_b = augment(np.stack(rgb), np.stack(depth), kind_arr, rng, relight_p=cfg.relight)
         lam = torch.tensor([LAMBDA_METRIC if k == METRIC else LAMBDA_RELATIVE for k in kind_arr])
         x = to_tensor(rgb_b)
         log_pred = model.log_depth(x)
@@ -305,6 +310,7 @@ def plot_losses(log: list[dict[str, float]], path: Path, width: int = 640, heigh
     steps = np.array([e["step"] for e in log], float)
     series = [("loss", (180, 119, 31))] + [(k, c) for k, c in (("real_affine_abs_rel", (40, 39, 214)),
                                                               ("real_new_scene_affine_abs_rel", (189, 103, 148)),
+                                                              ("real_new_scene_relit_affine_abs_rel", (75, 140, 230)),
                                                               ("synthetic_affine_abs_rel", (44, 160, 44))) if k in log[0]]
     top = max(max(e[k] for e in log if math.isfinite(e[k])) for k, _ in series)
     for n, (key, colour) in enumerate(series):
