@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from depth_node.train.data import METRIC, RELATIVE, Samples, augment, crop_to_aspect, synthetic
+from depth_node.train.data import METRIC, RELATIVE, Samples, augment, crop_to_aspect, relight, synthetic
 from depth_node.train.losses import gradient_loss, silog_loss
 from depth_node.train.network import TinyDepthNet
 from depth_node.train.trainer import TrainConfig, train
@@ -89,6 +89,28 @@ def test_zoom_crop_rescales_metric_labels_like_a_longer_lens() -> None:
         seen.add(bool(out[0, 0, 0] < 2.0))
         np.testing.assert_array_equal(out[1], 2.0)                                # relative labels: scale is free anyway
     assert seen == {True, False}                                                   # both cropped and uncropped happen
+
+
+def test_relight_changes_light_not_labels() -> None:
+    rng = np.random.default_rng(0)
+    grey = np.full((48, 64, 3), 128, np.uint8)
+    lit = [relight(grey, rng) for _ in range(40)]
+    assert all(image.shape == grey.shape and image.dtype == np.uint8 for image in lit)
+    assert all(not np.array_equal(image, grey) for image in lit)                 # at least one pool or shadow each time
+    assert any((image == 255).any() for image in lit)                           # highlights clip, as a sensor's do
+    assert any((image < 96).any() for image in lit)                             # and shadows darken
+    for image in lit:                                                           # a gain field: colour ratios kept
+        assert np.abs(image.astype(int)[..., 0] - image[..., 2]).max() <= 1     # (grey stays grey)
+    smooth = np.abs(np.diff(lit[0].astype(int), axis=1)).max()
+    assert smooth <= 12                                                         # smooth light, no new edges
+    np.testing.assert_array_equal(relight(grey, np.random.default_rng(5)), relight(grey, np.random.default_rng(5)))
+    depth = np.random.default_rng(1).uniform(1, 5, (3, 48, 64)).astype(np.float32)
+    rgb = np.stack([grey] * 3)
+    kind = np.array([METRIC, RELATIVE, METRIC], np.int8)
+    out_rgb, out_depth = augment(rgb, depth, kind, np.random.default_rng(2), strong=False, relight_p=1.0)
+    for i in range(3):                                                          # labels: only flipped, never relit
+        assert np.array_equal(out_depth[i], depth[i]) or np.array_equal(out_depth[i], depth[i][:, ::-1])
+        assert not np.array_equal(out_rgb[i], rgb[i])
 
 
 def test_crop_to_aspect_keeps_the_centre() -> None:
