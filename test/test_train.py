@@ -148,6 +148,30 @@ def test_same_seed_same_model(tmp_path: Path) -> None:
     assert weights[0] == weights[1]
 
 
+def test_ema_ships_the_average_of_the_steps(tmp_path: Path) -> None:
+    """--ema: a decay near 0 ships the last step's weights, a decay near 1 those after the first step (where torch's
+    average starts); compared with plain runs of 8 and of 1 step (same seed, same learning rate at step 1)."""
+    from safetensors.torch import load_file
+
+    frames = synthetic(4, 64, 64, seed=2)
+    empty = Samples(frames.rgb[:0], frames.depth[:0], frames.kind[:0], [])
+    shipped = {}
+    for name, steps, decay in (("last", 8, 0.0), ("first", 1, 0.0), ("ema0", 8, 1e-12), ("ema1", 8, 1 - 1e-9), ("ema", 8, 0.5)):
+        cfg = TrainConfig(out=tmp_path / name, train_dir=tmp_path, steps=steps, batch=2, lr=3e-3, width=64, height=64, seed=3,
+                          threads=1, log_every=steps, ema=decay)
+        train(cfg, say=lambda line: None, data=({"real": empty, "teacher": empty, "synthetic": frames}, {}))
+        shipped[name] = load_file(str(tmp_path / name / "model.safetensors"))
+
+    def distance(a: str, b: str) -> float:
+        return sum(float((shipped[a][k] - shipped[b][k]).abs().sum()) for k in shipped[a] if shipped[a][k].is_floating_point())
+
+    moved = distance("last", "first")
+    assert moved > 0
+    assert distance("ema0", "last") < 1e-4 * moved
+    assert distance("ema1", "first") < 1e-4 * moved
+    assert 0.05 * moved < distance("ema", "last") < moved and 0.05 * moved < distance("ema", "first") < moved
+
+
 @pytest.mark.skipif(not (TRAIN_DIR / "index.csv").is_file(), reason=f"{TRAIN_DIR} is not present")
 def test_train_command_on_the_shared_data(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, "-m", "depth_node.tools.cli", "train", str(tmp_path / "out"), "--train-dir", str(TRAIN_DIR),

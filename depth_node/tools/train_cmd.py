@@ -37,6 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--relight", type=float, default=0.0, metavar="P",
                    help="share of training samples relit (exposure, light pools, shadows; clipped like a sensor), so "
                         "bright or dark regions are not read as far or near (default 0 = off)")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="keep an exponential moving average of the weights with this decay per step (e.g. 0.998) and "
+                        "validate and ship the average instead of the last step's weights (default 0 = off)")
     p.add_argument("--steps", type=int, default=3000, help="optimizer steps (default 3000)")
     p.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
     p.add_argument("--lr", type=float, default=None,
@@ -63,9 +66,11 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         raise ValueError(f"--keep is a loss weight, ≥ 0; got {args.keep}")
     if not 0 <= args.relight <= 1:
         raise ValueError(f"--relight is a probability in [0, 1]; got {args.relight}")
+    if not 0 <= args.ema < 1:
+        raise ValueError(f"--ema is a decay per step in [0, 1), e.g. 0.998; got {args.ema}")
     if args.steps <= 0 or args.batch <= 1:
         raise ValueError("--steps must be positive and --batch at least 2")
-    cfg = TrainConfig(out=args.out, train_dir=args.train_dir, teacher_card=args.teacher, init=args.init, freeze_encoder=args.freeze_encoder, keep=args.keep, relight=args.relight, steps=args.steps, batch=args.batch,
+    cfg = TrainConfig(out=args.out, train_dir=args.train_dir, teacher_card=args.teacher, init=args.init, freeze_encoder=args.freeze_encoder, keep=args.keep, relight=args.relight, ema=args.ema, steps=args.steps, batch=args.batch,
                       lr=args.lr if args.lr is not None else (3e-4 if args.init == "teacher" else 2e-3), width=width, height=height, synthetic=args.synthetic, seed=args.seed, threads=args.threads,
                       limit_real=args.limit, limit_unlabeled=args.limit, log_every=args.log_every)
     result = train(cfg, say=lambda line: print(line, file=sys.stderr, flush=True))
