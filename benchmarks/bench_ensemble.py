@@ -15,6 +15,7 @@ temporal: scale flicker (mean |Δ ln s|, s = least-squares scale to the exact de
           smoothing off and on, on synthetic moving-camera rooms and corridors (default model).
 
     .venv/bin/python benchmarks/bench_ensemble.py align --members 10 --size 768
+    python3 benchmarks/bench_ensemble.py align --members 10 --size 768 --device cuda     (on a GPU machine)
     .venv/bin/python benchmarks/bench_ensemble.py pipeline --frames 20
     .venv/bin/python benchmarks/bench_ensemble.py confidence --frames 6 --seed 555
     .venv/bin/python benchmarks/bench_ensemble.py confidence --set real
@@ -39,12 +40,12 @@ FRAME = REPO.parent / "shared" / "data" / "train" / "rgbd" / "tum_fr3_cabinet_ke
 SCALES = (1.0, 0.75, 1.25, 0.875, 1.125, 0.625, 1.375)
 
 
-def real_members(count: int, size: int) -> np.ndarray:
+def real_members(count: int, size: int, frame: Path = FRAME) -> np.ndarray:
     from depth_node.core.members import member_plan, run_members
     from depth_node.estimators import load_estimator
 
     estimator = load_estimator(REPO / "models" / "default.yaml")
-    rgb = cv2.cvtColor(cv2.imread(str(FRAME)), cv2.COLOR_BGR2RGB)
+    rgb = cv2.cvtColor(cv2.imread(str(frame)), cv2.COLOR_BGR2RGB)
     members = run_members(estimator, rgb, member_plan(count, "tta", SCALES, False, True))
     return np.stack([cv2.resize(m, (size, size), interpolation=cv2.INTER_LINEAR) for m in members])
 
@@ -65,14 +66,25 @@ def bench_align(args: argparse.Namespace) -> None:
     from depth_node.core.spaces import Invariance
 
     torch.set_num_threads(args.threads)
-    members = real_members(args.members, args.size)
-    print(f"{args.members} members of {args.size}x{args.size} (default model, TTA of {FRAME.name}); "
+    members = real_members(args.members, args.size, args.frame)
+    print(f"{args.members} members of {args.size}x{args.size} (default model, TTA of {args.frame.name}); "
           f"{platform.processor() or platform.machine()}, torch threads {args.threads}")
-    x = torch.from_numpy(members)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        print(f"ours on {torch.cuda.get_device_name(device)} (torch {torch.__version__}, CUDA {torch.version.cuda}); reference on the CPU")
+    x = torch.from_numpy(members).to(device)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    ensemble(x, Invariance.AFFINE, "median", refine_iterations=args.refine_iterations)  # warm-up: lazy imports, CUDA kernels
     times = []
     for _ in range(args.repeat):
+        sync()
         start = time.perf_counter()
         ours = ensemble(x, Invariance.AFFINE, "median", refine_iterations=args.refine_iterations)
+        sync()
         times.append(time.perf_counter() - start)
     ours_s = statistics.median(times)
     start = time.perf_counter()
@@ -80,7 +92,7 @@ def bench_align(args: argparse.Namespace) -> None:
     aligned = members * param[:args.members, None, None] + param[args.members:, None, None]
     lower_median(aligned)  # the reference's own reduction, for a like-for-like total
     reference_s = time.perf_counter() - start
-    ours_param = np.concatenate([ours.scale.numpy(), ours.shift.numpy()])
+    ours_param = np.concatenate([ours.scale.cpu().numpy(), ours.shift.cpu().numpy()])
     print(f"ours:      {ours_s * 1000:9.1f} ms (median of {args.repeat}; runs {', '.join(f'{t * 1000:.0f}' for t in times)})")
     print(f"reference: {reference_s * 1000:9.1f} ms (one run)")
     print(f"speed ratio reference/ours: {reference_s / ours_s:.0f}x")
@@ -185,6 +197,8 @@ def main() -> int:
     align.add_argument("--repeat", type=int, default=5)
     align.add_argument("--threads", type=int, default=2)
     align.add_argument("--refine-iterations", type=int, default=10, help="L-BFGS iterations after IRLS (0 = IRLS only)")
+    align.add_argument("--frame", type=Path, default=FRAME, help=f"RGB image to predict (default: {FRAME.name} of data/train)")
+    align.add_argument("--device", default="cpu", help="torch device of our alignment: cpu (default), cuda, cuda:1 …")
     pipe = sub.add_parser("pipeline", help="per-frame cost of ensembling in DepthPipeline")
     pipe.add_argument("--frames", type=int, default=20)
     pipe.add_argument("--threads", type=int, default=2)

@@ -73,3 +73,49 @@ def test_tensorrt_engine_matches_onnxruntime_and_is_cached(tmp_path: Path) -> No
     assert second.load_info == "cache hit" and time.monotonic() - start < built_s
     values = second.predict(RGB).values
     assert np.isfinite(values).all() and np.abs(values - reference).max() <= 1e-2 * np.abs(reference).max()
+
+
+def _members_with_holes(n: int = 6, h: int = 96, w: int = 128) -> torch.Tensor:
+    """Affinely different noisy copies of a depth-like field, each with its own invalid (NaN) pixels."""
+    rng = np.random.default_rng(11)
+    yy, xx = np.mgrid[0:h, 0:w] / h
+    truth = 1.0 + np.sin(3 * xx) + 0.5 * yy + (xx > 0.7) * 0.8
+    members = np.stack([rng.uniform(0.5, 2) * truth + rng.uniform(-1, 1) + rng.normal(0, 0.05, truth.shape) for _ in range(n)])
+    members[rng.random(members.shape) < 0.02] = np.nan
+    return torch.from_numpy(members.astype(np.float32))
+
+
+@cuda
+@pytest.mark.parametrize("reduction", ["median", "mean"])
+@pytest.mark.parametrize("invariance", ["AFFINE", "SCALE", "METRIC"])
+def test_ensemble_runs_on_the_cuda_device_and_matches_cpu(reduction: str, invariance: str) -> None:
+    from depth_node.core.ensemble import ensemble
+    from depth_node.core.spaces import Invariance
+
+    members = _members_with_holes()
+    if invariance != "AFFINE":
+        members = members - torch.nan_to_num(members, nan=np.inf).amin(dim=(1, 2), keepdim=True) + 0.1  # positive, shift-free
+    cpu = ensemble(members, Invariance[invariance], reduction)
+    gpu = ensemble(members.cuda(), Invariance[invariance], reduction)
+    assert gpu.values.device.type == "cuda" and gpu.uncertainty.device.type == "cuda"
+    span = float(torch.nan_to_num(cpu.values, nan=0).abs().max())
+    np.testing.assert_array_equal(torch.isnan(gpu.values).cpu().numpy(), torch.isnan(cpu.values).numpy())
+    np.testing.assert_allclose(gpu.values.cpu().numpy(), cpu.values.numpy(), atol=1e-3 * span, equal_nan=True)
+    np.testing.assert_allclose(gpu.uncertainty.cpu().numpy(), cpu.uncertainty.numpy(), atol=1e-3 * span, equal_nan=True)
+    if invariance != "METRIC":
+        assert gpu.objective <= 1.01 * cpu.objective + 1e-6, (gpu.objective, cpu.objective)
+
+
+@cuda
+def test_pipeline_ensembles_on_the_models_cuda_device(da_card: Path) -> None:
+    from depth_node.core.camera import PinholeCamera
+    from depth_node.core.pipeline import DepthPipeline, PipelineConfig
+
+    camera = PinholeCamera(128, 96, 100.0, 100.0, 63.5, 47.5)
+    config = PipelineConfig(ensemble_size=4, tta_scales=(1.0, 0.75))
+    cpu = DepthPipeline(load_estimator(da_card), config).process(RGB, camera)
+    gpu = DepthPipeline(load_estimator(da_card, device="cuda"), config).process(RGB, camera)
+    finite = np.isfinite(cpu.depth_m)
+    assert finite.mean() > 0.9 and np.array_equal(finite, np.isfinite(gpu.depth_m))
+    assert np.abs(gpu.depth_m - cpu.depth_m)[finite].max() <= 1e-3 * np.abs(cpu.depth_m[finite]).max()
+    assert np.abs(gpu.confidence - cpu.confidence)[finite].max() <= 1e-2

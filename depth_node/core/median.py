@@ -4,7 +4,8 @@
 spend their time on bookkeeping, not comparisons. A sorting network (Batcher's odd-even merge sort) is a fixed
 list of compare-exchange steps, each one ``torch.minimum`` / ``torch.maximum`` of two whole rows; keeping only the
 steps whose outputs reach the middle rank(s) turns it into a selection network (N = 10: 50 elementwise operations).
-Run on column chunks that stay in cache, it is several times faster than sorting (docs/benchmarks.md).
+Run on column chunks that stay in cache (CPU; one pass on a GPU), it is several times faster than sorting
+(docs/benchmarks.md).
 
 NaN: ``torch.minimum`` / ``maximum`` propagate NaN, and in a sorting network every input reaches every output, so a
 pixel with any NaN member comes out NaN; those pixels (usually none) are recomputed by a NaN-ignoring sort.
@@ -16,7 +17,8 @@ from functools import lru_cache
 
 import torch
 
-CHUNK = 1 << 16  # columns per pass: 10 members × 64 k float32 = 2.5 MB, cache-resident
+CHUNK = 1 << 16  # columns per pass on the CPU: 10 members × 64 k float32 = 2.5 MB, cache-resident
+# (on a GPU every column goes in one pass: there each compare-exchange costs a kernel launch, not cache misses)
 
 
 @lru_cache(maxsize=None)
@@ -76,10 +78,11 @@ def median_and_mad(stack: torch.Tensor, scale: torch.Tensor | None = None,
     shift = shift.reshape(n, 1).to(flat.dtype) if shift is not None else None
     centre = torch.empty(flat.shape[1], dtype=flat.dtype, device=flat.device)
     spread = torch.empty_like(centre)
-    for start in range(0, flat.shape[1], CHUNK):
-        chunk = _affine(flat[:, start:start + CHUNK], scale, shift)
-        centre[start:start + CHUNK] = middle = median_rows(chunk)
-        spread[start:start + CHUNK] = median_rows((chunk - middle).abs())
+    step = CHUNK if flat.device.type == "cpu" else max(1, flat.shape[1])
+    for start in range(0, flat.shape[1], step):
+        chunk = _affine(flat[:, start:start + step], scale, shift)
+        centre[start:start + step] = middle = median_rows(chunk)
+        spread[start:start + step] = median_rows((chunk - middle).abs())
     holes = (torch.isnan(centre) | torch.isnan(spread)).nonzero().squeeze(1)  # NaN members (or inf − inf)
     if holes.numel():
         columns = _affine(flat[:, holes], scale, shift)
