@@ -169,6 +169,23 @@ def test_fastdepth_pipeline_equals_the_runtime_on_rgbd_dev() -> None:
 
 
 @needs_fastdepth
+def test_fastdepth_members_in_one_invocation_equal_single_passes() -> None:
+    """LiteRT batching (infer_many resizes the batch axis): int8 outputs identical to one pass each, and single
+    frames afterwards still run at batch 1."""
+    estimator = load_estimator(models_dir() / "fastdepth.yaml")
+    records = [r for r in json.loads((RGBD_DEV / "index.json").read_text()) if not r.get("synthetic")][:3]
+    images = [cv2.imread(str(RGBD_DEV / r["rgb"]), cv2.IMREAD_COLOR)[..., ::-1].copy() for r in records]
+    inputs = [estimator.preprocess(image) for image in images] + [estimator.preprocess(np.ascontiguousarray(images[0][:, ::-1]))]
+    singles = [estimator.infer(x).values for x in inputs]
+    together = estimator.infer_many(inputs)
+    assert len(together) == 4
+    for single, member in zip(singles, together):
+        np.testing.assert_array_equal(member.values, single)
+    assert not np.array_equal(together[0].values, together[3].values)  # the flipped member is its own prediction
+    np.testing.assert_array_equal(estimator.infer(inputs[1]).values, singles[1])
+
+
+@needs_fastdepth
 def test_fastdepth_through_the_node_equals_the_runtime() -> None:
     from _ros import Harness, camera_info, header
     from depth_node.ros.convert import array_to_image, image_to_array

@@ -2,6 +2,8 @@
 
 Quantized outputs are dequantized with the tensor's own (scale, zero point) before the card's ``unit_scale``.
 The input size defaults to the model's static input shape; ``input.dtype: uint8`` feeds raw pixels.
+Ensemble members of one size go through one invocation: the input tensor is resized to the batch (LiteRT then
+re-plans its buffers, once per new batch size) and back to 1 for single frames.
 """
 
 from __future__ import annotations
@@ -49,9 +51,28 @@ class TfliteEstimator(DepthEstimator):
         return to_model_input(rgb, self.input_rules)
 
     def infer(self, model_input: np.ndarray) -> Prediction:
-        self.interpreter.set_tensor(self._input["index"], model_input)
+        return self._prediction(self._run(model_input))
+
+    def infer_many(self, model_inputs: list[np.ndarray]) -> list[Prediction]:
+        """Members of the same input size in one invocation (batch axis resized; outputs equal single passes)."""
+        results: list[Prediction | None] = [None] * len(model_inputs)
+        for picks in self.same_size_batches(model_inputs):
+            raw = self._run(np.concatenate([model_inputs[k] for k in picks]))
+            for n, k in enumerate(picks):
+                results[k] = self._prediction(raw[n:n + 1])
+        return [r for r in results if r is not None]
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        if tuple(self._input["shape"]) != batch.shape:
+            self.interpreter.resize_tensor_input(self._input["index"], list(batch.shape))
+            self.interpreter.allocate_tensors()
+            self._input = self.interpreter.get_input_details()[0]
+            self._output = self.interpreter.get_output_details()[self.card.output_index]
+        self.interpreter.set_tensor(self._input["index"], batch)
         self.interpreter.invoke()
-        raw = self.interpreter.get_tensor(self._output["index"])
+        return self.interpreter.get_tensor(self._output["index"])
+
+    def _prediction(self, raw: np.ndarray) -> Prediction:
         scale, zero_point = self._output["quantization"]
         dequantized = (raw.astype(np.float32) - zero_point) * np.float32(scale) if scale else raw
         return Prediction(prediction_values(dequantized, self.card), self.card.output)
