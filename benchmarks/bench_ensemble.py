@@ -9,8 +9,8 @@ align:    N members at SIZE×SIZE — the default model's real test-time-augment
 pipeline: per-frame milliseconds of DepthPipeline.process (640×480 input, default model) at ensemble_size 1,
           confidence_tta, 4 and 6 members; the 'ensemble' stage alone is the alignment overhead.
 confidence: sparsification AUSE of each confidence source vs a random ordering, on synthetic rooms with exact
-          depth or (--set real) the real TUM validation frames of data/train (default model), scale+shift aligned
-          and as published.
+          depth, (--set real) the real TUM validation frames of data/train or (--set rgbd_dev) the real indoor
+          frames of rgbd_dev (default model), scale+shift aligned and as published.
 temporal: scale flicker (mean |Δ ln s|, s = least-squares scale to the exact depth) and AbsRel with temporal
           smoothing off and on, on synthetic moving-camera rooms and corridors (default model).
 
@@ -19,6 +19,7 @@ temporal: scale flicker (mean |Δ ln s|, s = least-squares scale to the exact de
     .venv/bin/python benchmarks/bench_ensemble.py pipeline --frames 20
     .venv/bin/python benchmarks/bench_ensemble.py confidence --frames 6 --seed 555
     .venv/bin/python benchmarks/bench_ensemble.py confidence --set real
+    .venv/bin/python benchmarks/bench_ensemble.py confidence --set rgbd_dev
     .venv/bin/python benchmarks/bench_ensemble.py temporal --frames 24 --seed 77
 """
 
@@ -130,31 +131,56 @@ def bench_confidence(args: argparse.Namespace) -> None:
     from depth_node.eval.metrics import EvalRange, ause, score_frame
     from depth_node.train.data import real_rgbd, synthetic
 
-    if args.set == "synthetic":
-        frames = synthetic(args.frames, 256, 192, seed=args.seed)
-        what = f"{args.frames} synthetic frames, seed {args.seed}"
-    else:  # the training validation frames (TUM fr1 desk + misc), never rgbd_dev: the formula is chosen here
-        frames = real_rgbd(REPO.parent / "shared" / "data" / "train", 256, 192, validation="real")
-        what = f"{len(frames)} real TUM validation frames (data/train, held out from training)"
-    estimator = load_estimator(REPO / "models" / "default.yaml")
     camera = PinholeCamera(256, 192, 207.0, 207.0, 127.5, 95.5)  # rendered at Kinect intrinsics × 0.4, as TUM is
+    if args.set == "synthetic":
+        synth = synthetic(args.frames, 256, 192, seed=args.seed)
+        frames = [(rgb, depth, camera) for rgb, depth in zip(synth.rgb, synth.depth)]
+        what = f"{args.frames} synthetic frames, seed {args.seed}"
+    elif args.set == "real":  # the training validation frames (TUM fr1 desk + misc), never rgbd_dev: the formula is chosen here
+        real = real_rgbd(REPO.parent / "shared" / "data" / "train", 256, 192, validation="real")
+        frames = [(rgb, depth, camera) for rgb, depth in zip(real.rgb, real.depth)]
+        what = f"{len(frames)} real TUM validation frames (data/train, held out from training)"
+    else:  # measurement only: the real indoor frames of rgbd_dev at their own size and intrinsics, GT ≤ 10 m
+        frames = rgbd_dev_indoor()
+        what = f"{len(frames)} real indoor frames of rgbd_dev (measurement set)"
+    estimator = load_estimator(REPO / "models" / "default.yaml")
+    limit = 10.0 if args.set == "rgbd_dev" else 20.0
     print(f"AUSE of AbsRel (lower is better) vs a random ordering; {what}")
     print(f"{'confidence':<34}{'aligned':>9}{'random':>9}{'metric':>9}{'random':>9}")
     for label, config in (("gradient heuristic", PipelineConfig()), ("flip disagreement (confidence_tta)", PipelineConfig(confidence_tta=True)),
+                          ("ensemble spread, 2 members (flip)", PipelineConfig(ensemble_size=2)),
                           ("ensemble spread, 4 members", PipelineConfig(ensemble_size=4)), ("ensemble spread, 6 members", PipelineConfig(ensemble_size=6))):
         cells = []
         for mode in ("affine", "metric"):
             pipeline = DepthPipeline(estimator, config)
             ours, random = [], []
-            for rgb, depth in zip(frames.rgb, frames.depth):
-                result = pipeline.process(rgb, camera, points=False)
-                curves = score_frame(result.depth_m, depth, EvalRange(0.1, 20.0), modes=(mode,), confidence=result.confidence,
+            for rgb, depth, frame_camera in frames:
+                result = pipeline.process(rgb, frame_camera, points=False)
+                curves = score_frame(result.depth_m, depth, EvalRange(0.1, limit), modes=(mode,), confidence=result.confidence,
                                      sparsification_mode=mode).sparsification
                 by_confidence, oracle = curves
                 ours.append(ause(by_confidence, oracle))
                 random.append(ause(np.full_like(oracle, by_confidence[0]), oracle))  # a random ordering keeps the mean
             cells += [np.mean(ours), np.mean(random)]
         print(f"{label:<34}" + "".join(f"{v:9.4f}" for v in cells))
+
+
+def rgbd_dev_indoor() -> list[tuple[np.ndarray, np.ndarray, object]]:
+    """(rgb, depth in metres with NaN invalid, camera) of every real indoor frame of ../shared/data/rgbd_dev."""
+    import json
+
+    from depth_node.core.camera import PinholeCamera
+
+    root = REPO.parent / "shared" / "data" / "rgbd_dev"
+    frames = []
+    for record in json.loads((root / "index.json").read_text()):
+        if record["scene"] != "indoor" or record.get("synthetic"):
+            continue
+        rgb = cv2.cvtColor(cv2.imread(str(root / record["rgb"])), cv2.COLOR_BGR2RGB)
+        depth = cv2.imread(str(root / record["depth"]), cv2.IMREAD_UNCHANGED).astype(np.float32) / 256.0  # README: metres = value / 256
+        depth[depth == 0] = np.nan
+        frames.append((rgb, depth, PinholeCamera(record["width"], record["height"], record["fx"], record["fy"], record["cx"], record["cy"])))
+    return frames
 
 
 def bench_temporal(args: argparse.Namespace) -> None:
@@ -209,8 +235,9 @@ def main() -> int:
         if part == "temporal":
             extra.add_argument("--alpha", type=float, nargs="+", default=[0.5], help="temporal_alpha values to run (default 0.5)")
         if part == "confidence":
-            extra.add_argument("--set", choices=("synthetic", "real"), default="synthetic",
-                               help="rendered rooms (exact depth) or the real TUM validation frames of data/train")
+            extra.add_argument("--set", choices=("synthetic", "real", "rgbd_dev"), default="synthetic",
+                               help="rendered rooms (exact depth), the real TUM validation frames of data/train, or the "
+                                    "real indoor frames of rgbd_dev (measurement only)")
     args = parser.parse_args()
     {"align": bench_align, "pipeline": bench_pipeline, "confidence": bench_confidence, "temporal": bench_temporal}[args.part](args)
     return 0
