@@ -30,7 +30,7 @@ Steps 2–3 run on a fixed subsample of at most ``sample_pixels`` (16 k) pixels 
 refinement — at least 10 L-BFGS iterations, then rounds of 5 while a round lowers the objective by ≥ 0.5 %, at
 most 50 — on a regular quarter of those, ≤ ``REFINE_PIXELS``; Marigold aligns a copy downsampled to ≤ 1024 px for
 the same reason: a handful of scales and shifts does not need millions of pixels); steps 4–5 touch every pixel
-once. 10 members at 768² on 2 CPU threads: 44–116 ms depending on how far the members disagree, at a 6–28 % lower
+once. 10 members at 768² on 2 CPU threads: 44–89 ms depending on how far the members disagree, at a 6–28 % lower
 objective than the scipy reference (docs/benchmarks.md).
 """
 
