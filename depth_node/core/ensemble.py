@@ -162,7 +162,12 @@ def ensemble(members: torch.Tensor, invariance: Invariance, reduction: str = "me
     objective = math.nan
     if invariance is not Invariance.METRIC:
         stride = max(1, -(-samples.shape[1] // REFINE_PIXELS))  # each L-BFGS evaluation sorts N × P values: keep P small
-        s, t, objective = _refine(samples[:, ::stride], s, t, reduction, shift_free, refine_iterations)
+        # the refinement is a scalar optimizer over 2N numbers: on a GPU every evaluation is ~100 kernel launches and a
+        # host sync, so its ≤ 4 k samples go to the host once (H100, 10 × 768²: 173 → 94 ms, same result)
+        host = torch.device("cpu")
+        s_host, t_host, objective = _refine(samples[:, ::stride].to(host), s.to(host), t.to(host), reduction, shift_free,
+                                            refine_iterations)
+        s, t = s_host.to(samples.device), t_host.to(samples.device)
 
     if reduction == "median":  # the alignment is applied chunk by chunk inside the reduction
         values, spread = median_and_mad(members, s, t)
