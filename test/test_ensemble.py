@@ -141,7 +141,7 @@ def test_refinement_cost_equals_the_objective_of_the_normalized_members(reductio
         else:
             value = marigold_objective(normalized(aligned, reduction, shift), reduction, shift)
         value.backward()
-        results.append((float(value), scale.grad.clone(), offset.grad.clone()))
+        results.append((float(value.detach()), scale.grad.clone(), offset.grad.clone()))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-12)
     torch.testing.assert_close(results[0][1], results[1][1])
     torch.testing.assert_close(results[0][2], results[1][2])
