@@ -141,7 +141,10 @@ def bench_confidence(args: argparse.Namespace) -> None:
         frames = [(rgb, depth, camera) for rgb, depth in zip(real.rgb, real.depth)]
         what = f"{len(frames)} real TUM validation frames (data/train, held out from training)"
     else:  # measurement only: the real indoor frames of rgbd_dev at their own size and intrinsics, GT ≤ 10 m
-        frames = rgbd_dev_indoor()
+        from depth_node.eval.datasets import rgbd_dev_frames
+
+        rgbd_dev = REPO.parent / "shared" / "data" / "rgbd_dev"
+        frames = [(f.rgb, f.depth_m, f.camera) for f in rgbd_dev_frames(rgbd_dev, include_synthetic=False, scene="indoor")]
         what = f"{len(frames)} real indoor frames of rgbd_dev (measurement set)"
     estimator = load_estimator(REPO / "models" / "default.yaml")
     limit = 10.0 if args.set == "rgbd_dev" else 20.0
@@ -163,24 +166,6 @@ def bench_confidence(args: argparse.Namespace) -> None:
                 random.append(ause(np.full_like(oracle, by_confidence[0]), oracle))  # a random ordering keeps the mean
             cells += [np.mean(ours), np.mean(random)]
         print(f"{label:<34}" + "".join(f"{v:9.4f}" for v in cells))
-
-
-def rgbd_dev_indoor() -> list[tuple[np.ndarray, np.ndarray, object]]:
-    """(rgb, depth in metres with NaN invalid, camera) of every real indoor frame of ../shared/data/rgbd_dev."""
-    import json
-
-    from depth_node.core.camera import PinholeCamera
-
-    root = REPO.parent / "shared" / "data" / "rgbd_dev"
-    frames = []
-    for record in json.loads((root / "index.json").read_text()):
-        if record["scene"] != "indoor" or record.get("synthetic"):
-            continue
-        rgb = cv2.cvtColor(cv2.imread(str(root / record["rgb"])), cv2.COLOR_BGR2RGB)
-        depth = cv2.imread(str(root / record["depth"]), cv2.IMREAD_UNCHANGED).astype(np.float32) / 256.0  # README: metres = value / 256
-        depth[depth == 0] = np.nan
-        frames.append((rgb, depth, PinholeCamera(record["width"], record["height"], record["fx"], record["fy"], record["cx"], record["cy"])))
-    return frames
 
 
 def bench_temporal(args: argparse.Namespace) -> None:

@@ -250,26 +250,19 @@ def test_confidence_beats_a_random_order_on_the_real_rgbd_dev_frames(setting: st
     """The issue's proof on real data: on rgbd_dev's real indoor frames (measurement only, GT ≤ 10 m) the shipped
     model's flip-disagreement confidence and its 6-member spread rank errors better than a random order, metric and
     aligned. (The single-pass gradient heuristic and the 4-member spread do not there: docs/benchmarks.md.)"""
-    import json
-
-    import cv2
-
+    from depth_node.eval.datasets import rgbd_dev_frames
     from depth_node.eval.metrics import EvalRange, ause, score_frame
 
     config = PipelineConfig(confidence_tta=True) if setting == "confidence_tta" else PipelineConfig(ensemble_size=6)
     pipeline = DepthPipeline(load_estimator(REPO / "models" / "default.yaml"), config)
-    records = [r for r in json.loads((RGBD_DEV / "index.json").read_text()) if r["scene"] == "indoor" and not r.get("synthetic")]
-    assert len(records) >= 5
+    frames = list(rgbd_dev_frames(RGBD_DEV, include_synthetic=False, scene="indoor"))
+    assert len(frames) >= 5
     ours: dict[str, list[float]] = {"metric": [], "affine": []}
     random: dict[str, list[float]] = {"metric": [], "affine": []}
-    for record in records:
-        rgb = cv2.cvtColor(cv2.imread(str(RGBD_DEV / record["rgb"])), cv2.COLOR_BGR2RGB)
-        depth = cv2.imread(str(RGBD_DEV / record["depth"]), cv2.IMREAD_UNCHANGED).astype(np.float32) / 256.0
-        depth[depth == 0] = np.nan
-        camera = PinholeCamera(record["width"], record["height"], record["fx"], record["fy"], record["cx"], record["cy"])
-        result = pipeline.process(rgb, camera, points=False)
+    for frame in frames:
+        result = pipeline.process(frame.rgb, frame.camera, points=False)
         for mode in ours:
-            model, oracle = score_frame(result.depth_m, depth, EvalRange(0.1, 10.0), modes=(mode,), confidence=result.confidence,
+            model, oracle = score_frame(result.depth_m, frame.depth_m, EvalRange(0.1, 10.0), modes=(mode,), confidence=result.confidence,
                                         sparsification_mode=mode).sparsification
             ours[mode].append(ause(model, oracle))
             random[mode].append(ause(np.full_like(oracle, model[0]), oracle))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -123,6 +123,15 @@ class DepthEstimator(ABC):
     def infer_many(self, model_inputs: list[Any]) -> list[Prediction]:
         """Several forward passes (ensemble members); families that can batch them override this."""
         return [self.infer(x) for x in model_inputs]
+
+    @classmethod
+    def infer_in_batches(cls, model_inputs: list[Any], run_batch: Callable[[list[Any]], list[Prediction]]) -> list[Prediction]:
+        """``run_batch`` once per group of same-size inputs (one batched pass each); the predictions in input order."""
+        results: list[Any] = [None] * len(model_inputs)
+        for picks in cls.same_size_batches(model_inputs):
+            for k, prediction in zip(picks, run_batch([model_inputs[k] for k in picks])):
+                results[k] = prediction
+        return results
 
     def predict(self, rgb: np.ndarray) -> Prediction:
         """``infer(preprocess(rgb))``."""

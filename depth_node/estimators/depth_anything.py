@@ -93,11 +93,9 @@ class DepthAnythingV2Estimator(DepthEstimator):
         """Members of the same input size in one batched forward pass."""
         import torch
 
-        results: list[Prediction | None] = [None] * len(model_inputs)
-        for picks in self.same_size_batches(model_inputs):
+        def run_batch(batch: list[Any]) -> list[Prediction]:
             with torch.inference_mode():
-                predicted = self.model(pixel_values=torch.cat([model_inputs[k] for k in picks])).predicted_depth
-            predicted = predicted.float().cpu().numpy()
-            for n, k in enumerate(picks):
-                results[k] = Prediction(prediction_values(predicted[n:n + 1], self.card), self.card.output)
-        return [r for r in results if r is not None]
+                predicted = self.model(pixel_values=torch.cat(batch)).predicted_depth.float().cpu().numpy()
+            return [Prediction(prediction_values(predicted[n:n + 1], self.card), self.card.output) for n in range(len(batch))]
+
+        return self.infer_in_batches(model_inputs, run_batch)

@@ -294,14 +294,14 @@ class DiffusionDepthEstimator(DepthEstimator):
         if self.cide is not None or len(model_inputs) < 2:
             return super().infer_many(model_inputs)
         run = self._multi_step if self.settings.stochastic else self._single_step
-        results: list[Prediction | None] = [None] * len(model_inputs)
-        for picks in self.same_size_batches(model_inputs):
+
+        def run_batch(batch: list[Any]) -> list[Prediction]:
             try:
                 with torch.inference_mode():
-                    values = run(torch.cat([model_inputs[k] for k in picks]), self.context).cpu().numpy()
+                    values = run(torch.cat(batch), self.context).cpu().numpy()
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
-                values = np.stack([self.infer(model_inputs[k]).values for k in picks])
-            for n, k in enumerate(picks):
-                results[k] = Prediction(values[n], self.card.output)
-        return [r for r in results if r is not None]
+                return [self.infer(x) for x in batch]
+            return [Prediction(v, self.card.output) for v in values]
+
+        return self.infer_in_batches(model_inputs, run_batch)

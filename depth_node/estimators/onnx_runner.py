@@ -119,12 +119,12 @@ class OnnxEstimator(DepthEstimator):
         """Members of the same input size in one run when the graph's batch axis is dynamic (CPU inputs)."""
         if not self._batchable or not all(isinstance(x, np.ndarray) for x in model_inputs):
             return super().infer_many(model_inputs)
-        results: list[Prediction | None] = [None] * len(model_inputs)
-        for picks in self.same_size_batches(model_inputs):
-            outputs = self.session.run(None, {self._input_name: np.concatenate([model_inputs[k] for k in picks])})
-            for n, k in enumerate(picks):
-                results[k] = self._prediction([o[n:n + 1] for o in outputs])
-        return [r for r in results if r is not None]
+
+        def run_batch(batch: list[np.ndarray]) -> list[Prediction]:
+            outputs = self.session.run(None, {self._input_name: np.concatenate(batch)})
+            return [self._prediction([o[n:n + 1] for o in outputs]) for n in range(len(batch))]
+
+        return self.infer_in_batches(model_inputs, run_batch)
 
     def infer(self, model_input: Any) -> Prediction:
         if isinstance(model_input, np.ndarray):

@@ -55,12 +55,12 @@ class TfliteEstimator(DepthEstimator):
 
     def infer_many(self, model_inputs: list[np.ndarray]) -> list[Prediction]:
         """Members of the same input size in one invocation (batch axis resized; outputs equal single passes)."""
-        results: list[Prediction | None] = [None] * len(model_inputs)
-        for picks in self.same_size_batches(model_inputs):
-            raw = self._run(np.concatenate([model_inputs[k] for k in picks]))
-            for n, k in enumerate(picks):
-                results[k] = self._prediction(raw[n:n + 1])
-        return [r for r in results if r is not None]
+
+        def run_batch(batch: list[np.ndarray]) -> list[Prediction]:
+            raw = self._run(np.concatenate(batch))
+            return [self._prediction(raw[n:n + 1]) for n in range(len(batch))]
+
+        return self.infer_in_batches(model_inputs, run_batch)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         if tuple(self._input["shape"]) != batch.shape:
