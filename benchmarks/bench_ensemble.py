@@ -207,7 +207,7 @@ def main() -> int:
     align.add_argument("--size", type=int, default=768)
     align.add_argument("--repeat", type=int, default=5)
     align.add_argument("--threads", type=int, default=2)
-    align.add_argument("--refine-iterations", type=int, default=10, help="L-BFGS iterations after IRLS (0 = IRLS only)")
+    align.add_argument("--refine-iterations", type=int, default=10, help="minimum BFGS refinement iterations after IRLS (0 = IRLS only)")
     align.add_argument("--frame", type=Path, default=FRAME, help=f"RGB image to predict (default: {FRAME.name} of data/train)")
     align.add_argument("--device", default="cpu", help="torch device of our alignment: cpu (default), cuda, cuda:1 …")
     pipe = sub.add_parser("pipeline", help="per-frame cost of ensembling in DepthPipeline")

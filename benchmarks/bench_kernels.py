@@ -8,7 +8,7 @@ conversion out: float32 depth 640×480 → sensor_msgs/Image. Ours: one memcpy i
                 also ``msg.data = depth.tobytes()``, which is as fast as ours.
 cloud:          depth 640×480 → organized xyz. Ours: cached rays, float32, written in place. Naive: meshgrid of
                 pixel coordinates in float64 every frame, then stack.
-alignment:      N members at S×S, Marigold's affine ensemble. Ours: core.ensemble (IRLS + L-BFGS in torch). Naive:
+alignment:      N members at S×S, Marigold's affine ensemble. Ours: core.ensemble (IRLS in torch + BFGS refinement, core.refine). Naive:
                 the plain numpy/scipy Marigold reference (test/_marigold_reference.py, BFGS, numerical gradients).
 
     .venv/bin/python benchmarks/bench_kernels.py --repeat 20

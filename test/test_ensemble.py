@@ -122,26 +122,3 @@ def test_median_reduction_is_the_true_nan_aware_median() -> None:
     np.testing.assert_allclose(spread.numpy(), expected_mad, rtol=1e-6)
     two = reduce_members(torch.tensor([[1.0], [3.0]]), "median")
     assert float(two[0][0]) == 2.0 and float(two[1][0]) == 1.0                       # two members: a real spread
-
-
-@pytest.mark.parametrize("reduction,shift", [("median", True), ("mean", True), ("median", False)])
-def test_refinement_cost_equals_the_objective_of_the_normalized_members(reduction: str, shift: bool) -> None:
-    """The refinement's cost takes one reduction (the normalization commutes with it); value and gradient equal the
-    plain composition marigold_objective(normalized(·))."""
-    from depth_node.core.ensemble import normalized, normalized_objective
-
-    samples = torch.from_numpy(_members(np.random.default_rng(3), 6, 0.05, shift).reshape(6, -1)).double()
-    results = []
-    for fused in (False, True):
-        scale = torch.linspace(0.5, 1.5, 6, dtype=torch.float64).requires_grad_(True)
-        offset = torch.linspace(-0.2, 0.3, 6, dtype=torch.float64).requires_grad_(True)
-        aligned = scale[:, None] * samples + offset[:, None]
-        if fused:
-            value = normalized_objective(aligned, reduction, shift)
-        else:
-            value = marigold_objective(normalized(aligned, reduction, shift), reduction, shift)
-        value.backward()
-        results.append((float(value.detach()), scale.grad.clone(), offset.grad.clone()))
-    assert results[0][0] == pytest.approx(results[1][0], rel=1e-12)
-    torch.testing.assert_close(results[0][1], results[1][1])
-    torch.testing.assert_close(results[0][2], results[1][2])

@@ -11,14 +11,15 @@ sqrt-disparity), become one prediction and a per-pixel uncertainty:
    (1 / max(|residual|, δ)) so that a member's outliers do not pull its fit; the reduced prediction is recomputed
    which is stretched to [0, 1] (the gauge) before every round. All members at once, as batched 2×2 normal equations, in torch
    on the members' device.
-3. **Refinement** (affine and scale-invariant models): L-BFGS with exact gradients on Marigold's objective,
+3. **Refinement** (affine and scale-invariant models): BFGS with exact gradients on Marigold's objective,
 
        E(s, t) = mean over pairs i<j of RMSE(aᵢ, aⱼ) + 0.02 · (|min m| + |1 − max m|),   aᵢ = sᵢ·pᵢ + tᵢ,
 
    m the reduced prediction — the objective Marigold minimizes with scipy BFGS on the CPU from numerical
-   gradients — evaluated on the members after Marigold's final normalization (m → [0, 1]; see ``_refine`` for
-   why the raw objective is degenerate). Pairwise RMSEs come from one Gram matrix of the member-centred
-   predictions (no N² loop).
+   gradients — evaluated on the members after Marigold's final normalization (m → [0, 1]; ``core.refine`` says
+   why the raw objective is degenerate), where it is the members' pairwise RMSE
+   over the span of m. ``core.refine`` evaluates the RMSEs from the members' second moments (N×N numbers) and the
+   span on the pixels where m is extreme, so an evaluation costs microseconds whatever the image size.
 4. **Reduction** at full resolution: ``median`` (uncertainty = median absolute deviation; a selection network
    over cache-sized chunks with the alignment applied inside, ``core.median``) or ``mean`` (uncertainty =
    standard deviation), ignoring NaN (invalid) pixels of single members.
@@ -26,12 +27,11 @@ sqrt-disparity), become one prediction and a per-pixel uncertainty:
    an ensemble reads like a single prediction: ``scale.fixed_scale`` calibrated for one pass still holds, and a
    metric model keeps metres (for metric models the gauge is instead the geometric mean of the scales, = 1).
 
-Steps 2–3 run on a fixed subsample of at most ``sample_pixels`` (16 k) pixels valid in every member (the
-refinement — at least 10 L-BFGS iterations, then rounds of 5 while a round lowers the objective by ≥ 0.5 %, at
-most 50 — on a regular quarter of those, ≤ ``REFINE_PIXELS``; Marigold aligns a copy downsampled to ≤ 1024 px for
-the same reason: a handful of scales and shifts does not need millions of pixels); steps 4–5 touch every pixel
-once. 10 members at 768² on 2 CPU threads: 44–89 ms depending on how far the members disagree, at a 6–28 % lower
-objective than the scipy reference (docs/benchmarks.md).
+Steps 2–3 run on a fixed subsample of at most ``sample_pixels`` (16 k) pixels valid in every member, on a regular
+grid (the refinement: at least ``refine_iterations`` BFGS iterations, then rounds of 5 while a round lowers the
+objective by ≥ 0.5 %, at most 50; Marigold aligns a copy downsampled to ≤ 1024 px for the same reason: a handful of
+scales and shifts does not need millions of pixels); steps 4–5 touch every pixel once. 10 members at 768² on 2 CPU
+threads: see docs/benchmarks.md for the time and the objective against the scipy reference.
 """
 
 from __future__ import annotations
@@ -42,14 +42,11 @@ from dataclasses import dataclass
 import torch
 
 from depth_node.core.median import median_and_mad, median_rows
+from depth_node.core.refine import refine
 from depth_node.core.spaces import Invariance
 
 REDUCTIONS = ("median", "mean")
 REGULARIZER = 0.02  # Marigold's weight of the [0, 1]-range term
-REFINE_PIXELS = 1 << 12  # pixels the L-BFGS refinement evaluates (a regular subsample of the IRLS samples)
-REFINE_ROUND = 5            # L-BFGS iterations between checks of the objective
-REFINE_MAX_ITERATIONS = 50  # the refinement goes on past refine_iterations while a round still pays …
-REFINE_MIN_GAIN = 0.005     # … i.e. lowers the objective by at least 0.5 %
 
 
 @dataclass
@@ -101,14 +98,16 @@ def marigold_objective(aligned: torch.Tensor, reduction: str = "median", shift_i
 
 
 def _sample(members: torch.Tensor, count: int) -> torch.Tensor:
-    """(N, H, W) → (N, P): pixels valid in every member, on an even stride (deterministic), P ≤ count."""
-    flat = members.reshape(members.shape[0], -1)
-    stride = max(1, flat.shape[1] // (4 * count))  # look at ~4 × count candidates, not every pixel
-    candidates = torch.arange(0, flat.shape[1], stride, device=flat.device)
-    valid = candidates[torch.isfinite(flat[:, candidates]).all(dim=0)]
-    if valid.numel() > count:
-        valid = valid[torch.linspace(0, valid.numel() - 1, count, device=valid.device).long()]
-    return flat[:, valid]
+    """(N, H, W) → (N, P): pixels valid in every member, on a regular grid (deterministic), P ≤ count."""
+    n, h, w = members.shape
+    step = max(1, math.isqrt(h * w // (4 * count)))  # look at ~4 × count candidates, not every pixel
+    grid = members[:, ::step, ::step].reshape(n, -1)  # strided slicing: a copy of the grid, no index gather
+    valid = torch.isfinite(grid).all(dim=0)
+    if not bool(valid.all()):
+        grid = grid[:, valid]
+    if grid.shape[1] > count:
+        grid = grid[:, torch.linspace(0, grid.shape[1] - 1, count, device=grid.device).long()]
+    return grid
 
 
 def _weighted_fit(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, shift: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,13 +160,9 @@ def ensemble(members: torch.Tensor, invariance: Invariance, reduction: str = "me
 
     objective = math.nan
     if invariance is not Invariance.METRIC:
-        stride = max(1, -(-samples.shape[1] // REFINE_PIXELS))  # each L-BFGS evaluation sorts N × P values: keep P small
-        # the refinement is a scalar optimizer over 2N numbers: on a GPU every evaluation is ~100 kernel launches and a
-        # host sync, so its ≤ 4 k samples go to the host once (H100, 10 × 768²: 173 → 94 ms, same result)
-        host = torch.device("cpu")
-        s_host, t_host, objective = _refine(samples[:, ::stride].to(host), s.to(host), t.to(host), reduction, shift_free,
-                                            refine_iterations)
-        s, t = s_host.to(samples.device), t_host.to(samples.device)
+        # a scalar optimizer over 2N numbers: its samples go to the host once (core.refine)
+        new_s, new_t, objective = refine(samples, s, t, reduction, shift_free, refine_iterations)
+        s, t = _gauge(samples, new_s, new_t, reduction, shift_free)  # E ignores the gauge; the parameters do not
 
     if reduction == "median":  # the alignment is applied chunk by chunk inside the reduction
         values, spread = median_and_mad(members, s, t)
@@ -180,8 +175,8 @@ def ensemble(members: torch.Tensor, invariance: Invariance, reduction: str = "me
 
 
 def warm_up() -> None:
-    """Align a tiny ensemble once: torch.optim imports its lazy dependencies (about 2 s on this CPU) on first use,
-    which would otherwise land on the first ensembled frame."""
+    """Align a tiny ensemble once, so that first-use costs (lazy imports and initializations in torch and numpy)
+    do not land on the first ensembled frame."""
     ensemble(torch.linspace(1, 2, 64).reshape(1, 8, 8) * torch.tensor([1.0, 2.0]).view(2, 1, 1), Invariance.AFFINE)
 
 
@@ -191,74 +186,8 @@ def _unit_range(reduced: torch.Tensor, shift_free: bool) -> tuple[torch.Tensor, 
     return low, (reduced.max() - low).clamp(min=1e-12)
 
 
-def normalized(aligned: torch.Tensor, reduction: str, shift_free: bool) -> torch.Tensor:
-    """The global affine map Marigold applies to its result, applied to every member: reduced prediction → [0, 1]
-    (scale-only: maximum → 1). Differentiable."""
-    low, span = _unit_range(aligned.median(dim=0).values if reduction == "median" else aligned.mean(dim=0), shift_free)
-    return (aligned - low) / span
-
-
-def normalized_objective(aligned: torch.Tensor, reduction: str, shift_free: bool) -> torch.Tensor:
-    """``marigold_objective(normalized(aligned))`` with one reduction instead of two (the costly part of each L-BFGS
-    evaluation): the normalization is a global increasing affine map, so the reduced prediction of the normalized
-    members is the normalized reduced prediction."""
-    reduced = aligned.median(dim=0).values if reduction == "median" else aligned.mean(dim=0)
-    low, span = _unit_range(reduced, shift_free)
-    return marigold_objective((aligned - low) / span, reduction, shift_free, reduced=(reduced - low) / span)
-
-
-def _refine(samples: torch.Tensor, s: torch.Tensor, t: torch.Tensor, reduction: str, shift_free: bool,
-            iterations: int) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """L-BFGS on Marigold's objective of the normalized members, from the IRLS solution; keeps the lower of the two.
-
-    Normalized, because the raw objective is minimized by shrinking every member towards one constant (all pairwise
-    RMSEs → 0 at a regularizer cost of only 0.02) whenever members disagree by more than ~2 % of their range; on the
-    normalized members the range term is 0 and the objective is the members' disagreement relative to the range —
-    what Marigold's output, which it normalizes the same way, shows.
-    """
-
-    def cost(scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-        return normalized_objective(scale[:, None] * samples + shift[:, None], reduction, shift_free)
-
-    with torch.no_grad():
-        start = float(cost(s, t))
-    if iterations <= 0:
-        return s, t, start
-    scale = s.clone().requires_grad_(True)
-    shift = t.clone().requires_grad_(shift_free)
-    # L-BFGS keeps its curvature history across step() calls, so rounds of 5 iterations are one long run that can
-    # stop early: at least ``iterations``, then on while a round still gains ≥ 0.5 % (most member sets have converged by
-    # 10; some start far from the optimum and need ~25)
-    optimizer = torch.optim.LBFGS([scale, shift] if shift_free else [scale], lr=1.0, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        value = cost(scale, shift)
-        value.backward()
-        return value
-
-    done, previous, limit = 0, start, max(iterations, REFINE_MAX_ITERATIONS)
-    while done < limit:
-        rounds = min(REFINE_ROUND, limit - done)
-        for group in optimizer.param_groups:
-            group["max_iter"], group["max_eval"] = rounds, rounds * 5 // 4 + 1
-        optimizer.step(closure)
-        done += rounds
-        with torch.no_grad():
-            current = float(cost(scale, shift))
-        if not math.isfinite(current) or (done >= iterations and current > (1 - REFINE_MIN_GAIN) * previous):
-            break
-        previous = current
-    with torch.no_grad():
-        s_new, t_new = scale.detach(), shift.detach()
-        end = float(cost(s_new, t_new))
-        if not (math.isfinite(end) and end < start):
-            return s, t, start
-        s_new, t_new = _gauge(samples, s_new, t_new, reduction, shift_free)  # the cost ignores the gauge; the parameters do not
-        return s_new, t_new, end
-
-
 def _gauge(samples: torch.Tensor, s: torch.Tensor, t: torch.Tensor, reduction: str, shift_free: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """The same affine map for every member so that the reduced samples span [0, 1] (scale-only: max → 1)."""
-    low, span = _unit_range(reduce_members(s[:, None] * samples + t[:, None], reduction)[0], shift_free)
+    aligned = s[:, None] * samples + t[:, None]
+    low, span = _unit_range(median_rows(aligned) if reduction == "median" else aligned.mean(dim=0), shift_free)
     return s / span, (t - low) / span
