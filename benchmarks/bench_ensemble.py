@@ -4,10 +4,13 @@ pipeline cost of ensembling with the shipped default model.
 
 align:    N members at SIZE×SIZE — the default model's real test-time-augmentation predictions of a real TUM frame
           (flip × input scales), resized to SIZE² — aligned and reduced by ours (median of --repeat runs) and by the
-          reference (scipy BFGS, numerical gradients, Marigold repo settings: max_iter 50, tol 1e-6; one run, it is
-          slow). Prints both times, the ratio, and Marigold's objective of each normalized result.
+          reference (scipy BFGS, numerical gradients, Marigold repo settings: max_iter 50, tol 1e-6, then its median;
+          one run, it is slow). Ours is timed like the reference (alignment + median, uncertainty=False) and with the
+          MAD uncertainty the pipeline uses, interleaved. Prints the times, the ratios, and Marigold's objective of
+          each normalized result.
 pipeline: per-frame milliseconds of DepthPipeline.process (640×480 input, default model) at ensemble_size 1,
-          confidence_tta, 4 and 6 members; the 'ensemble' stage alone is the alignment overhead.
+          confidence_tta, 4 and 6 members, and with temporal_smoothing; the 'ensemble' and 'temporal' stages alone
+          are the alignment and smoothing overheads.
 confidence: sparsification AUSE of each confidence source vs a random ordering, on synthetic rooms with exact
           depth, (--set real) the real TUM validation frames of data/train or (--set rgbd_dev) the real indoor
           frames of rgbd_dev (default model), scale+shift aligned and as published.
@@ -80,23 +83,26 @@ def bench_align(args: argparse.Namespace) -> None:
             torch.cuda.synchronize(device)
 
     ensemble(x, Invariance.AFFINE, "median", refine_iterations=args.refine_iterations)  # warm-up: lazy imports, CUDA kernels
-    times = []
-    for _ in range(args.repeat):
-        sync()
-        start = time.perf_counter()
-        ours = ensemble(x, Invariance.AFFINE, "median", refine_iterations=args.refine_iterations)
-        sync()
-        times.append(time.perf_counter() - start)
-    ours_s = statistics.median(times)
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(args.repeat):  # with and without the uncertainty (MAD), interleaved: the machine's load drifts
+        for uncertainty in (True, False):
+            sync()
+            start = time.perf_counter()
+            ours = ensemble(x, Invariance.AFFINE, "median", refine_iterations=args.refine_iterations, uncertainty=uncertainty)
+            sync()
+            times[uncertainty].append(time.perf_counter() - start)
+    ours_s, lean_s = statistics.median(times[True]), statistics.median(times[False])
     start = time.perf_counter()
     param = reference_ensemble(members, "median", True)
     aligned = members * param[:args.members, None, None] + param[args.members:, None, None]
-    lower_median(aligned)  # the reference's own reduction, for a like-for-like total
+    lower_median(aligned)  # the reference's own reduction (a median, no uncertainty), for a like-for-like total
     reference_s = time.perf_counter() - start
     ours_param = np.concatenate([ours.scale.cpu().numpy(), ours.shift.cpu().numpy()])
-    print(f"ours:      {ours_s * 1000:9.1f} ms (median of {args.repeat}; runs {', '.join(f'{t * 1000:.0f}' for t in times)})")
-    print(f"reference: {reference_s * 1000:9.1f} ms (one run)")
-    print(f"speed ratio reference/ours: {reference_s / ours_s:.0f}x")
+    for label, value, runs in (("ours, median (as the reference)", lean_s, times[False]),
+                               ("ours, median + MAD uncertainty", ours_s, times[True])):
+        print(f"{label:<32}{value * 1000:9.1f} ms (median of {args.repeat}; runs {', '.join(f'{t * 1000:.0f}' for t in runs)})")
+    print(f"{'reference (median)':<32}{reference_s * 1000:9.1f} ms (one run)")
+    print(f"speed ratio reference/ours: {reference_s / lean_s:.0f}x like for like, {reference_s / ours_s:.0f}x with our uncertainty")
     print(f"objective of the normalized members: ours {normalized_objective(members, ours_param):.6f}, "
           f"reference {normalized_objective(members, param):.6f}")
 
@@ -110,9 +116,10 @@ def bench_pipeline(args: argparse.Namespace) -> None:
     rgb = cv2.resize(cv2.cvtColor(cv2.imread(str(FRAME)), cv2.COLOR_BGR2RGB), (640, 480))
     camera = PinholeCamera(640, 480, 525.0, 525.0, 319.5, 239.5)
     print(f"DepthPipeline.process, 640x480, default model, {args.frames} frames after 2 warm-up; medians in ms")
-    print(f"{'setting':<22}{'total':>8}{'infer':>8}{'ensemble':>10}{'confidence':>12}")
+    print(f"{'setting':<22}{'total':>8}{'infer':>8}{'ensemble':>10}{'temporal':>10}{'confidence':>12}")
     for label, config in (("single pass", PipelineConfig()), ("confidence_tta", PipelineConfig(confidence_tta=True)),
-                          ("ensemble_size 4", PipelineConfig(ensemble_size=4)), ("ensemble_size 6", PipelineConfig(ensemble_size=6))):
+                          ("ensemble_size 4", PipelineConfig(ensemble_size=4)), ("ensemble_size 6", PipelineConfig(ensemble_size=6)),
+                          ("temporal_smoothing", PipelineConfig(temporal_smoothing=True))):
         pipeline = DepthPipeline(estimator, config)
         rows = []
         for i in range(args.frames + 2):
@@ -120,8 +127,8 @@ def bench_pipeline(args: argparse.Namespace) -> None:
             result = pipeline.process(rgb, camera)
             if i >= 2:
                 rows.append({"total": (time.perf_counter() - start) * 1000, **result.timings_ms})
-        med = {k: statistics.median(r.get(k, 0.0) for r in rows) for k in ("total", "infer", "ensemble", "confidence")}
-        print(f"{label:<22}{med['total']:8.1f}{med['infer']:8.1f}{med['ensemble']:10.1f}{med['confidence']:12.1f}")
+        med = {k: statistics.median(r.get(k, 0.0) for r in rows) for k in ("total", "infer", "ensemble", "temporal", "confidence")}
+        print(f"{label:<22}{med['total']:8.1f}{med['infer']:8.1f}{med['ensemble']:10.1f}{med['temporal']:10.1f}{med['confidence']:12.1f}")
 
 
 def bench_confidence(args: argparse.Namespace) -> None:

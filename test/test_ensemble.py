@@ -122,3 +122,14 @@ def test_median_reduction_is_the_true_nan_aware_median() -> None:
     np.testing.assert_allclose(spread.numpy(), expected_mad, rtol=1e-6)
     two = reduce_members(torch.tensor([[1.0], [3.0]]), "median")
     assert float(two[0][0]) == 2.0 and float(two[1][0]) == 1.0                       # two members: a real spread
+
+
+@pytest.mark.parametrize("reduction", ["median", "mean"])
+def test_without_uncertainty_the_values_are_the_same(reduction: str) -> None:
+    members = torch.from_numpy(_members(np.random.default_rng(13), 5, 0.05))
+    members[2, :4, :4] = float("nan")
+    full = ensemble(members, Invariance.AFFINE, reduction)
+    lean = ensemble(members, Invariance.AFFINE, reduction, uncertainty=False)
+    assert lean.uncertainty is None and full.uncertainty is not None
+    torch.testing.assert_close(lean.values, full.values, rtol=0, atol=0, equal_nan=True)
+    assert ensemble(members[:1], Invariance.AFFINE, reduction, uncertainty=False).uncertainty is None

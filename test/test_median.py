@@ -18,6 +18,25 @@ def test_network_median_equals_numpy_for_every_member_count(n: int) -> None:
     np.testing.assert_array_equal(median_rows(torch.from_numpy(stack)).numpy(), np.median(stack, axis=0))
 
 
+@pytest.mark.parametrize("n", list(range(1, 18)) + [25, 32])
+def test_median_and_mad_equal_numpy_for_every_member_count(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The full-resolution path: a sorting network, then the MAD as a rank of two sorted deviation lists."""
+    monkeypatch.setattr(median_module, "CHUNK", 700)            # several chunks, the last one shorter
+    rng = np.random.default_rng(100 + n)
+    stack = rng.normal(size=(n, 3000)).astype(np.float32)
+    stack[:, :500] = np.round(stack[:, :500])                   # ties
+    centre, spread = median_and_mad(torch.from_numpy(stack))
+    expected = np.median(stack, axis=0)
+    np.testing.assert_array_equal(centre.numpy(), expected)
+    np.testing.assert_allclose(spread.numpy(), np.median(np.abs(stack - expected), axis=0), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 10])
+def test_lower_median_is_torch_median(n: int) -> None:
+    stack = torch.from_numpy(np.random.default_rng(n).normal(size=(n, 500)).astype(np.float32))
+    torch.testing.assert_close(median_rows(stack, lower=True), stack.median(dim=0).values, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("n", [2, 5, 10])
 def test_nan_members_are_ignored_and_all_nan_columns_stay_nan(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(median_module, "CHUNK", 64)             # several chunks, NaN columns in each

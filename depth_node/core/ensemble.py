@@ -27,10 +27,12 @@ sqrt-disparity), become one prediction and a per-pixel uncertainty:
    an ensemble reads like a single prediction: ``scale.fixed_scale`` calibrated for one pass still holds, and a
    metric model keeps metres (for metric models the gauge is instead the geometric mean of the scales, = 1).
 
-Steps 2–3 run on a fixed subsample of at most ``sample_pixels`` (16 k) pixels valid in every member, on a regular
-grid (the refinement: at least ``refine_iterations`` BFGS iterations, then rounds of 5 while a round lowers the
-objective by ≥ 0.5 %, at most 50; Marigold aligns a copy downsampled to ≤ 1024 px for the same reason: a handful of
-scales and shifts does not need millions of pixels); steps 4–5 touch every pixel once. 10 members at 768² on 2 CPU
+Steps 2–3 run on a fixed subsample of at most ``sample_pixels`` (4 096) pixels valid in every member, on a regular
+grid (IRLS: ``irls_iterations`` rounds, 5; the refinement: at least ``refine_iterations`` BFGS iterations, then
+rounds of 5 while a round lowers the objective by ≥ 0.5 %, at most 50). Marigold aligns a copy downsampled to
+≤ 1024 px for the same reason: a handful of scales and shifts does not need millions of pixels — on real members,
+4 096 samples reach the same objective as 16 384 (docs/benchmarks.md), and both cost per round, not per pixel.
+Steps 4–5 touch every pixel once. 10 members at 768² on 2 CPU
 threads: see docs/benchmarks.md for the time and the objective against the scipy reference.
 """
 
@@ -54,13 +56,14 @@ class Ensemble:
     """An ensembled prediction, in the units of member 0.
 
     values:      (H, W) reduced prediction in the model's output space, NaN where no member is valid.
-    uncertainty: (H, W) ≥ 0, MAD (median) or std (mean) of the aligned members, same units as ``values``.
+    uncertainty: (H, W) ≥ 0, MAD (median) or std (mean) of the aligned members, same units as ``values``; None
+                 when not asked for.
     scale/shift: (N,) per-member alignment in normalized coordinates (aᵢ = scaleᵢ·pᵢ + shiftᵢ).
     objective:   Marigold's objective E of the normalized members on the alignment subsample (NaN for metric models).
     """
 
     values: torch.Tensor
-    uncertainty: torch.Tensor
+    uncertainty: torch.Tensor | None
     scale: torch.Tensor
     shift: torch.Tensor
     objective: float
@@ -100,10 +103,15 @@ def marigold_objective(aligned: torch.Tensor, reduction: str = "median", shift_i
 def _sample(members: torch.Tensor, count: int) -> torch.Tensor:
     """(N, H, W) → (N, P): pixels valid in every member, on a regular grid (deterministic), P ≤ count."""
     n, h, w = members.shape
-    step = max(1, math.isqrt(h * w // (4 * count)))  # look at ~4 × count candidates, not every pixel
-    grid = members[:, ::step, ::step].reshape(n, -1)  # strided slicing: a copy of the grid, no index gather
-    valid = torch.isfinite(grid).all(dim=0)
-    if not bool(valid.all()):
+    step = max(1, math.isqrt(h * w // count) + 1)
+    while True:
+        grid = members[:, ::step, ::step].reshape(n, -1)  # strided slicing: a copy of the grid, no index gather
+        valid = torch.isfinite(grid.sum(dim=0))  # any NaN or ±inf member makes the sum non-finite (and is 5× cheaper)
+        found = int(valid.sum())
+        if found >= count // 2 or step == 1:  # else many pixels are invalid somewhere: a finer grid
+            break
+        step = max(1, step // 2)
+    if found < grid.shape[1]:
         grid = grid[:, valid]
     if grid.shape[1] > count:
         grid = grid[:, torch.linspace(0, grid.shape[1] - 1, count, device=grid.device).long()]
@@ -120,9 +128,10 @@ def _weighted_fit(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, shift: bool
     return (sw * sxy - sx * sy) / det, (sxx * sy - sx * sxy) / det
 
 
-def ensemble(members: torch.Tensor, invariance: Invariance, reduction: str = "median", irls_iterations: int = 10,
-             refine_iterations: int = 10, sample_pixels: int = 1 << 14) -> Ensemble:
-    """Align and reduce (N, H, W) predictions of one image in the model's output space; member 0 is the plain pass."""
+def ensemble(members: torch.Tensor, invariance: Invariance, reduction: str = "median", irls_iterations: int = 5,
+             refine_iterations: int = 10, sample_pixels: int = 1 << 12, uncertainty: bool = True) -> Ensemble:
+    """Align and reduce (N, H, W) predictions of one image in the model's output space; member 0 is the plain pass.
+    ``uncertainty=False`` skips the spread (``Ensemble.uncertainty`` is None), as Marigold's ``output_uncertainty``."""
     if members.dim() != 3 or members.shape[0] < 1:
         raise ValueError(f"members must be (N, H, W) with N >= 1, got {tuple(members.shape)}")
     if reduction not in REDUCTIONS:
@@ -134,7 +143,7 @@ def ensemble(members: torch.Tensor, invariance: Invariance, reduction: str = "me
     ones, zeros = members.new_ones(n), members.new_zeros(n)
     if n == 1 or samples.shape[1] < 2:
         values, spread = reduce_members(members, reduction)
-        return Ensemble(values, spread, ones, zeros, math.nan)
+        return Ensemble(values, spread if uncertainty else None, ones, zeros, math.nan)
 
     if invariance is Invariance.METRIC:
         s, t = ones.clone(), zeros.clone()
@@ -165,12 +174,14 @@ def ensemble(members: torch.Tensor, invariance: Invariance, reduction: str = "me
         s, t = _gauge(samples, new_s, new_t, reduction, shift_free)  # E ignores the gauge; the parameters do not
 
     if reduction == "median":  # the alignment is applied chunk by chunk inside the reduction
-        values, spread = median_and_mad(members, s, t)
-    else:
+        values, spread = median_and_mad(members, s, t, mad=uncertainty)
+    elif uncertainty:
         values, spread = reduce_members(s[:, None, None] * members + t[:, None, None], reduction)
+    else:
+        values, spread = torch.nanmean(s[:, None, None] * members + t[:, None, None], dim=0), None
     if invariance is not Invariance.METRIC:  # back to member 0's units: the inverse of its own alignment
         values = (values - t[0]) / s[0]
-        spread = spread / s[0].abs()
+        spread = spread / s[0].abs() if spread is not None else None
     return Ensemble(values, spread, s, t, objective)
 
 

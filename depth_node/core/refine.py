@@ -77,20 +77,21 @@ class Objective:
     """E(s, t) of the normalized members (value and gradient) with the span taken over candidate pixels."""
 
     def __init__(self, samples: torch.Tensor, reduction: str, shift_free: bool):
-        self.samples = samples                                   # (N, P) float64 on the host
-        self.moments = Moments.of(samples.numpy())
+        self.samples = samples.to("cpu")                             # (N, P): the span's pixels are looked up here
+        self.moments = Moments.of(samples.to("cpu", torch.float64).numpy())
         self.reduction, self.shift_free = reduction, shift_free
-        self.candidates = samples.numpy()
+        self.candidates = self.samples.double().numpy()
 
     def exact(self, s: np.ndarray, t: np.ndarray) -> float:
         """E over every sample pixel; its lowest and highest pixels become the candidates of the next round."""
-        aligned = self._aligned(self.samples, s, t)
+        like = self.samples.dtype  # float32 members: the ranking in float32, twice as fast as in float64
+        aligned = torch.from_numpy(s).to(like)[:, None] * self.samples + torch.from_numpy(t).to(like)[:, None]
         reduced = median_rows(aligned, lower=True) if self.reduction == "median" else aligned.mean(dim=0)
         k = min(CANDIDATES, reduced.numel())
-        lowest, highest = torch.topk(reduced, k, largest=False), torch.topk(reduced, k)
-        self.candidates = self.samples[:, torch.cat([lowest.indices, highest.indices])].numpy()
-        span = float(highest.values[0]) - (float(lowest.values[0]) if self.shift_free else 0.0)
-        return pairwise_rmse(self.moments, s, t)[0] / span if span > 1e-12 else math.inf
+        order = torch.cat([torch.topk(reduced, k, largest=False).indices, torch.topk(reduced, k).indices])
+        self.candidates = self.samples[:, order].double().numpy()
+        value = self(np.concatenate([s, t]) if self.shift_free else s)[0]  # the span in float64, from the candidates
+        return value
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         n = self.samples.shape[0]
@@ -123,17 +124,13 @@ class Objective:
         grad_t = d_t / span - value * span_t / span
         return value, (np.concatenate([grad_s, grad_t]) if self.shift_free else grad_s)
 
-    @staticmethod
-    def _aligned(values: torch.Tensor, s: np.ndarray, t: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(s)[:, None] * values + torch.from_numpy(t)[:, None]
-
 
 def refine(samples: torch.Tensor, s: torch.Tensor, t: torch.Tensor, reduction: str, shift_free: bool,
            iterations: int) -> tuple[torch.Tensor, torch.Tensor, float]:
     """BFGS on E from the alignment (s, t) of (N, P) ``samples``: at least ``iterations`` iterations, then rounds of
     ``ROUND`` while a round lowers E by ≥ ``MIN_GAIN`` (≤ ``MAX_ITERATIONS`` in all). Returns the better of the start
     and the result, with E over all samples; s and t keep the start's gauge only up to E's invariance."""
-    objective = Objective(samples.detach().to("cpu", torch.float64), reduction, shift_free)
+    objective = Objective(samples.detach(), reduction, shift_free)
     s0, t0 = s.detach().cpu().double().numpy(), t.detach().cpu().double().numpy()
     start = objective.exact(s0, t0)
     if iterations <= 0 or not math.isfinite(start) or start < AGREE:
