@@ -17,8 +17,8 @@ sqrt-disparity), become one prediction and a per-pixel uncertainty:
 
    m the reduced prediction — the objective Marigold minimizes with scipy BFGS on the CPU from numerical
    gradients — evaluated on the members after Marigold's final normalization (m → [0, 1]; ``core.refine`` says
-   why the raw objective is degenerate), where it is the members' pairwise RMSE
-   over the span of m. ``core.refine`` evaluates the RMSEs from the members' second moments (N×N numbers) and the
+   why the raw objective is degenerate), where it is the members' pairwise RMSE over the span of m.
+   ``core.refine`` evaluates the RMSEs from the members' second moments (N×N numbers) and the
    span on the pixels where m is extreme, so an evaluation costs microseconds whatever the image size.
 4. **Reduction** at full resolution: ``median`` (uncertainty = median absolute deviation; a selection network
    over cache-sized chunks with the alignment applied inside, ``core.median``) or ``mean`` (uncertainty =
@@ -32,8 +32,7 @@ grid (IRLS: ``irls_iterations`` rounds, 5; the refinement: at least ``refine_ite
 rounds of 5 while a round lowers the objective by ≥ 0.5 %, at most 50). Marigold aligns a copy downsampled to
 ≤ 1024 px for the same reason: a handful of scales and shifts does not need millions of pixels — on real members,
 4 096 samples reach the same objective as 16 384 (docs/benchmarks.md), and both cost per round, not per pixel.
-Steps 4–5 touch every pixel once. 10 members at 768² on 2 CPU
-threads: see docs/benchmarks.md for the time and the objective against the scipy reference.
+Steps 4–5 touch every pixel once. Time and objective against the scipy reference: docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ normalization (the reduced prediction m stretched to [0, 1]; scale-only: max m �
 the range term 0.02·(|min m| + |1 − max m|) being 0 after the normalization. Normalized, because the raw objective
 is minimized by shrinking every member towards one constant (all pairwise RMSEs → 0 at a range cost of only 0.02)
 whenever members disagree by more than ~2 % of their range; normalized, E is the members' disagreement relative to
-their range — what Marigold's output, normalized the same way, shows. Both parts are cheap without touching every pixel per evaluation:
+their range — what Marigold's output, normalized the same way, shows. Both parts are cheap without touching every
+pixel per evaluation:
 
 - **Pairwise RMSEs from moments.** With μᵢ the mean of member i and C the members' covariance over the pixels,
   mean((aᵢ − aⱼ)²) = sᵢ²Cᵢᵢ + sⱼ²Cⱼⱼ − 2sᵢsⱼCᵢⱼ + (bᵢ − bⱼ)², bᵢ = sᵢμᵢ + tᵢ: an N×N computation, exact for
@@ -19,8 +20,9 @@ their range — what Marigold's output, normalized the same way, shows. Both par
   raise the true objective (majorize–minimize), and every round starts from fresh candidates.
 
 The optimizer is BFGS with a backtracking (Armijo) line search, in float64 numpy: 2N unknowns, an evaluation costs
-microseconds, so there is nothing for torch to accelerate. E is invariant to one global affine map of all members
-(the gauge); its gradient has no component along those directions and BFGS never moves along them.
+tens of microseconds, so there is nothing for torch to accelerate (the pixels are ranked in the members' own
+dtype). E is invariant to one global affine map of all members (the gauge): its gradient has no component along
+that map, and ``core.ensemble`` re-gauges the result.
 """
 
 from __future__ import annotations
@@ -77,13 +79,14 @@ class Objective:
     """E(s, t) of the normalized members (value and gradient) with the span taken over candidate pixels."""
 
     def __init__(self, samples: torch.Tensor, reduction: str, shift_free: bool):
-        self.samples = samples.to("cpu")                             # (N, P): the span's pixels are looked up here
-        self.moments = Moments.of(samples.to("cpu", torch.float64).numpy())
+        self.samples = samples.to("cpu")  # (N, P), one copy from the members' device; the span's pixels are ranked here
+        self.moments = Moments.of(self.samples.double().numpy())
         self.reduction, self.shift_free = reduction, shift_free
         self.candidates = self.samples.double().numpy()
 
     def exact(self, s: np.ndarray, t: np.ndarray) -> float:
-        """E over every sample pixel; its lowest and highest pixels become the candidates of the next round."""
+        """E over every sample pixel (the span's extremes ranked among all of them); its lowest and highest pixels
+        become the candidates of the next round."""
         like = self.samples.dtype  # float32 members: the ranking in float32, twice as fast as in float64
         aligned = torch.from_numpy(s).to(like)[:, None] * self.samples + torch.from_numpy(t).to(like)[:, None]
         reduced = median_rows(aligned, lower=True) if self.reduction == "median" else aligned.mean(dim=0)
