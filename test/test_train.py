@@ -78,6 +78,27 @@ def test_augmentation_moves_labels_with_pixels() -> None:
     assert rgb.dtype == np.uint8 and depth[0, 0, 0] == 0                  # inputs untouched
 
 
+def test_the_clean_view_has_the_same_geometry_and_no_photometric_change() -> None:
+    """augment(..., geometric=): flip, crop and CutMix as the student's view, colours untouched; same random draws."""
+    h, w = 32, 48
+    colours = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200], [220, 220, 40]], np.uint8)
+    rgb = np.stack([np.broadcast_to(c, (h, w, 3)) for c in colours]).copy()        # sample k: one colour …
+    depth = np.stack([np.full((h, w), 10.0 + k, np.float32) for k in range(4)])     # … and one label value
+    kind = np.array([RELATIVE] * 4, np.int8)                                        # one kind: CutMix between all
+    mixed = 0
+    for seed in range(15):
+        clean = np.empty_like(rgb)
+        seen, labels = augment(rgb, depth, kind, np.random.default_rng(seed), relight_p=0.5, geometric=clean)
+        plain = augment(rgb, depth, kind, np.random.default_rng(seed), relight_p=0.5)
+        np.testing.assert_array_equal(seen, plain[0])                               # the student's view is unchanged
+        np.testing.assert_array_equal(labels, plain[1])
+        source = np.rint(labels - 10.0).astype(int)                                 # which sample each pixel came from
+        np.testing.assert_array_equal(clean, colours[source])                       # its colour, exactly: no jitter
+        mixed += int(sum(len(np.unique(source[i])) > 1 for i in range(4)))
+        assert not np.array_equal(seen, clean)                                      # while the student's view changed
+    assert mixed > 0                                                                # CutMix happened and was followed
+
+
 def test_zoom_crop_rescales_metric_labels_like_a_longer_lens() -> None:
     rgb = np.zeros((2, 32, 48, 3), np.uint8)
     depth = np.full((2, 32, 48), 2.0, np.float32)

@@ -34,6 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="with --init teacher: weight of a loss keeping the student's predictions on real images close to the "
                         "initial network's (learning without forgetting), so fine-tuning on a few rooms does not lose the "
                         "rest (default 0 = off; 1 weighs it as the label loss)")
+    p.add_argument("--keep-clean", action="store_true",
+                   help="with --keep: the initial network labels the clean view of each real sample (flip, crop and "
+                        "CutMix, no colour, blur or relighting), so the student learns to match it under those changes")
     p.add_argument("--relight", type=float, default=0.0, metavar="P",
                    help="share of training samples relit (exposure, light pools, shadows; clipped like a sensor), so "
                         "bright or dark regions are not read as far or near (default 0 = off)")
@@ -64,13 +67,15 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         raise ValueError(f"--size sides must be positive multiples of 32 (the network's stride), got {args.size}")
     if args.keep < 0:
         raise ValueError(f"--keep is a loss weight, ≥ 0; got {args.keep}")
+    if args.keep_clean and not args.keep > 0:
+        raise ValueError("--keep-clean changes what the keep loss sees: give it a weight too, e.g. --keep 1")
     if not 0 <= args.relight <= 1:
         raise ValueError(f"--relight is a probability in [0, 1]; got {args.relight}")
     if not 0 <= args.ema < 1:
         raise ValueError(f"--ema is a decay per step in [0, 1), e.g. 0.998; got {args.ema}")
     if args.steps <= 0 or args.batch <= 1:
         raise ValueError("--steps must be positive and --batch at least 2")
-    cfg = TrainConfig(out=args.out, train_dir=args.train_dir, teacher_card=args.teacher, init=args.init, freeze_encoder=args.freeze_encoder, keep=args.keep, relight=args.relight, ema=args.ema, steps=args.steps, batch=args.batch,
+    cfg = TrainConfig(out=args.out, train_dir=args.train_dir, teacher_card=args.teacher, init=args.init, freeze_encoder=args.freeze_encoder, keep=args.keep, keep_clean=args.keep_clean, relight=args.relight, ema=args.ema, steps=args.steps, batch=args.batch,
                       lr=args.lr if args.lr is not None else (3e-4 if args.init == "teacher" else 2e-3), width=width, height=height, synthetic=args.synthetic, seed=args.seed, threads=args.threads,
                       limit_real=args.limit, limit_unlabeled=args.limit, log_every=args.log_every)
     result = train(cfg, say=lambda line: print(line, file=sys.stderr, flush=True))

@@ -151,7 +151,7 @@ def relight(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def augment(rgb: np.ndarray, depth: np.ndarray, kind: np.ndarray, rng: np.random.Generator,
-            strong: bool = True, relight_p: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+            strong: bool = True, relight_p: float = 0.0, geometric: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A batch (B, H, W, 3) uint8 + (B, H, W) → augmented copies. Every sample: horizontal flip (p 0.5) and, with
     ``strong``, a random zoom-in crop (p 0.5, 60–100 % of the frame, resized back): new views from few images. A crop
     magnifies the image like a longer lens, so metric labels are multiplied by the crop fraction (depth at the
@@ -159,7 +159,11 @@ def augment(rgb: np.ndarray, depth: np.ndarray, kind: np.ndarray, rng: np.random
     Strong also (Depth Anything's student recipe, applied to teacher-labelled samples, and to half of the others):
     colour jitter (brightness, contrast, saturation, per-channel gain), Gaussian blur (p 0.3), CutMix with another
     sample of the same kind (p 0.5; the label box moves with the pixels). With ``relight_p`` > 0, that share of every
-    kind is also relit (``relight``: exposure, light pools and shadows; labels unchanged)."""
+    kind is also relit (``relight``: exposure, light pools and shadows; labels unchanged). ``geometric`` (same shape as
+    ``rgb``), when given, receives the same views without any photometric change — flip, crop and CutMix only — for
+    a teacher that should label what the student sees, but clean (Depth Anything's recipe); the random draws are the
+    same with or without it."""
+    source = rgb
     rgb = rgb.copy()
     depth = depth.copy()
     batch, height, width = depth.shape
@@ -174,6 +178,8 @@ def augment(rgb: np.ndarray, depth: np.ndarray, kind: np.ndarray, rng: np.random
             rgb[i] = cv2.resize(rgb[i, y0:y0 + ch, x0:x0 + cw], (width, height), interpolation=cv2.INTER_LINEAR)
             label = cv2.resize(depth[i, y0:y0 + ch, x0:x0 + cw], (width, height), interpolation=cv2.INTER_NEAREST)
             depth[i] = label * np.float32(fraction) if kind[i] == METRIC else label
+        if geometric is not None:
+            geometric[i] = rgb[i]
         if relight_p and rng.random() < relight_p:
             rgb[i] = relight(rgb[i], rng)
         if not strong or (kind[i] == METRIC and rng.random() < 0.5):
@@ -196,4 +202,6 @@ def augment(rgb: np.ndarray, depth: np.ndarray, kind: np.ndarray, rng: np.random
             y0, x0 = int(rng.integers(0, height - bh + 1)), int(rng.integers(0, width - bw + 1))
             rgb[i, y0:y0 + bh, x0:x0 + bw] = rgb[j, y0:y0 + bh, x0:x0 + bw]
             depth[i, y0:y0 + bh, x0:x0 + bw] = depth[j, y0:y0 + bh, x0:x0 + bw]
+            if geometric is not None:  # the partner's clean pixels: its clean view if done already, else its input
+                geometric[i, y0:y0 + bh, x0:x0 + bw] = (geometric[j] if j < i else source[j])[y0:y0 + bh, x0:x0 + bw]
     return rgb, depth

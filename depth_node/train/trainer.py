@@ -38,6 +38,7 @@ class TrainConfig:
     init: str = "scratch"        # "scratch": TinyDepthNet from random weights; "teacher": fine-tune the teacher's own network
     freeze_encoder: bool = False  # train the decoder only (keeps what a pretrained encoder learnt)
     keep: float = 0.0            # weight of the keep loss (real samples stay close to the initial network's prediction)
+    keep_clean: bool = False     # the keep targets from the photometrically clean view (flip, crop, CutMix only)
     relight: float = 0.0         # share of samples relit (data.relight): exposure, light pools, shadows
     ema: float = 0.0             # decay of an exponential moving average of the weights (0 = off); the average is validated and shipped
     steps: int = 3000
@@ -216,7 +217,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = print,
             depth.append(pool.depth[i])
             kind.append(pool.kind[i])
         kind_arr = np.array(kind, np.int8)
-        rgb_b, depth_b = augment(np.stack(rgb), np.stack(depth), kind_arr, rng, relight_p=cfg.relight)
+        clean = np.empty((len(picks), *rgb[0].shape), np.uint8) if anchor is not None and cfg.keep_clean else None
+        rgb_b, depth_b = augment(np.stack(rgb), np.stack(depth), kind_arr, rng, relight_p=cfg.relight, geometric=clean)
         lam = torch.tensor([LAMBDA_METRIC if k == METRIC else LAMBDA_RELATIVE for k in kind_arr])
         x = to_tensor(rgb_b)
         log_pred = model.log_depth(x)
@@ -224,8 +226,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = print,
         loss = silog_loss(log_pred, target, lam) + GRADIENT_WEIGHT * gradient_loss(log_pred, target)
         real_rows = torch.from_numpy(np.array([names[p] != "synthetic" for p in picks]))
         if anchor is not None and bool(real_rows.any()):
-            with torch.no_grad():
-                kept = anchor(x[real_rows])[:, 0]
+            with torch.no_grad():  # the initial network's view: what the student sees, or its clean version
+                kept = anchor(x[real_rows] if clean is None else to_tensor(clean[real_rows.numpy()]))[:, 0]
             kept_log = log_pred[real_rows]
             loss = loss + cfg.keep * (silog_loss(kept_log, kept, torch.ones(len(kept))) + GRADIENT_WEIGHT * gradient_loss(kept_log, kept))
         optimizer.zero_grad(set_to_none=True)
