@@ -165,8 +165,8 @@ def _parse_output(where: str, raw: Any) -> tuple[OutputSpec, int, int | None]:
     if isinstance(index, bool) or not isinstance(index, int) or index < 0:
         raise _fail(where, "output.index", f"must be a non-negative integer (got {index!r})")
     confidence_index = raw.get("confidence_index")
-    if confidence_index is not None and (isinstance(confidence_index, bool) or not isinstance(confidence_index, int)):
-        raise _fail(where, "output.confidence_index", f"must be an integer or null (got {confidence_index!r})")
+    if confidence_index is not None and (isinstance(confidence_index, bool) or not isinstance(confidence_index, int) or confidence_index < 0):
+        raise _fail(where, "output.confidence_index", f"must be a non-negative integer or null (got {confidence_index!r})")
     spec = OutputSpec(OutputSpace(space), Invariance(invariance), float(unit_scale))
     return spec, index, confidence_index
 

@@ -14,7 +14,7 @@ import numpy as np
 from depth_node.errors import ModelLoadError
 from depth_node.estimators.base import DepthEstimator, Prediction
 from depth_node.estimators.card import ModelCard
-from depth_node.estimators.output import as_image, prediction_values
+from depth_node.estimators.output import confidence_values, prediction_values
 from depth_node.estimators.preprocess import to_model_input
 
 # device name → execution providers to ask for, best first (CPU always last as the runtime's own fallback).
@@ -135,8 +135,4 @@ class OnnxEstimator(DepthEstimator):
 
     def _prediction(self, outputs: list[np.ndarray]) -> Prediction:
         values = prediction_values(outputs[self.card.output_index], self.card)
-        confidence = None
-        if self.card.confidence_index is not None:
-            confidence = as_image(outputs[self.card.confidence_index], f"{self.card.name} confidence output")
-            confidence = np.clip(confidence.astype(np.float32), 0.0, 1.0)
-        return Prediction(values, self.card.output, confidence)
+        return Prediction(values, self.card.output, confidence_values(outputs, self.card))

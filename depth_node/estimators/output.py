@@ -1,4 +1,5 @@
-"""A runtime's raw output array → prediction values: one image, float32, × the card's ``output.unit_scale``."""
+"""A runtime's raw output arrays → prediction values (one image, float32, × the card's ``output.unit_scale``) and,
+when the card names one, the model's own confidence (clipped to [0, 1])."""
 
 from __future__ import annotations
 
@@ -22,3 +23,13 @@ def prediction_values(raw: np.ndarray, card: ModelCard) -> np.ndarray:
     if card.output.unit_scale != 1.0:
         values = values * np.float32(card.output.unit_scale)
     return values
+
+
+def confidence_values(outputs: list[np.ndarray], card: ModelCard) -> np.ndarray | None:
+    """The confidence head's output of ``card``'s model as float32 (H, W) in [0, 1], or None when it has none."""
+    if card.confidence_index is None:
+        return None
+    if card.confidence_index >= len(outputs):
+        raise ModelLoadError(f"{card.name}: output.confidence_index {card.confidence_index} but the model has {len(outputs)} output(s)")
+    confidence = as_image(outputs[card.confidence_index], f"{card.name} confidence output")
+    return np.clip(confidence.astype(np.float32, copy=False), 0.0, 1.0)

@@ -12,7 +12,7 @@ from depth_node.backends.torch_backend import rules_to_tensor, torch_device
 from depth_node.errors import ModelLoadError
 from depth_node.estimators.base import DepthEstimator, Prediction
 from depth_node.estimators.card import ModelCard
-from depth_node.estimators.output import prediction_values
+from depth_node.estimators.output import confidence_values, prediction_values
 
 
 class TensorrtEstimator(DepthEstimator):
@@ -49,5 +49,6 @@ class TensorrtEstimator(DepthEstimator):
 
     def infer(self, model_input: Any) -> Prediction:
         outputs = self.runner(model_input)
-        values = prediction_values(outputs[self.card.output_index].float().cpu().numpy(), self.card)
-        return Prediction(values, self.card.output)
+        wanted = {self.card.output_index, self.card.confidence_index}  # copy to the host only what is read
+        arrays = [output.float().cpu().numpy() if n in wanted else np.empty(0, np.float32) for n, output in enumerate(outputs)]
+        return Prediction(prediction_values(arrays[self.card.output_index], self.card), self.card.output, confidence_values(arrays, self.card))
