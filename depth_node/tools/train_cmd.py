@@ -54,6 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-every", type=int, default=100, help="steps between loss/validation lines (default 100)")
     p.add_argument("--limit", type=int, default=0, help="use at most this many real and unlabelled frames (smoke tests)")
     p.set_defaults(func=run)
+    add_confidence_parser(sub)
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
@@ -83,4 +84,58 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     print(f"trained in {result.seconds / 60:.1f} min; ONNX matches torch within {result.onnx_max_rel_diff:.1e}; "
           f"final loss {final.get('loss', float('nan')):.4f}")
     print(f"wrote {args.out}/model.onnx, card.yaml, model.safetensors, train_log.csv, loss.png")
+    return 0
+
+
+CONFIDENCE_EPILOG = """examples:
+  depth-node train-confidence out/conf --model models/default.yaml      # the shipped head (about 14 min on 2 CPU cores)
+  depth-node train-confidence out/conf_t6 --model out/t6/card.yaml --steps 300 --synthetic 100   # a quick look
+then: depth-node eval BAG -p model_card:=out/conf/card.yaml   (the report's sparsification plot and AUSE)
+the depth output is the input model's, unchanged (checked); rgbd_dev is never read"""
+
+
+def add_confidence_parser(sub: argparse._SubParsersAction) -> None:
+    from depth_node.train import confidence_trainer
+
+    p = sub.add_parser("train-confidence", help="train a confidence head for a model made by depth-node train",
+                       description=confidence_trainer.__doc__.split(":", 1)[1].strip(), epilog=CONFIDENCE_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out", type=Path, help="output folder")
+    p.add_argument("--model", type=Path, default=Path("models/default.yaml"),
+                   help="card of a model written by depth-node train, with its .safetensors beside the ONNX file "
+                        "(default: models/default.yaml)")
+    p.add_argument("--train-dir", type=Path, default=Path("../shared/data/train"),
+                   help="folder with index.csv, as ../shared/data/train (default)")
+    p.add_argument("--steps", type=int, default=1200, help="optimizer steps (default 1200)")
+    p.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3; warm-up then cosine decay)")
+    p.add_argument("--synthetic", type=int, default=800, help="synthetic frames to render, of seeds the depth training never used (default 800)")
+    p.add_argument("--relight", type=float, default=0.5, metavar="P", help="share of samples relit, as in depth-node train (default 0.5)")
+    p.add_argument("--target", choices=("metric", "scale", "affine"), default="affine",
+                   help="the error the head learns to expect: of the depth as published (metric), after a per-image scale "
+                        "(scale) or after a per-image least-squares scale and shift, the evaluation's aligned AbsRel (affine, default)")
+    p.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: all cores)")
+    p.add_argument("--log-every", type=int, default=100, help="steps between loss/validation lines (default 100)")
+    p.add_argument("--limit", type=int, default=0, help="use at most this many real frames (smoke tests)")
+    p.set_defaults(func=run_confidence)
+
+
+def run_confidence(args: argparse.Namespace, ros_args: list[str]) -> int:
+    from depth_node.train.confidence_trainer import ConfidenceTrainConfig, train_confidence
+
+    if args.steps <= 0 or args.batch <= 1:
+        raise ValueError("--steps must be positive and --batch at least 2")
+    if not 0 <= args.relight <= 1:
+        raise ValueError(f"--relight is a probability in [0, 1]; got {args.relight}")
+    if not args.model.is_file():
+        raise FileNotFoundError(f"--model {args.model}: no such card (a card written by depth-node train, e.g. models/default.yaml)")
+    cfg = ConfidenceTrainConfig(out=args.out, model_card=args.model, train_dir=args.train_dir, steps=args.steps, batch=args.batch,
+                                lr=args.lr, synthetic=args.synthetic, relight=args.relight, target=args.target, seed=args.seed, threads=args.threads,
+                                limit_real=args.limit, log_every=args.log_every)
+    result = train_confidence(cfg, say=lambda line: print(line, file=sys.stderr, flush=True))
+    final = result.log[-1] if result.log else {}
+    print(f"trained in {result.seconds / 60:.1f} min; depth output matches the input model within {result.depth_max_rel_diff:.1e}; "
+          f"final loss {final.get('loss', float('nan')):.4f}")
+    print(f"wrote {args.out}/model.onnx, card.yaml, confidence_head.safetensors, confidence_log.csv")
     return 0
