@@ -13,7 +13,8 @@ pipeline: per-frame milliseconds of DepthPipeline.process (640×480 input, defau
           are the alignment and smoothing overheads.
 confidence: sparsification AUSE of each confidence source vs a random ordering, on synthetic rooms with exact
           depth, (--set real) the real TUM validation frames of data/train or (--set rgbd_dev) the real indoor
-          frames of rgbd_dev (default model), scale+shift aligned and as published.
+          frames of rgbd_dev (default model, or --model CARD), scale+shift aligned and as published. The single-pass
+          row is the model's own confidence head when its card has one, else the gradient heuristic.
 temporal: scale flicker (mean |Δ ln s|, s = least-squares scale to the exact depth) and AbsRel with temporal
           smoothing off and on, on synthetic moving-camera rooms and corridors (default model).
 
@@ -23,6 +24,7 @@ temporal: scale flicker (mean |Δ ln s|, s = least-squares scale to the exact de
     .venv/bin/python benchmarks/bench_ensemble.py confidence --frames 6 --seed 555
     .venv/bin/python benchmarks/bench_ensemble.py confidence --set real
     .venv/bin/python benchmarks/bench_ensemble.py confidence --set rgbd_dev
+    .venv/bin/python benchmarks/bench_ensemble.py confidence --set rgbd_dev --model out/t6/card.yaml   (another card)
     .venv/bin/python benchmarks/bench_ensemble.py temporal --frames 24 --seed 77
 """
 
@@ -153,11 +155,12 @@ def bench_confidence(args: argparse.Namespace) -> None:
         rgbd_dev = REPO.parent / "shared" / "data" / "rgbd_dev"
         frames = [(f.rgb, f.depth_m, f.camera) for f in rgbd_dev_frames(rgbd_dev, include_synthetic=False, scene="indoor")]
         what = f"{len(frames)} real indoor frames of rgbd_dev (measurement set)"
-    estimator = load_estimator(REPO / "models" / "default.yaml")
+    estimator = load_estimator(args.model)
+    single = "learnt head (single pass)" if estimator.card.confidence_index is not None else "gradient heuristic"
     limit = 10.0 if args.set == "rgbd_dev" else 20.0
     print(f"AUSE of AbsRel (lower is better) vs a random ordering; {what}")
     print(f"{'confidence':<34}{'aligned':>9}{'random':>9}{'metric':>9}{'random':>9}")
-    for label, config in (("gradient heuristic", PipelineConfig()), ("flip disagreement (confidence_tta)", PipelineConfig(confidence_tta=True)),
+    for label, config in ((single, PipelineConfig()), ("flip disagreement (confidence_tta)", PipelineConfig(confidence_tta=True)),
                           ("ensemble spread, 2 members (flip)", PipelineConfig(ensemble_size=2)),
                           ("ensemble spread, 4 members", PipelineConfig(ensemble_size=4)), ("ensemble spread, 6 members", PipelineConfig(ensemble_size=6))):
         cells = []
@@ -230,6 +233,8 @@ def main() -> int:
             extra.add_argument("--set", choices=("synthetic", "real", "rgbd_dev"), default="synthetic",
                                help="rendered rooms (exact depth), the real TUM validation frames of data/train, or the "
                                     "real indoor frames of rgbd_dev (measurement only)")
+            extra.add_argument("--model", type=Path, default=REPO / "models" / "default.yaml",
+                               help="model card (default: models/default.yaml; its single-pass confidence is its head if it has one)")
     args = parser.parse_args()
     {"align": bench_align, "pipeline": bench_pipeline, "confidence": bench_confidence, "temporal": bench_temporal}[args.part](args)
     return 0

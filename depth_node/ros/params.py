@@ -72,7 +72,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("scale.outlier_log", 0.2, "A fit whose |ln(new/tracked scale)| exceeds this is rejected as an outlier ...", range=(0.001, 10.0)),
     ParamSpec("scale.accept_after", 3, "... unless this many consecutive fits agree on the jump (the scene or mount changed).", range=(1, 100)),
     ParamSpec("scale.min_quality", 0.3, "Fits with a lower inlier ratio are ignored (the last good scale is held).", range=(0.0, 1.0)),
-    ParamSpec("confidence_gradient_scale", 0.05, "Relative depth change per pixel at which the single-pass confidence is 0.5.", range=(1e-4, 10.0)),
+    ParamSpec("confidence_gradient_scale", 0.05, "Relative depth change per pixel at which the gradient-heuristic confidence (single pass of a model without a confidence head) is 0.5.", range=(1e-4, 10.0)),
     ParamSpec("confidence_threshold", 0.0, "Pixels with confidence below this become invalid in depth and cloud (0 = keep all).", range=(0.0, 1.0)),
     ParamSpec("ensemble_size", 1, "Passes per frame, aligned and reduced in the model's output space (1 = off); the spread becomes the confidence.", range=(1, 32)),
     ParamSpec("ensemble_members", "auto", "Ensemble members: noise (seeds of a stochastic model), tta (flip, tta_scales), auto (noise for stochastic models, tta otherwise).", choices=("auto", "noise", "tta")),
