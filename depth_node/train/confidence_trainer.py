@@ -10,7 +10,6 @@ weights are the ``.safetensors`` beside the ONNX file), freezes that network and
 from __future__ import annotations
 
 import math
-import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -142,22 +141,13 @@ def train_confidence(cfg: ConfidenceTrainConfig, say: Callable[[str], None] = pr
 
     from depth_node.tools.progress import ProgressBar
     from depth_node.train.confidence_head import ConfidenceHead, aligned_log_residual, laplace_nll
-    from depth_node.train.trainer import _write_log, to_tensor
+    from depth_node.train.trainer import _write_log, source_pools, start_run, to_tensor, warmup_cosine
 
-    cfg.out = Path(cfg.out)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    rng = np.random.default_rng(cfg.seed)
+    cfg.out, rng = start_run(cfg.out, cfg.seed, cfg.threads)
     depth_model, card = load_depth_network(cfg.model_card)
     width, height = int(card["training"].get("width", 256)), int(card["training"].get("height", 192))
     sources, validation = data or build_data(cfg, width, height, say)
-    pools = {k: v for k, v in sources.items() if len(v)}
-    if not pools:
-        raise ValueError("no training data: check --train-dir")
-    names = list(pools)
-    weights = np.array([SOURCE_WEIGHTS[k] for k in names])
-    weights /= weights.sum()
+    names, pools, weights = source_pools(sources, SOURCE_WEIGHTS)
     head = ConfidenceHead().train()
     say(f"confidence head: {sum(p.numel() for p in head.parameters()):,} parameters beside the frozen "
         f"{card.get('name', 'model')}; {cfg.steps} steps of {cfg.batch} at {width}x{height}")
@@ -166,9 +156,7 @@ def train_confidence(cfg: ConfidenceTrainConfig, say: Callable[[str], None] = pr
         result.initial = validate(depth_model, head, validation, cfg.target)
         say("  before training: " + ", ".join(f"{k} {v:.4g}" for k, v in result.initial.items()))
     optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warmup = max(1, cfg.steps // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, 0.01 + 0.99 * 0.5 * (
-        1 + math.cos(math.pi * min(1.0, max(0, s - warmup) / max(1, cfg.steps - warmup))))))
+    schedule = warmup_cosine(optimizer, cfg.steps)
     start = time.perf_counter()
     progress = ProgressBar("training the confidence head")
     running: list[float] = []

@@ -153,6 +153,35 @@ def validate(model: Any, sets: dict[str, Samples]) -> dict[str, float]:
     return out
 
 
+def start_run(out: Path, seed: int, threads: int) -> tuple[Path, np.random.Generator]:
+    """Create ``out``, seed torch, set its CPU threads (0 = all cores); the run's numpy generator."""
+    import torch
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    return out, np.random.default_rng(seed)
+
+
+def source_pools(sources: dict[str, Samples], shares: dict[str, float]) -> tuple[list[str], dict[str, Samples], np.ndarray]:
+    """The non-empty sources, their names in order and the probability of drawing each (``shares`` normalized)."""
+    pools = {k: v for k, v in sources.items() if len(v)}
+    if not pools:
+        raise ValueError("no training data: check --train-dir")
+    weights = np.array([shares[k] for k in pools])
+    return list(pools), pools, weights / weights.sum()
+
+
+def warmup_cosine(optimizer: Any, steps: int) -> Any:
+    """Linear warm-up over 5 % of the steps, then cosine decay to 1 % of the peak learning rate."""
+    import torch
+
+    warmup = max(1, steps // 20)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, 0.01 + 0.99 * 0.5 * (
+        1 + math.cos(math.pi * min(1.0, max(0, s - warmup) / max(1, steps - warmup))))))
+
+
 def train(cfg: TrainConfig, say: Callable[[str], None] = print,
           data: tuple[dict[str, Samples], dict[str, Samples]] | None = None) -> TrainResult:
     import torch
@@ -161,17 +190,9 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = print,
     from depth_node.train.losses import GRADIENT_WEIGHT, LAMBDA_METRIC, LAMBDA_RELATIVE, gradient_loss, silog_loss
     from depth_node.train.network import parameter_count
 
-    cfg.out = Path(cfg.out)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    rng = np.random.default_rng(cfg.seed)
+    cfg.out, rng = start_run(cfg.out, cfg.seed, cfg.threads)
     sources, validation = data or build_data(cfg, say)
-    pools = {k: v for k, v in sources.items() if len(v)}
-    if not pools:
-        raise ValueError("no training data: check --train-dir")
-    weights = np.array([SOURCE_WEIGHTS[k] for k in pools])
-    weights /= weights.sum()
+    names, pools, weights = source_pools(sources, SOURCE_WEIGHTS)
     model = build_student(cfg)
     say(f"{type(model).__name__}: {parameter_count(model):,} parameters; {cfg.steps} steps of {cfg.batch} at {cfg.width}x{cfg.height}")
     result = TrainResult(cfg.out)
@@ -192,9 +213,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = print,
     trainable = [p for p in model.parameters() if p.requires_grad]
     say(f"training {sum(p.numel() for p in trainable):,} of {parameter_count(model):,} parameters")
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warmup = max(1, cfg.steps // 20)  # linear warm-up over 5 % of the steps, then cosine decay to 1 % of the peak
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warmup, 0.01 + 0.99 * 0.5 * (
-        1 + math.cos(math.pi * min(1.0, max(0, s - warmup) / max(1, cfg.steps - warmup))))))
+    schedule = warmup_cosine(optimizer, cfg.steps)
     # Polyak averaging: the weights of single steps wander (the unseen-scene validation moves by ±0.03 between
     # logged steps); their moving average is a flatter, steadier solution and costs one extra copy of the weights
     average = None
@@ -206,7 +225,6 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = print,
     start = time.perf_counter()
     progress = ProgressBar("training")
     running: list[float] = []
-    names = list(pools)
     for step in range(1, cfg.steps + 1):
         picks = rng.choice(len(names), size=cfg.batch, p=weights)
         rgb, depth, kind = [], [], []
