@@ -79,7 +79,7 @@ def load_depth_network(card_path: Path) -> tuple[Any, dict[str, Any]]:
     return network.eval().requires_grad_(False), card
 
 
-def validate(depth_model: Any, head: Any, sets: dict[str, Samples], target: str = "scale") -> dict[str, float]:
+def validate(depth_model: Any, head: Any, sets: dict[str, Samples], target: str = "affine") -> dict[str, float]:
     """Per set: Laplace NLL of the ``target`` residual, and for each target's error (AbsRel of the prediction as
     published, scale-aligned and scale+shift-aligned) the AUSE of the head's ranking and of a random order, means
     over frames."""
