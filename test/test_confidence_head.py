@@ -145,3 +145,30 @@ def test_the_card_and_the_model_must_agree_on_the_confidence_output(smoke_model:
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(ModelLoadError, match="confidence_index 1 but the model has 1 output"):
         load_estimator(tmp_path / "bad.yaml").predict(np.zeros((64, 64, 3), np.uint8))
+
+
+TRAIN_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "train"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(not (TRAIN_DIR / "index.csv").is_file(), reason=f"{TRAIN_DIR} is not present")
+def test_train_confidence_command_on_the_shipped_default(tmp_path: Path) -> None:
+    """The command as documented, on the shipped card (its network rebuilt from the teacher's TFLite graph and the
+    .safetensors beside the ONNX file) and the shared training data, two steps: a head beside the same depth."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "depth_node.tools.cli", "train-confidence", str(tmp_path / "out"), "--model",
+                          str(REPO / "models" / "default.yaml"), "--train-dir", str(TRAIN_DIR), "--steps", "2", "--synthetic", "4",
+                          "--limit", "4", "--log-every", "2", "--threads", "2"], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "depth output matches the input model within" in run.stdout
+    card = yaml.safe_load((tmp_path / "out" / "card.yaml").read_text())
+    assert card["output"]["confidence_index"] == 1 and card["confidence_training"]["target"] == "affine"
+    assert card["training"] == yaml.safe_load((REPO / "models" / "default.yaml").read_text())["training"]  # the depth recipe kept
+    rgb = np.random.default_rng(0).integers(0, 255, (192, 256, 3), dtype=np.uint8)
+    np.testing.assert_allclose(load_estimator(tmp_path / "out" / "card.yaml").predict(rgb).values,
+                               load_estimator(REPO / "models" / "default.yaml").predict(rgb).values, rtol=1e-5)
+    bad = subprocess.run([sys.executable, "-m", "depth_node.tools.cli", "train-confidence", str(tmp_path / "x"), "--model",
+                          str(tmp_path / "missing.yaml")], capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "no such card" in bad.stderr
