@@ -12,8 +12,8 @@ it (``aligned_log_residual``: as published, after a per-image scale, or after a 
 depth of freshly rendered scenes (other seeds than the depth training's) and the real RGB-D frames of the
 training split, under the depth training's augmentations; never rgbd_dev.
 
-Output: :class:`DepthWithConfidence` exports one ONNX graph with two outputs, ``depth`` (metres, bit-for-bit the
-depth network's) and ``confidence`` = 1 / (1 + (b / b₀)²) = sigmoid(2 (ln b₀ − ln b)), b₀ = 0.05 — the same
+Output: :class:`DepthWithConfidence` exports one ONNX graph with two outputs, ``depth`` (metres, the same computation
+as the depth network's) and ``confidence`` = 1 / (1 + (b / b₀)²) = sigmoid(2 (ln b₀ − ln b)), b₀ = 0.05 — the same
 mapping as the ensemble spread's (a 5 % expected error gives 0.5). Its card sets ``output.confidence_index: 1``,
 which the pipeline publishes as the model's own confidence head.
 """

@@ -3,7 +3,7 @@
 Reads a model card written by ``depth-node train`` (its ``training`` section says how to rebuild the network; its
 weights are the ``.safetensors`` beside the ONNX file), freezes that network and trains a
 :class:`~depth_node.train.confidence_head.ConfidenceHead` on its errors. Writes into ``out``: ``model.onnx``
-(depth, bit-for-bit the input model's, + confidence), ``card.yaml`` (the input card with
+(depth, the input model's within 1e-4 relative — checked — + confidence), ``card.yaml`` (the input card with
 ``output.confidence_index: 1`` and the recipe), ``confidence_head.safetensors``, ``confidence_log.csv``.
 """
 
