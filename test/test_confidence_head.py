@@ -18,7 +18,7 @@ from depth_node.errors import ModelLoadError
 from depth_node.estimators import load_estimator
 from depth_node.estimators.card import load_card
 from depth_node.train.confidence_head import REFERENCE_ERROR, ConfidenceHead, DepthWithConfidence, aligned_log_residual, laplace_nll
-from depth_node.train.confidence_trainer import ConfidenceTrainConfig, load_depth_network, train_confidence
+from depth_node.train.confidence_trainer import ConfidenceTrainConfig, load_depth_network, scene_seeds, train_confidence
 from depth_node.train.data import Samples, synthetic
 from depth_node.train.trainer import TrainConfig, train
 
@@ -88,6 +88,15 @@ def smoke_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = TrainConfig(out=out, train_dir=out, steps=60, batch=4, lr=3e-3, width=64, height=64, seed=0, threads=2, log_every=60)
     train(cfg, say=lambda line: None, data=({"real": empty, "teacher": empty, "synthetic": frames}, {}))
     return out / "card.yaml"
+
+
+def test_no_run_validates_on_scenes_another_seed_trains_on() -> None:
+    seeds = range(10)
+    training = {scene_seeds(seed)[0] for seed in seeds}
+    validation = {scene_seeds(seed)[1] for seed in seeds}
+    depth_training = {s for seed in seeds for s in (seed, seed + 1_000_003)}  # trainer.py's render seeds
+    assert not training & validation
+    assert not (training | validation) & depth_training
 
 
 def test_the_head_learns_where_the_frozen_network_errs(smoke_model: Path, tmp_path: Path) -> None:

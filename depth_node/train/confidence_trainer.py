@@ -24,6 +24,15 @@ from depth_node.train.data import Samples, augment, real_rgbd, synthetic
 # the depth training renders with its seed and seed + 1_000_003; the head's scenes come from elsewhere, so the
 # depth network's errors on them are the errors of scenes it has never seen
 SYNTHETIC_SEED_OFFSET = 7_000_001
+# validation scenes a further offset away: with + 1, seed k's validation scenes were seed k + 1's training scenes
+VALIDATION_SEED_OFFSET = 1_000_003
+
+
+def scene_seeds(seed: int) -> tuple[int, int]:
+    """(training, validation) seeds of the head's rendered scenes for a run of ``seed``."""
+    return seed + SYNTHETIC_SEED_OFFSET, seed + SYNTHETIC_SEED_OFFSET + VALIDATION_SEED_OFFSET
+
+
 SOURCE_WEIGHTS = {"real": 0.4, "synthetic": 0.6}
 
 
@@ -126,10 +135,10 @@ def build_data(cfg: ConfidenceTrainConfig, width: int, height: int,
 
     say(f"loading real RGB-D frames from {cfg.train_dir} …")
     real = real_rgbd(cfg.train_dir, width, height, limit=cfg.limit_real)
-    seed = cfg.seed + SYNTHETIC_SEED_OFFSET
-    synth = synthetic(cfg.synthetic, width, height, seed, ProgressBar("rendering synthetic scenes"))
+    train_seed, validation_seed = scene_seeds(cfg.seed)
+    synth = synthetic(cfg.synthetic, width, height, train_seed, ProgressBar("rendering synthetic scenes"))
     validation = {name: real_rgbd(cfg.train_dir, width, height, validation=name) for name in ("real", "real_new_scene")}
-    validation["synthetic"] = synthetic(cfg.validation_synthetic, width, height, seed + 1)
+    validation["synthetic"] = synthetic(cfg.validation_synthetic, width, height, validation_seed)
     say(f"training samples: {len(real)} real RGB-D, {len(synth)} synthetic; validation: "
         + ", ".join(f"{len(v)} {k}" for k, v in validation.items()))
     return {"real": real, "synthetic": synth}, validation
