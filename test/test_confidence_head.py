@@ -174,7 +174,12 @@ def test_train_confidence_command_on_the_shipped_default(tmp_path: Path) -> None
     assert "depth output matches the input model within" in run.stdout
     card = yaml.safe_load((tmp_path / "out" / "card.yaml").read_text())
     assert card["output"]["confidence_index"] == 1 and card["confidence_training"]["target"] == "affine"
-    assert card["training"] == yaml.safe_load((REPO / "models" / "default.yaml").read_text())["training"]  # the depth recipe kept
+    shipped = yaml.safe_load((REPO / "models" / "default.yaml").read_text())
+    assert card["training"] == shipped["training"]  # the depth recipe kept
+    # the shipped card already has a head: its sentence is replaced, not repeated, and its head's numbers dropped
+    assert card["description"].count("Confidence (second output)") == 1
+    assert "confidence_head_ause" in shipped["measured"] and "confidence_head_ause" not in card["measured"]
+    assert card["measured"]["rgbd_dev_real_indoor"] == shipped["measured"]["rgbd_dev_real_indoor"]
     rgb = np.random.default_rng(0).integers(0, 255, (192, 256, 3), dtype=np.uint8)
     np.testing.assert_allclose(load_estimator(tmp_path / "out" / "card.yaml").predict(rgb).values,
                                load_estimator(REPO / "models" / "default.yaml").predict(rgb).values, rtol=1e-5)

@@ -34,6 +34,7 @@ def scene_seeds(seed: int) -> tuple[int, int]:
 
 
 SOURCE_WEIGHTS = {"real": 0.4, "synthetic": 0.6}
+HEAD_SENTENCE = "Confidence (second output):"
 
 
 @dataclass
@@ -210,8 +211,12 @@ def _save(depth_model: Any, head: Any, card: dict[str, Any], cfg: ConfidenceTrai
     out_card["weights"] = "model.onnx"
     judged = {"metric": "of the depth as published", "scale": "after a per-image scale",
               "affine": "after a per-image least-squares scale and shift"}[cfg.target]
-    out_card["description"] = (str(card.get("description", "")).rstrip() + (
-        f" Confidence (second output): a learnt head (`depth-node train-confidence`) predicts each pixel's expected "
+    # a card that already has a head (the shipped default) is retrained: its head's sentence and numbers go
+    description = str(card.get("description", "")).split(HEAD_SENTENCE)[0].rstrip()
+    if "measured" in card:
+        out_card["measured"] = {k: v for k, v in card["measured"].items() if k != "confidence_head_ause"}
+    out_card["description"] = (description + (
+        f" {HEAD_SENTENCE} a learnt head (`depth-node train-confidence`) predicts each pixel's expected "
         f"relative depth error b {judged}; confidence = 1 / (1 + (b / {REFERENCE_ERROR})^2)."))
     out_card["output"] = {**card.get("output", {}), "confidence_index": 1}
     out_card["confidence_training"] = {
