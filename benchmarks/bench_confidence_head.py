@@ -6,7 +6,9 @@ other the gradient heuristic), the AbsRel per pixel of the depth as published (m
 per-image median scale in log (scale) and after the evaluation's least-squares scale and shift (affine), and the
 sparsification AUSE of the confidence ranking and of a random order. Mean over frames; "ok" = below random.
 Sets: rendered rooms of seeds 555 and 4242 (--frames each), the TUM validation frames and the held-out cabinet
-scene of data/train, and the real indoor frames of rgbd_dev (measurement only, GT ≤ 10 m).
+scene of data/train, and the real indoor frames of rgbd_dev (measurement only, GT ≤ 10 m). Last column: the median
+error b the confidence stands for (b = 0.05·√(1/c − 1), the head's mapping inverted) against the set's mean aligned
+AbsRel — calibration, meaningful for a head only.
 
     .venv/bin/python benchmarks/bench_confidence_head.py models/default.yaml
     .venv/bin/python benchmarks/bench_confidence_head.py out/conf/card.yaml --frames 24
@@ -36,6 +38,7 @@ def main() -> int:
     from depth_node.estimators import load_estimator
     from depth_node.eval.datasets import rgbd_dev_frames
     from depth_node.eval.metrics import EvalRange, apply_fit, ause, evaluation_mask, fit, sparsification_curves
+    from depth_node.train.confidence_head import REFERENCE_ERROR
     from depth_node.train.data import real_rgbd, synthetic
 
     camera = PinholeCamera(256, 192, 207.0, 207.0, 127.5, 95.5)  # rendered at Kinect intrinsics × 0.4, as TUM is
@@ -51,10 +54,12 @@ def main() -> int:
     pipeline = DepthPipeline(load_estimator(args.card), PipelineConfig())
     kinds = ("metric", "scale", "affine")
     print(f"AUSE of AbsRel, confidence / random; {args.card}")
-    print(f"{'set':<20}" + "".join(f"{k:>20}" for k in kinds))
+    print(f"{'set':<20}" + "".join(f"{k:>20}" for k in kinds) + f"{'median b / AbsRel':>20}")
     for name, frames in sets.items():
         ours: dict[str, list[float]] = {k: [] for k in kinds}
         random: dict[str, list[float]] = {k: [] for k in kinds}
+        implied_b: list[np.ndarray] = []
+        aligned_abs_rel: list[float] = []
         for rgb, gt, frame_camera, limit in frames:
             result = pipeline.process(rgb, frame_camera, points=False)
             mask = evaluation_mask(gt, EvalRange(0.1, limit)) & np.isfinite(result.depth_m) & (result.depth_m > 0)
@@ -68,8 +73,12 @@ def main() -> int:
                 by_confidence, oracle = sparsification_curves(error, result.confidence[mask])
                 ours[kind].append(ause(by_confidence, oracle))
                 random[kind].append(ause(np.full_like(oracle, by_confidence[0]), oracle))
+            aligned_abs_rel.append(float(errors["affine"].mean()))
+            confidence = np.clip(result.confidence[mask].astype(np.float64), 1e-6, 1.0)
+            implied_b.append(REFERENCE_ERROR * np.sqrt(1.0 / confidence - 1.0))
         print(f"{name:<20}" + "".join(f"{np.mean(ours[k]):9.3f} /{np.mean(random[k]):6.3f}{' ok' if np.mean(ours[k]) < np.mean(random[k]) else ' --'}"
-                                      for k in kinds))
+                                      for k in kinds)
+              + f"{np.median(np.concatenate(implied_b)):11.3f} /{np.mean(aligned_abs_rel):6.3f}")
     return 0
 
 
