@@ -60,9 +60,22 @@ def _label(image: np.ndarray, text: str) -> np.ndarray:
     return out
 
 
+def confidence_grey(confidence: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """uint8 grey of a [0, 1] confidence, stretched to its 2–98 % range (a learnt head publishes mostly 0.02–0.3 on
+    real rooms, which on a 0–1 scale is a black picture); a confidence that barely varies is shown on 0–1. NaN →
+    black. Returns (grey, lo, hi): the values that map to black and white."""
+    finite = confidence[np.isfinite(confidence)]
+    lo, hi = (float(v) for v in np.percentile(finite, [2.0, 98.0])) if finite.size else (0.0, 1.0)
+    if hi - lo < 0.02:
+        lo, hi = 0.0, 1.0
+    grey = np.clip((np.nan_to_num(confidence, nan=lo) - lo) / (hi - lo), 0.0, 1.0) * 255.0
+    return np.where(np.isfinite(confidence), grey, 0.0).astype(np.uint8), lo, hi
+
+
 def four_panel(rgb: np.ndarray, depth_m: np.ndarray, confidence: np.ndarray | None, points: np.ndarray | None,
                panel_height: int = 240) -> np.ndarray:
-    """uint8 RGB strip: RGB | depth (turbo, 2–98 % range, black = invalid) | confidence (0 black … 1 white) | cloud."""
+    """uint8 RGB strip: RGB | depth (turbo, 2–98 % range, black = invalid) | confidence (grey, its 2–98 % range
+    black … white, the range in the label; black = NaN) | cloud."""
     width = int(round(rgb.shape[1] * panel_height / rgb.shape[0]))
 
     def fit(image: np.ndarray, nearest: bool = False) -> np.ndarray:
@@ -71,8 +84,8 @@ def four_panel(rgb: np.ndarray, depth_m: np.ndarray, confidence: np.ndarray | No
     lo, hi = display_range(depth_m)
     panels = [_label(fit(rgb), "RGB"), _label(fit(colorize_depth(depth_m, lo, hi), True), f"depth {lo:.1f}-{hi:.1f} m")]
     if confidence is not None:
-        grey = (np.clip(np.nan_to_num(confidence), 0, 1) * 255).astype(np.uint8)
-        panels.append(_label(fit(cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)), "confidence"))
+        grey, c_lo, c_hi = confidence_grey(confidence)
+        panels.append(_label(fit(cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)), f"confidence {c_lo:.2f}-{c_hi:.2f}"))
     if points is not None:
         panels.append(_label(cloud_view(points, width, panel_height), "point cloud (side view)"))
     return np.concatenate(panels, axis=1)
