@@ -37,8 +37,8 @@ def main() -> int:
     from depth_node.core.pipeline import DepthPipeline, PipelineConfig
     from depth_node.estimators import load_estimator
     from depth_node.eval.datasets import rgbd_dev_frames
-    from depth_node.eval.metrics import EvalRange, apply_fit, ause, evaluation_mask, fit, sparsification_curves
-    from depth_node.train.confidence_head import REFERENCE_ERROR
+    from depth_node.eval.metrics import EvalRange, apply_fit, evaluation_mask, fit
+    from depth_node.train.confidence_head import REFERENCE_ERROR, ranking_ause
     from depth_node.train.data import real_rgbd, synthetic
 
     camera = PinholeCamera(256, 192, 207.0, 207.0, 127.5, 95.5)  # rendered at Kinect intrinsics × 0.4, as TUM is
@@ -70,9 +70,9 @@ def main() -> int:
             errors = {"metric": np.abs(p - g) / g, "scale": np.abs(np.expm1(log_ratio - np.median(log_ratio))),
                       "affine": np.abs(apply_fit(p, "affine", fit(p, g, "affine")) - g) / g}
             for kind, error in errors.items():
-                by_confidence, oracle = sparsification_curves(error, result.confidence[mask])
-                ours[kind].append(ause(by_confidence, oracle))
-                random[kind].append(ause(np.full_like(oracle, by_confidence[0]), oracle))
+                ause_ours, ause_random = ranking_ause(error, result.confidence[mask])
+                ours[kind].append(ause_ours)
+                random[kind].append(ause_random)
             aligned_abs_rel.append(float(errors["affine"].mean()))
             confidence = np.clip(result.confidence[mask].astype(np.float64), 1e-6, 1.0)
             implied_b.append(REFERENCE_ERROR * np.sqrt(1.0 / confidence - 1.0))

@@ -137,7 +137,7 @@ def bench_confidence(args: argparse.Namespace) -> None:
     from depth_node.core.camera import PinholeCamera
     from depth_node.core.pipeline import DepthPipeline, PipelineConfig
     from depth_node.estimators import load_estimator
-    from depth_node.eval.metrics import EvalRange, ause, score_frame
+    from depth_node.eval.metrics import EvalRange, ause, random_order_ause, score_frame
     from depth_node.train.data import real_rgbd, synthetic
 
     camera = PinholeCamera(256, 192, 207.0, 207.0, 127.5, 95.5)  # rendered at Kinect intrinsics × 0.4, as TUM is
@@ -173,7 +173,7 @@ def bench_confidence(args: argparse.Namespace) -> None:
                                      sparsification_mode=mode).sparsification
                 by_confidence, oracle = curves
                 ours.append(ause(by_confidence, oracle))
-                random.append(ause(np.full_like(oracle, by_confidence[0]), oracle))  # a random ordering keeps the mean
+                random.append(random_order_ause(by_confidence, oracle))
             cells += [np.mean(ours), np.mean(random)]
         print(f"{label:<34}" + "".join(f"{v:9.4f}" for v in cells))
 

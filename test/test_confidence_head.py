@@ -20,7 +20,7 @@ from depth_node.estimators.card import load_card
 from depth_node.train.confidence_head import REFERENCE_ERROR, ConfidenceHead, DepthWithConfidence, aligned_log_residual, laplace_nll
 from depth_node.train.confidence_trainer import ConfidenceTrainConfig, load_depth_network, scene_seeds, train_confidence
 from depth_node.train.data import Samples, synthetic
-from depth_node.train.trainer import TrainConfig, train
+from depth_node.train.trainer import VALIDATION_SEED_OFFSET, TrainConfig, train
 
 
 def test_the_residual_ignores_a_global_scale_and_unlabelled_pixels() -> None:
@@ -94,7 +94,7 @@ def test_no_run_validates_on_scenes_another_seed_trains_on() -> None:
     seeds = range(10)
     training = {scene_seeds(seed)[0] for seed in seeds}
     validation = {scene_seeds(seed)[1] for seed in seeds}
-    depth_training = {s for seed in seeds for s in (seed, seed + 1_000_003)}  # trainer.py's render seeds
+    depth_training = {s for seed in seeds for s in (seed, seed + VALIDATION_SEED_OFFSET)}  # trainer.py's render seeds
     assert not training & validation
     assert not (training | validation) & depth_training
 

@@ -198,6 +198,12 @@ def ause(model_curve: np.ndarray, oracle_curve: np.ndarray, fractions: np.ndarra
     return float(np.sum((gap[1:] + gap[:-1]) * np.diff(fractions)) / 2.0)
 
 
+def random_order_ause(model_curve: np.ndarray, oracle_curve: np.ndarray, fractions: np.ndarray = SPARSIFICATION_FRACTIONS) -> float:
+    """The AUSE a random order would have on the same pixels: it removes pixels without regard to error, so its
+    curve stays at the mean of all of them (``model_curve[0]``). A confidence is worth publishing below this."""
+    return ause(np.full_like(model_curve, model_curve[0]), oracle_curve, fractions)
+
+
 # ----------------------------------------------------------------------------------------- temporal
 def scale_flicker(scales: list[float]) -> dict[str, float]:
     """Temporal consistency of a sequence from its per-frame least-squares scales to GT (no optical flow or poses

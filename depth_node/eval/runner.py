@@ -33,7 +33,8 @@ from depth_node.eval.bag_input import COMPRESSED, IMAGE, INFO, BagFrames, EvalFr
 from depth_node.eval.bag_output import BagWriter
 from depth_node.eval.groundtruth import gt_camera, gt_metres, resample_to
 from depth_node.eval.metrics import (
-    METRICS, MODES, SPARSIFICATION_FRACTIONS, EvalRange, FrameScore, apply_fit, ause, scale_flicker, score_frame,
+    METRICS, MODES, SPARSIFICATION_FRACTIONS, EvalRange, FrameScore, apply_fit, ause, random_order_ause, scale_flicker,
+    score_frame,
 )
 from depth_node.ros import convert
 
@@ -163,8 +164,7 @@ class Evaluation:
             "coverage": _mean([r.score.coverage for r in scored]),
             "temporal": scale_flicker([r.score.fits["scale"][0] for r in scored]),
             "ause_abs_rel": ause(model_curve, oracle_curve) if model_curve is not None else math.nan,
-            # a random order removes pixels without regard to error: its curve stays at the mean of all of them
-            "ause_random_abs_rel": ause(np.full_like(model_curve, model_curve[0]), oracle_curve) if model_curve is not None else math.nan,
+            "ause_random_abs_rel": random_order_ause(model_curve, oracle_curve) if model_curve is not None else math.nan,
             "sparsification": {"fractions": SPARSIFICATION_FRACTIONS.tolist(),
                                "by_confidence": _list(model_curve), "oracle": _list(oracle_curve)},
             "latency_ms": latency,

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
 
 
 CONFIDENCE_EPILOG = """examples:
-  depth-node train-confidence out/conf --model models/default.yaml      # the shipped head (about 14 min on 2 CPU cores)
+  depth-node train-confidence out/conf --model models/default.yaml      # the shipped head (about 6 min on 2 CPU cores)
   depth-node train-confidence out/conf_t6 --model out/t6/card.yaml --steps 300 --synthetic 100   # a quick look
 then: depth-node eval BAG -p model_card:=out/conf/card.yaml   (the report's sparsification plot and AUSE)
 the depth output is the input model's, unchanged (checked); rgbd_dev is never read"""

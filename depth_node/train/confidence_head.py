@@ -94,14 +94,15 @@ def aligned_log_residual(log_depth: torch.Tensor, depth: torch.Tensor, target: s
     safe_depth = torch.where(valid, depth, torch.ones_like(depth))
     if target == "affine":
         weight = valid.to(log_pred.dtype)
-        pred = torch.exp(log_pred).double() * weight
+        pred_depth = torch.exp(log_pred).double()
+        pred = pred_depth * weight
         gt = safe_depth.double() * weight
         n = weight.double().sum(dim=(1, 2)).clamp(min=1)
         sx, sy = pred.sum(dim=(1, 2)), gt.sum(dim=(1, 2))
         var = (pred * pred).sum(dim=(1, 2)) - sx * sx / n
         scale = torch.where(var > 1e-12, ((pred * gt).sum(dim=(1, 2)) - sx * sy / n) / var.clamp(min=1e-12), torch.ones_like(var))
         shift = (sy - scale * sx) / n
-        aligned = scale[:, None, None] * torch.exp(log_pred).double() + shift[:, None, None]
+        aligned = scale[:, None, None] * pred_depth + shift[:, None, None]
         log_pred = torch.log(aligned.clamp(min=1e-3)).to(log_pred.dtype)
     residual = log_pred - torch.log(safe_depth)
     residual = torch.where(valid, residual, torch.full_like(residual, float("nan")))
@@ -123,7 +124,7 @@ def laplace_nll(log_error: torch.Tensor, residual: torch.Tensor) -> torch.Tensor
 
 def ranking_ause(error: np.ndarray, confidence: np.ndarray) -> tuple[float, float]:
     """(AUSE of ``confidence``, AUSE of a random order) for one frame's per-pixel errors (1-D, labelled pixels)."""
-    from depth_node.eval.metrics import ause, sparsification_curves
+    from depth_node.eval.metrics import ause, random_order_ause, sparsification_curves
 
     by_confidence, oracle = sparsification_curves(error, confidence)
-    return ause(by_confidence, oracle), ause(np.full_like(oracle, by_confidence[0]), oracle)
+    return ause(by_confidence, oracle), random_order_ause(by_confidence, oracle)

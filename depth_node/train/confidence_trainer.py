@@ -20,16 +20,16 @@ import numpy as np
 import yaml
 
 from depth_node.train.data import Samples, augment, real_rgbd, synthetic
+from depth_node.train.trainer import VALIDATION_SEED_OFFSET
 
-# the depth training renders with its seed and seed + 1_000_003; the head's scenes come from elsewhere, so the
-# depth network's errors on them are the errors of scenes it has never seen
+# the depth training renders with its seed and seed + VALIDATION_SEED_OFFSET; the head's scenes come from elsewhere,
+# so the depth network's errors on them are the errors of scenes it has never seen
 SYNTHETIC_SEED_OFFSET = 7_000_001
-# validation scenes a further offset away: with + 1, seed k's validation scenes were seed k + 1's training scenes
-VALIDATION_SEED_OFFSET = 1_000_003
 
 
 def scene_seeds(seed: int) -> tuple[int, int]:
-    """(training, validation) seeds of the head's rendered scenes for a run of ``seed``."""
+    """(training, validation) seeds of the head's rendered scenes for a run of ``seed``; the validation scenes a
+    further offset away (with + 1, seed k's validation scenes were seed k + 1's training scenes)."""
     return seed + SYNTHETIC_SEED_OFFSET, seed + SYNTHETIC_SEED_OFFSET + VALIDATION_SEED_OFFSET
 
 
@@ -151,7 +151,7 @@ def train_confidence(cfg: ConfidenceTrainConfig, say: Callable[[str], None] = pr
 
     from depth_node.tools.progress import ProgressBar
     from depth_node.train.confidence_head import ConfidenceHead, aligned_log_residual, laplace_nll
-    from depth_node.train.trainer import _write_log, source_pools, start_run, to_tensor, warmup_cosine
+    from depth_node.train.trainer import source_pools, start_run, to_tensor, warmup_cosine, write_log
 
     cfg.out, rng = start_run(cfg.out, cfg.seed, cfg.threads)
     depth_model, card = load_depth_network(cfg.model_card)
@@ -190,7 +190,7 @@ def train_confidence(cfg: ConfidenceTrainConfig, say: Callable[[str], None] = pr
                      "seconds": time.perf_counter() - start, **validate(depth_model, head, validation, cfg.target)}
             running = []
             result.log.append(entry)
-            _write_log(cfg.out / "confidence_log.csv", result.log)
+            write_log(cfg.out / "confidence_log.csv", result.log)
             say("  " + ", ".join(f"{k} {v:.4g}" for k, v in entry.items()))
     result.seconds = time.perf_counter() - start
     _save(depth_model, head.eval(), card, cfg, result, height, width)
@@ -247,7 +247,7 @@ def export_with_confidence(model: Any, path: Path, height: int, width: int, sour
     if source_onnx is not None:
         original = onnxruntime.InferenceSession(str(source_onnx), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]
         difference = max(difference, float(np.max(np.abs(depth - original) / np.abs(original))))
-    if difference > 1e-4 or float(np.max(np.abs(confidence - expected_confidence))) > 1e-4:
-        raise RuntimeError(f"ONNX export differs: depth by {difference:.2e} (relative), confidence by "
-                           f"{float(np.max(np.abs(confidence - expected_confidence))):.2e}")
+    confidence_difference = float(np.max(np.abs(confidence - expected_confidence)))
+    if difference > 1e-4 or confidence_difference > 1e-4:
+        raise RuntimeError(f"ONNX export differs: depth by {difference:.2e} (relative), confidence by {confidence_difference:.2e}")
     return difference

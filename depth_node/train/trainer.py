@@ -28,6 +28,8 @@ STD = (0.229, 0.224, 0.225)
 # share of each batch: the real RGB-D frames come from few scenes (TUM fr1_rpy is most of them), so they are not
 # allowed to dominate; teacher labels bring the variety of real images, synthetic scenes exact geometry
 SOURCE_WEIGHTS = {"real": 0.2, "teacher": 0.4, "synthetic": 0.4}
+# rendered validation scenes come from seed + this, training scenes from the seed itself
+VALIDATION_SEED_OFFSET = 1_000_003
 
 
 @dataclass
@@ -119,7 +121,7 @@ def build_data(cfg: TrainConfig, say: Callable[[str], None] = print) -> tuple[di
     teacher = unlabeled(cfg.train_dir, cfg.width, cfg.height, teacher_from_card(cfg.teacher_card), limit=cfg.limit_unlabeled)
     synth = synthetic(cfg.synthetic, cfg.width, cfg.height, cfg.seed, ProgressBar("rendering synthetic scenes"))
     validation = {name: real_rgbd(cfg.train_dir, cfg.width, cfg.height, validation=name) for name in VALIDATION_SOURCES}
-    validation["synthetic"] = synthetic(cfg.validation_synthetic, cfg.width, cfg.height, cfg.seed + 1_000_003)
+    validation["synthetic"] = synthetic(cfg.validation_synthetic, cfg.width, cfg.height, cfg.seed + VALIDATION_SEED_OFFSET)
     # the new scene under other light (fixed seed): a student reading brightness as depth loses here
     new_scene, light = validation["real_new_scene"], np.random.default_rng(1_000_033)
     validation["real_new_scene_relit"] = Samples(np.stack([relight(image, light) for image in new_scene.rgb]) if len(new_scene) else new_scene.rgb,
@@ -261,7 +263,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = print,
                      "seconds": time.perf_counter() - start, **validate(shipped, validation)}
             running = []
             result.log.append(entry)
-            _write_log(cfg.out / "train_log.csv", result.log)
+            write_log(cfg.out / "train_log.csv", result.log)
             say("  " + ", ".join(f"{k} {v:.4g}" for k, v in entry.items()))
     result.seconds = time.perf_counter() - start
     shipped.eval()
@@ -269,7 +271,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = print,
     return result
 
 
-def _write_log(path: Path, log: list[dict[str, float]]) -> None:
+def write_log(path: Path, log: list[dict[str, float]]) -> None:
+    """The logged entries as CSV (columns: every key any entry has, in first-seen order), rewritten whole."""
     keys = list(dict.fromkeys(k for entry in log for k in entry))
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, keys)
