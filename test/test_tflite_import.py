@@ -132,3 +132,37 @@ def test_keep_loss_holds_the_student_near_the_initial_network(tmp_path: Path) ->
     with pytest.raises(ValueError, match="nothing to keep"):
         train(TrainConfig(out=tmp_path / "s", train_dir=tmp_path, keep=1.0, steps=1, batch=2, width=64, height=64),
               say=lambda line: None, data=({"real": frames, "teacher": empty, "synthetic": empty}, {}))
+
+
+@needs_fastdepth
+def test_refiner_starts_as_the_teacher_and_learns_in_its_branch(tmp_path: Path) -> None:
+    """--refiner: the correction branch starts at zero (the pair predicts what the teacher's network does), it trains,
+    the export equals torch, and the confidence trainer rebuilds the pair from the card."""
+    import onnxruntime
+
+    from depth_node.train.confidence_trainer import load_depth_network
+    from depth_node.train.data import synthetic
+    from depth_node.train.network import ResidualRefiner, TeacherInitNet
+    from depth_node.train.tflite_import import load_tflite_graph
+    from depth_node.train.trainer import MEAN, STD, TrainConfig, build_student, to_tensor, train
+
+    x = to_tensor(np.stack([cv2.resize(f, (128, 96), interpolation=cv2.INTER_AREA) for f in _frames(3)]))
+    pair = build_student(TrainConfig(out=tmp_path, train_dir=tmp_path, init="teacher", refiner=True)).eval()
+    assert isinstance(pair, ResidualRefiner)
+    with torch.no_grad():
+        np.testing.assert_allclose(pair(x).numpy(), TeacherInitNet(load_tflite_graph(FASTDEPTH), MEAN, STD).eval()(x).numpy(), rtol=1e-5)
+
+    frames = synthetic(4, 64, 64, seed=7)
+    empty = type(frames)(frames.rgb[:0], frames.depth[:0], frames.kind[:0], [])
+    cfg = TrainConfig(out=tmp_path / "out", train_dir=tmp_path, init="teacher", refiner=True, steps=4, batch=2, lr=3e-3,
+                      width=64, height=64, seed=0, threads=2, log_every=4)
+    result = train(cfg, say=lambda line: None, data=({"real": empty, "teacher": empty, "synthetic": frames}, {}))
+    assert result.onnx_max_rel_diff < 1e-4
+    loaded, card = load_depth_network(tmp_path / "out" / "card.yaml")
+    assert card["training"]["refiner"] is True and "correction branch" in card["description"]
+    assert float(loaded.branch.head.weight.abs().sum()) > 0  # the branch learnt
+    session = onnxruntime.InferenceSession(str(tmp_path / "out" / "model.onnx"), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        np.testing.assert_allclose(session.run(None, {"image": x.numpy()})[0], loaded(x).numpy(), rtol=1e-4)
+    with pytest.raises(ValueError, match="use it with --init teacher"):
+        build_student(TrainConfig(out=tmp_path, train_dir=tmp_path, refiner=True))

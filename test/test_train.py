@@ -16,7 +16,8 @@ import yaml
 from depth_node.train.data import METRIC, RELATIVE, Samples, augment, crop_to_aspect, relight, synthetic
 from depth_node.train.losses import gradient_loss, silog_loss
 from depth_node.train.network import TinyDepthNet
-from depth_node.train.trainer import TrainConfig, train
+from depth_node.tools.train_cmd import parse_mix
+from depth_node.train.trainer import TrainConfig, source_pools, train
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_DIR = REPO.parent / "shared" / "data" / "train"
@@ -193,14 +194,31 @@ def test_ema_ships_the_average_of_the_steps(tmp_path: Path) -> None:
     assert 0.05 * moved < distance("ema", "last") < moved and 0.05 * moved < distance("ema", "first") < moved
 
 
+def test_batch_mix_draws_each_source_by_its_share_and_leaves_out_zero_shares() -> None:
+    frames = synthetic(2, 32, 32, seed=1)
+    empty = Samples(frames.rgb[:0], frames.depth[:0], frames.kind[:0], [])
+    names, pools, p = source_pools({"real": frames, "teacher": frames, "synthetic": frames}, {"real": 1, "teacher": 0, "synthetic": 3})
+    assert names == ["real", "synthetic"] and list(pools) == names and p.tolist() == [0.25, 0.75]
+    names, _, p = source_pools({"real": empty, "teacher": frames, "synthetic": frames}, {"real": 0.2, "teacher": 0.4, "synthetic": 0.4})
+    assert names == ["teacher", "synthetic"] and p.tolist() == [0.5, 0.5]  # an empty source gives its share to the others
+    with pytest.raises(ValueError, match="sources with a share > 0 are empty \\(real\\)"):
+        source_pools({"real": empty, "teacher": frames, "synthetic": frames}, {"real": 1, "teacher": 0, "synthetic": 0})
+    assert parse_mix("0.2,0.4,0.4") == {"real": 0.2, "teacher": 0.4, "synthetic": 0.4} == TrainConfig(Path(), Path()).mix
+    for bad in ("1,1", "0,0,0", "1,-1,1", "a,b,c", "1,nan,1"):
+        with pytest.raises(ValueError, match="--mix takes three shares"):
+            parse_mix(bad)
+
+
 @pytest.mark.skipif(not (TRAIN_DIR / "index.csv").is_file(), reason=f"{TRAIN_DIR} is not present")
 def test_train_command_on_the_shared_data(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, "-m", "depth_node.tools.cli", "train", str(tmp_path / "out"), "--train-dir", str(TRAIN_DIR),
-                          "--steps", "4", "--batch", "2", "--synthetic", "2", "--limit", "3", "--log-every", "2", "--size", "128x96"],
+                          "--steps", "4", "--batch", "2", "--synthetic", "2", "--limit", "3", "--log-every", "2", "--size", "128x96", "--mix", "1,0,1"],
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     assert "training samples: 3 real RGB-D, 3 teacher-labelled, 2 synthetic" in run.stderr
     assert "ONNX matches torch" in run.stdout
+    card = yaml.safe_load((tmp_path / "out" / "card.yaml").read_text())
+    assert card["training"]["mix"] == {"real": 1.0, "teacher": 0.0, "synthetic": 1.0}  # recorded: the run is reproducible
     bad = subprocess.run([sys.executable, "-m", "depth_node.tools.cli", "train", str(tmp_path / "x"), "--size", "100x100"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "multiples of 32" in bad.stderr

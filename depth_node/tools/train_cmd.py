@@ -6,6 +6,7 @@ a training log and a loss plot into OUT.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -30,6 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(its TFLite weights dequantized to float), which starts from what it learnt on NYU Depth v2")
     p.add_argument("--freeze-encoder", action="store_true",
                    help="train the decoder only (with --init teacher: keeps the teacher's encoder as it learnt on NYU)")
+    p.add_argument("--refiner", action="store_true",
+                   help="with --init teacher: add a correction branch (0.6 M parameters, its output starts at zero) that sees "
+                        "the RGB and the network's log-depth, so new scenes are learnt in new weights; slower to run")
     p.add_argument("--keep", type=float, default=0.0,
                    help="with --init teacher: weight of a loss keeping the student's predictions on real images close to the "
                         "initial network's (learning without forgetting), so fine-tuning on a few rooms does not lose the "
@@ -43,6 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="keep an exponential moving average of the weights with this decay per step (e.g. 0.998) and "
                         "validate and ship the average instead of the last step's weights (default 0 = off)")
+    p.add_argument("--mix", default="0.2,0.4,0.4", metavar="REAL,TEACHER,SYNTHETIC",
+                   help="share of each source in a batch: real RGB-D, teacher-labelled, synthetic; normalized, 0 leaves a "
+                        "source out (default 0.2,0.4,0.4)")
     p.add_argument("--steps", type=int, default=3000, help="optimizer steps (default 3000)")
     p.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
     p.add_argument("--lr", type=float, default=None,
@@ -76,7 +83,8 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         raise ValueError(f"--ema is a decay per step in [0, 1), e.g. 0.998; got {args.ema}")
     if args.steps <= 0 or args.batch <= 1:
         raise ValueError("--steps must be positive and --batch at least 2")
-    cfg = TrainConfig(out=args.out, train_dir=args.train_dir, teacher_card=args.teacher, init=args.init, freeze_encoder=args.freeze_encoder, keep=args.keep, keep_clean=args.keep_clean, relight=args.relight, ema=args.ema, steps=args.steps, batch=args.batch,
+    mix = parse_mix(args.mix)
+    cfg = TrainConfig(mix=mix, out=args.out, train_dir=args.train_dir, teacher_card=args.teacher, init=args.init, freeze_encoder=args.freeze_encoder, refiner=args.refiner, keep=args.keep, keep_clean=args.keep_clean, relight=args.relight, ema=args.ema, steps=args.steps, batch=args.batch,
                       lr=args.lr if args.lr is not None else (3e-4 if args.init == "teacher" else 2e-3), width=width, height=height, synthetic=args.synthetic, seed=args.seed, threads=args.threads,
                       limit_real=args.limit, limit_unlabeled=args.limit, log_every=args.log_every)
     result = train(cfg, say=lambda line: print(line, file=sys.stderr, flush=True))
@@ -85,6 +93,18 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
           f"final loss {final.get('loss', float('nan')):.4f}")
     print(f"wrote {args.out}/model.onnx, card.yaml, model.safetensors, train_log.csv, loss.png")
     return 0
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """``--mix REAL,TEACHER,SYNTHETIC`` as the trainer's source shares; raises ValueError saying what is wrong."""
+    try:
+        shares = [float(v) for v in text.split(",")]
+    except ValueError:
+        shares = []
+    if len(shares) != 3 or not all(math.isfinite(v) and v >= 0 for v in shares) or sum(shares) <= 0:
+        raise ValueError(f"--mix takes three shares ≥ 0, not all 0, for real RGB-D, teacher-labelled and synthetic samples, "
+                         f"e.g. 0.2,0.4,0.4; got {text!r}")
+    return dict(zip(("real", "teacher", "synthetic"), shares))
 
 
 CONFIDENCE_EPILOG = """examples:

@@ -80,7 +80,7 @@ def load_depth_network(card_path: Path) -> tuple[Any, dict[str, Any]]:
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} not found: depth-node train writes the torch weights beside the ONNX file")
     network = build_student(TrainConfig(out=Path("."), train_dir=Path("."), init=recipe["init"],
-                                        teacher_card=recipe.get("teacher_card", "fastdepth")))
+                                        teacher_card=recipe.get("teacher_card", "fastdepth"), refiner=bool(recipe.get("refiner", False))))
     state = load_file(str(weights))
     network.load_state_dict(state, strict=False)
     missing = set(network.state_dict()) - set(state)

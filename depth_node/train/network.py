@@ -64,10 +64,11 @@ class UpBlock(nn.Module):
 class TinyDepthNet(nn.Module):
     """(N, 3, H, W) normalized RGB (ImageNet mean/std), H and W multiples of 32 → (N, 1, H, W) metres."""
 
-    def __init__(self, widths: tuple[int, ...] = (16, 24, 40, 80, 128), blocks: tuple[int, ...] = (2, 2, 3, 2)) -> None:
+    def __init__(self, widths: tuple[int, ...] = (16, 24, 40, 80, 128), blocks: tuple[int, ...] = (2, 2, 3, 2),
+                 in_channels: int = 3) -> None:
         super().__init__()
         w = widths
-        self.stem = conv_bn(3, w[0], 3, 2)                                              # 1/2
+        self.stem = conv_bn(in_channels, w[0], 3, 2)                                    # 1/2
         self.enc = nn.ModuleList(stage(w[i], w[i + 1], blocks[i]) for i in range(4))   # 1/4 … 1/32
         self.context = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(w[4], w[4], 1), nn.ReLU(inplace=True))
         self.up = nn.ModuleList([UpBlock(w[4], w[3], 64), UpBlock(64, w[2], 48), UpBlock(48, w[1], 32), UpBlock(32, w[0], 24)])
@@ -119,6 +120,36 @@ class TeacherInitNet(nn.Module):
         first_resize = next((n for n, step in enumerate(self.graph.steps) if step.op.startswith("RESIZE")), len(self.graph.steps))
         names = [step.module for step in self.graph.steps[:first_resize] if step.module]
         return [p for name in names for p in self.graph.layers[name].parameters()]
+
+
+class ResidualRefiner(nn.Module):
+    """A pretrained depth network plus a correction branch that starts at zero: more capacity without losing the start.
+
+    The branch (a TinyDepthNet with 4 input channels) sees the normalized RGB and the base network's log-depth minus
+    its image mean (so it sees shape, not the scale the base guessed), and predicts a log-depth correction added to
+    the base's. Its last layer starts at zero, so before training the pair predicts exactly what the base does; the
+    fine-tuning can then learn what the base cannot (rendered scenes' layouts) in new weights instead of overwriting
+    the base's (what it knows of real rooms). ``(N, 3, H, W)`` normalized RGB → ``(N, 1, H, W)`` metres, like the base.
+    """
+
+    def __init__(self, base: nn.Module, widths: tuple[int, ...] = (16, 24, 40, 80, 128)) -> None:
+        super().__init__()
+        self.base = base
+        self.branch = TinyDepthNet(widths, in_channels=4)
+        nn.init.zeros_(self.branch.head.weight)
+        nn.init.zeros_(self.branch.head.bias)
+
+    def log_depth(self, x: torch.Tensor) -> torch.Tensor:
+        base = self.base.log_depth(x)
+        shape = base - base.mean(dim=(2, 3), keepdim=True)
+        return base + self.branch.log_depth(torch.cat([x, shape], dim=1)) - LOG_DEPTH_OFFSET  # the branch's head adds the offset
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(self.log_depth(x))
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The base network's encoder (``--freeze-encoder`` keeps what it learnt; the branch always trains)."""
+        return self.base.encoder_parameters()
 
 
 def parameter_count(model: nn.Module) -> int:

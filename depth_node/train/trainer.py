@@ -39,6 +39,7 @@ class TrainConfig:
     teacher_card: str = "fastdepth"
     init: str = "scratch"        # "scratch": TinyDepthNet from random weights; "teacher": fine-tune the teacher's own network
     freeze_encoder: bool = False  # train the decoder only (keeps what a pretrained encoder learnt)
+    refiner: bool = False        # with init "teacher": add a correction branch that starts at zero (network.ResidualRefiner)
     keep: float = 0.0            # weight of the keep loss (real samples stay close to the initial network's prediction)
     keep_clean: bool = False     # the keep targets from the photometrically clean view (flip, crop, CutMix only)
     relight: float = 0.0         # share of samples relit (data.relight): exposure, light pools, shadows
@@ -56,6 +57,7 @@ class TrainConfig:
     limit_real: int = 0          # 0 = all (smoke tests use a few)
     limit_unlabeled: int = 0
     log_every: int = 100
+    mix: dict[str, float] = field(default_factory=lambda: dict(SOURCE_WEIGHTS))  # share of each source in a batch
 
 
 @dataclass
@@ -94,10 +96,13 @@ INITS = ("scratch", "teacher")
 
 
 def build_student(cfg: TrainConfig) -> Any:
-    """The network to train: TinyDepthNet from random weights, or the teacher's TFLite network imported as float."""
-    from depth_node.train.network import TeacherInitNet, TinyDepthNet
+    """The network to train: TinyDepthNet from random weights, or the teacher's TFLite network imported as float
+    (with ``cfg.refiner``: plus a correction branch that starts at zero)."""
+    from depth_node.train.network import ResidualRefiner, TeacherInitNet, TinyDepthNet
 
     if cfg.init == "scratch":
+        if cfg.refiner:
+            raise ValueError("--refiner adds a branch to a pretrained network: use it with --init teacher")
         return TinyDepthNet()
     if cfg.init != "teacher":
         raise ValueError(f"init must be one of {', '.join(INITS)}, got {cfg.init!r}")
@@ -108,7 +113,8 @@ def build_student(cfg: TrainConfig) -> Any:
     card = load_card(resolve_card(cfg.teacher_card))
     if card.weights.suffix != ".tflite":
         raise ValueError(f"--init teacher imports a TFLite teacher; {card.name} has weights {card.weights.name}")
-    return TeacherInitNet(load_tflite_graph(card.weights), MEAN, STD).train()
+    network = TeacherInitNet(load_tflite_graph(card.weights), MEAN, STD)
+    return (ResidualRefiner(network) if cfg.refiner else network).train()
 
 
 def build_data(cfg: TrainConfig, say: Callable[[str], None] = print) -> tuple[dict[str, Samples], dict[str, Samples]]:
@@ -167,10 +173,13 @@ def start_run(out: Path, seed: int, threads: int) -> tuple[Path, np.random.Gener
 
 
 def source_pools(sources: dict[str, Samples], shares: dict[str, float]) -> tuple[list[str], dict[str, Samples], np.ndarray]:
-    """The non-empty sources, their names in order and the probability of drawing each (``shares`` normalized)."""
-    pools = {k: v for k, v in sources.items() if len(v)}
+    """The non-empty sources with a share > 0, their names in order and the probability of drawing each (``shares``
+    normalized over them)."""
+    pools = {k: v for k, v in sources.items() if len(v) and shares.get(k, 0) > 0}
     if not pools:
-        raise ValueError("no training data: check --train-dir")
+        empty = [k for k, v in sources.items() if not len(v)]
+        raise ValueError(f"no training data: sources with a share > 0 are empty ({', '.join(empty) or 'none'}): check "
+                         "--train-dir, --synthetic and --mix")
     weights = np.array([shares[k] for k in pools])
     return list(pools), pools, weights / weights.sum()
 
@@ -194,7 +203,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = print,
 
     cfg.out, rng = start_run(cfg.out, cfg.seed, cfg.threads)
     sources, validation = data or build_data(cfg, say)
-    names, pools, weights = source_pools(sources, SOURCE_WEIGHTS)
+    names, pools, weights = source_pools(sources, cfg.mix)
     model = build_student(cfg)
     say(f"{type(model).__name__}: {parameter_count(model):,} parameters; {cfg.steps} steps of {cfg.batch} at {cfg.width}x{cfg.height}")
     result = TrainResult(cfg.out)
@@ -290,6 +299,10 @@ def _save(model: Any, cfg: TrainConfig, result: TrainResult) -> None:
     if cfg.init == "teacher":
         network = (f"the teacher's network ({cfg.teacher_card}: MobileNet encoder, NNConv5 decoder; {parameters}), its int8 "
                    "TFLite weights dequantized to float, then fine-tuned")
+        if cfg.refiner:
+            network = (f"the teacher's network ({cfg.teacher_card}: MobileNet encoder, NNConv5 decoder), its int8 TFLite weights "
+                       "dequantized to float, plus a correction branch that starts at zero (a TinyDepthNet that sees the RGB and "
+                       f"the network's log-depth; {parameters} in all), fine-tuned together")
         license_ = ("MIT / Apache-2.0 (fine-tuned from FastDepth: fast-depth MIT, STM32 model zoo Apache-2.0, openmv MIT; "
                     "training data: TUM RGB-D CC BY 4.0, see data/train README)")
     else:
