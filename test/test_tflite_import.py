@@ -164,5 +164,14 @@ def test_refiner_starts_as_the_teacher_and_learns_in_its_branch(tmp_path: Path) 
     session = onnxruntime.InferenceSession(str(tmp_path / "out" / "model.onnx"), providers=["CPUExecutionProvider"])
     with torch.no_grad():
         np.testing.assert_allclose(session.run(None, {"image": x.numpy()})[0], loaded(x).numpy(), rtol=1e-4)
+    frozen = TrainConfig(out=tmp_path / "frozen", train_dir=tmp_path, init="teacher", refiner=True, freeze_base=True, steps=2,
+                         batch=2, lr=3e-3, width=64, height=64, seed=0, threads=2, log_every=2)
+    train(frozen, say=lambda line: None, data=({"real": empty, "teacher": empty, "synthetic": frames}, {}))
+    trained, _ = load_depth_network(tmp_path / "frozen" / "card.yaml")
+    start = TeacherInitNet(load_tflite_graph(FASTDEPTH), MEAN, STD).state_dict()
+    assert all(torch.equal(trained.base.state_dict()[name], value) for name, value in start.items())  # --freeze-base
+    assert float(trained.branch.head.weight.abs().sum()) > 0
     with pytest.raises(ValueError, match="use it with --init teacher"):
         build_student(TrainConfig(out=tmp_path, train_dir=tmp_path, refiner=True))
+    with pytest.raises(ValueError, match="needs --refiner"):
+        TrainConfig(out=tmp_path, train_dir=tmp_path, init="teacher", freeze_base=True).check()

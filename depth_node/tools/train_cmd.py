@@ -34,6 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refiner", action="store_true",
                    help="with --init teacher: add a correction branch (0.6 M parameters, its output starts at zero) that sees "
                         "the RGB and the network's log-depth, so new scenes are learnt in new weights; slower to run")
+    p.add_argument("--freeze-base", action="store_true",
+                   help="with --refiner: train the correction branch only; the teacher's network stays as it is")
     p.add_argument("--keep", type=float, default=0.0,
                    help="with --init teacher: weight of a loss keeping the student's predictions on real images close to the "
                         "initial network's (learning without forgetting), so fine-tuning on a few rooms does not lose the "
@@ -84,9 +86,10 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     if args.steps <= 0 or args.batch <= 1:
         raise ValueError("--steps must be positive and --batch at least 2")
     mix = parse_mix(args.mix)
-    cfg = TrainConfig(mix=mix, out=args.out, train_dir=args.train_dir, teacher_card=args.teacher, init=args.init, freeze_encoder=args.freeze_encoder, refiner=args.refiner, keep=args.keep, keep_clean=args.keep_clean, relight=args.relight, ema=args.ema, steps=args.steps, batch=args.batch,
+    cfg = TrainConfig(mix=mix, out=args.out, train_dir=args.train_dir, teacher_card=args.teacher, init=args.init, freeze_encoder=args.freeze_encoder, refiner=args.refiner, freeze_base=args.freeze_base, keep=args.keep, keep_clean=args.keep_clean, relight=args.relight, ema=args.ema, steps=args.steps, batch=args.batch,
                       lr=args.lr if args.lr is not None else (3e-4 if args.init == "teacher" else 2e-3), width=width, height=height, synthetic=args.synthetic, seed=args.seed, threads=args.threads,
                       limit_real=args.limit, limit_unlabeled=args.limit, log_every=args.log_every)
+    cfg.check()  # before minutes of loading data
     result = train(cfg, say=lambda line: print(line, file=sys.stderr, flush=True))
     final = result.log[-1] if result.log else {}
     print(f"trained in {result.seconds / 60:.1f} min; ONNX matches torch within {result.onnx_max_rel_diff:.1e}; "

@@ -28,6 +28,7 @@ STD = (0.229, 0.224, 0.225)
 # share of each batch: the real RGB-D frames come from few scenes (TUM fr1_rpy is most of them), so they are not
 # allowed to dominate; teacher labels bring the variety of real images, synthetic scenes exact geometry
 SOURCE_WEIGHTS = {"real": 0.2, "teacher": 0.4, "synthetic": 0.4}
+INITS = ("scratch", "teacher")
 # rendered validation scenes come from seed + this, training scenes from the seed itself
 VALIDATION_SEED_OFFSET = 1_000_003
 
@@ -40,6 +41,7 @@ class TrainConfig:
     init: str = "scratch"        # "scratch": TinyDepthNet from random weights; "teacher": fine-tune the teacher's own network
     freeze_encoder: bool = False  # train the decoder only (keeps what a pretrained encoder learnt)
     refiner: bool = False        # with init "teacher": add a correction branch that starts at zero (network.ResidualRefiner)
+    freeze_base: bool = False    # with refiner: train the branch only (the teacher's network stays as it is)
     keep: float = 0.0            # weight of the keep loss (real samples stay close to the initial network's prediction)
     keep_clean: bool = False     # the keep targets from the photometrically clean view (flip, crop, CutMix only)
     relight: float = 0.0         # share of samples relit (data.relight): exposure, light pools, shadows
@@ -58,6 +60,17 @@ class TrainConfig:
     limit_unlabeled: int = 0
     log_every: int = 100
     mix: dict[str, float] = field(default_factory=lambda: dict(SOURCE_WEIGHTS))  # share of each source in a batch
+
+    def check(self) -> None:
+        """Raise ValueError for options that do not go together (before any data is loaded)."""
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+        if self.keep > 0 and self.init == "scratch":
+            raise ValueError("--keep needs a pretrained start (--init teacher): a random network has nothing to keep")
+        if self.refiner and self.init == "scratch":
+            raise ValueError("--refiner adds a branch to a pretrained network: use it with --init teacher")
+        if self.freeze_base and not self.refiner:
+            raise ValueError("--freeze-base leaves only the correction branch to train: it needs --refiner")
 
 
 @dataclass
@@ -92,7 +105,6 @@ def teacher_from_card(card: str) -> Callable[[np.ndarray], np.ndarray]:
     return label
 
 
-INITS = ("scratch", "teacher")
 
 
 def build_student(cfg: TrainConfig) -> Any:
@@ -100,12 +112,9 @@ def build_student(cfg: TrainConfig) -> Any:
     (with ``cfg.refiner``: plus a correction branch that starts at zero)."""
     from depth_node.train.network import ResidualRefiner, TeacherInitNet, TinyDepthNet
 
+    cfg.check()
     if cfg.init == "scratch":
-        if cfg.refiner:
-            raise ValueError("--refiner adds a branch to a pretrained network: use it with --init teacher")
         return TinyDepthNet()
-    if cfg.init != "teacher":
-        raise ValueError(f"init must be one of {', '.join(INITS)}, got {cfg.init!r}")
     from depth_node.estimators.card import load_card
     from depth_node.paths import resolve_card
     from depth_node.train.tflite_import import load_tflite_graph
@@ -201,6 +210,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = print,
     from depth_node.train.losses import GRADIENT_WEIGHT, LAMBDA_METRIC, LAMBDA_RELATIVE, gradient_loss, silog_loss
     from depth_node.train.network import parameter_count
 
+    cfg.check()
     cfg.out, rng = start_run(cfg.out, cfg.seed, cfg.threads)
     sources, validation = data or build_data(cfg, say)
     names, pools, weights = source_pools(sources, cfg.mix)
@@ -215,12 +225,10 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = print,
     # pretrained network knows of rooms outside the training set survives fine-tuning on a few of them
     anchor = None
     if cfg.keep > 0:
-        if cfg.init == "scratch":
-            raise ValueError("--keep needs a pretrained start (--init teacher): a random network has nothing to keep")
         anchor = copy.deepcopy(model).eval().requires_grad_(False)
-    if cfg.freeze_encoder:
-        for parameter in model.encoder_parameters():
-            parameter.requires_grad_(False)
+    frozen = model.base.parameters() if cfg.freeze_base else model.encoder_parameters() if cfg.freeze_encoder else []
+    for parameter in frozen:
+        parameter.requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]
     say(f"training {sum(p.numel() for p in trainable):,} of {parameter_count(model):,} parameters")
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
