@@ -85,10 +85,9 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         raise ValueError(f"--ema is a decay per step in [0, 1), e.g. 0.998; got {args.ema}")
     if args.steps <= 0 or args.batch <= 1:
         raise ValueError("--steps must be positive and --batch at least 2")
-    mix = parse_mix(args.mix)
-    cfg = TrainConfig(mix=mix, out=args.out, train_dir=args.train_dir, teacher_card=args.teacher, init=args.init, freeze_encoder=args.freeze_encoder, refiner=args.refiner, freeze_base=args.freeze_base, keep=args.keep, keep_clean=args.keep_clean, relight=args.relight, ema=args.ema, steps=args.steps, batch=args.batch,
+    cfg = TrainConfig(out=args.out, train_dir=args.train_dir, teacher_card=args.teacher, init=args.init, freeze_encoder=args.freeze_encoder, refiner=args.refiner, freeze_base=args.freeze_base, keep=args.keep, keep_clean=args.keep_clean, relight=args.relight, ema=args.ema, steps=args.steps, batch=args.batch,
                       lr=args.lr if args.lr is not None else (3e-4 if args.init == "teacher" else 2e-3), width=width, height=height, synthetic=args.synthetic, seed=args.seed, threads=args.threads,
-                      limit_real=args.limit, limit_unlabeled=args.limit, log_every=args.log_every)
+                      limit_real=args.limit, limit_unlabeled=args.limit, log_every=args.log_every, mix=parse_mix(args.mix))
     cfg.check()  # before minutes of loading data
     result = train(cfg, say=lambda line: print(line, file=sys.stderr, flush=True))
     final = result.log[-1] if result.log else {}

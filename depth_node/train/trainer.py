@@ -105,8 +105,6 @@ def teacher_from_card(card: str) -> Callable[[np.ndarray], np.ndarray]:
     return label
 
 
-
-
 def build_student(cfg: TrainConfig) -> Any:
     """The network to train: TinyDepthNet from random weights, or the teacher's TFLite network imported as float
     (with ``cfg.refiner``: plus a correction branch that starts at zero)."""
