@@ -140,11 +140,10 @@ def test_refiner_starts_as_the_teacher_and_learns_in_its_branch(tmp_path: Path) 
     the export equals torch, and the confidence trainer rebuilds the pair from the card."""
     import onnxruntime
 
-    from depth_node.train.confidence_trainer import load_depth_network
     from depth_node.train.data import synthetic
     from depth_node.train.network import ResidualRefiner, TeacherInitNet
     from depth_node.train.tflite_import import load_tflite_graph
-    from depth_node.train.trainer import MEAN, STD, TrainConfig, build_student, to_tensor, train
+    from depth_node.train.trainer import MEAN, STD, TrainConfig, build_student, keep_anchor, load_depth_network, to_tensor, train
 
     x = to_tensor(np.stack([cv2.resize(f, (128, 96), interpolation=cv2.INTER_AREA) for f in _frames(3)]))
     pair = build_student(TrainConfig(out=tmp_path, train_dir=tmp_path, init="teacher", refiner=True)).eval()
@@ -171,6 +170,18 @@ def test_refiner_starts_as_the_teacher_and_learns_in_its_branch(tmp_path: Path) 
     start = TeacherInitNet(load_tflite_graph(FASTDEPTH), MEAN, STD).state_dict()
     assert all(torch.equal(trained.base.state_dict()[name], value) for name, value in start.items())  # --freeze-base
     assert float(trained.branch.head.weight.abs().sum()) > 0
+    anchor = keep_anchor(trained)  # --keep holds real images to the base network, not to the branch's corrections
+    with torch.no_grad():
+        np.testing.assert_array_equal(anchor(x).numpy(), trained.base(x).numpy())
+        assert not np.allclose(anchor(x).numpy(), trained(x).numpy(), rtol=1e-4)
+    assert not any(p.requires_grad for p in anchor.parameters())
+    later = TrainConfig(out=tmp_path / "later", train_dir=tmp_path, init=str(tmp_path / "frozen" / "card.yaml"), freeze_base=True,
+                        keep=1.0, steps=2, batch=2, lr=3e-3, width=64, height=64, seed=1, threads=2, log_every=2)
+    train(later, say=lambda line: None, data=({"real": frames, "teacher": empty, "synthetic": frames}, {}))
+    stage2, card = load_depth_network(tmp_path / "later" / "card.yaml")  # a second stage of the frozen-base branch
+    assert all(torch.equal(stage2.base.state_dict()[name], value) for name, value in start.items())
+    assert not torch.equal(stage2.branch.head.weight, trained.branch.head.weight)
+    assert card["training"]["previous"]["refiner"] is True and "correction branch" in card["description"]
     with pytest.raises(ValueError, match="use it with --init teacher"):
         build_student(TrainConfig(out=tmp_path, train_dir=tmp_path, refiner=True))
     with pytest.raises(ValueError, match="needs --refiner"):

@@ -194,6 +194,48 @@ def test_ema_ships_the_average_of_the_steps(tmp_path: Path) -> None:
     assert 0.05 * moved < distance("ema", "last") < moved and 0.05 * moved < distance("ema", "first") < moved
 
 
+def test_a_run_goes_on_from_an_earlier_runs_card(tmp_path: Path) -> None:
+    """--init CARD: the next stage starts from the earlier run's weights exactly (its validation before training is the
+    earlier run's last), its card keeps the earlier recipe under training.previous, and a chain of stages rebuilds."""
+    from safetensors.torch import load_file
+
+    from depth_node.train.trainer import build_student, load_depth_network
+
+    frames = synthetic(4, 64, 64, seed=2)
+    empty = Samples(frames.rgb[:0], frames.depth[:0], frames.kind[:0], [])
+    data = ({"real": empty, "teacher": empty, "synthetic": frames}, {"synthetic": frames})
+    first = train(TrainConfig(out=tmp_path / "one", train_dir=tmp_path, steps=6, batch=2, lr=3e-3, width=64, height=64, seed=3,
+                              threads=1, log_every=6), say=lambda line: None, data=data)
+    card_one = tmp_path / "one" / "card.yaml"
+    cfg = TrainConfig(out=tmp_path / "two", train_dir=tmp_path, init=str(card_one), steps=4, batch=2, lr=1e-3, width=64, height=64,
+                      seed=4, threads=1, log_every=4)
+    start = build_student(cfg).state_dict()
+    saved = load_file(str(tmp_path / "one" / "model.safetensors"))
+    assert set(start) == set(saved) and all(torch.equal(start[k], saved[k]) for k in saved)
+    second = train(cfg, say=lambda line: None, data=data)
+    assert second.initial["synthetic_affine_abs_rel"] == pytest.approx(first.log[-1]["synthetic_affine_abs_rel"], rel=1e-6)
+    card = yaml.safe_load((tmp_path / "two" / "card.yaml").read_text())
+    assert card["training"]["init"] == str(card_one) and card["training"]["previous"]["init"] == "scratch"
+    assert card["training"]["previous"]["steps"] == 6 and "in 2 stages" in card["description"]
+    train(TrainConfig(out=tmp_path / "three", train_dir=tmp_path, init=str(tmp_path / "two" / "card.yaml"), steps=2, batch=2,
+                      width=64, height=64, seed=5, threads=1, log_every=2), say=lambda line: None, data=data)
+    (tmp_path / "one" / "card.yaml").unlink()  # the chain rebuilds from the recipes the last card holds, not from files
+    network, card = load_depth_network(tmp_path / "three" / "card.yaml")
+    assert "in 3 stages" in card["description"] and isinstance(network, TinyDepthNet)
+    session = onnxruntime.InferenceSession(str(tmp_path / "three" / "model.onnx"), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).normal(size=(1, 3, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(session.run(None, {"image": x})[0], network(torch.from_numpy(x)).numpy(), rtol=1e-4)
+    with pytest.raises(ValueError, match="leave out --refiner"):
+        TrainConfig(out=tmp_path, train_dir=tmp_path, init=str(tmp_path / "two" / "card.yaml"), refiner=True).check()
+    with pytest.raises(ValueError, match="needs --refiner"):
+        TrainConfig(out=tmp_path, train_dir=tmp_path, init=str(tmp_path / "two" / "card.yaml"), freeze_base=True).check()
+    with pytest.raises(FileNotFoundError, match="card.yaml that depth-node train wrote"):
+        TrainConfig(out=tmp_path, train_dir=tmp_path, init=str(tmp_path / "none.yaml")).check()
+    with pytest.raises(ValueError, match="scratch, teacher or the card.yaml"):
+        TrainConfig(out=tmp_path, train_dir=tmp_path, init="imagenet").check()
+
+
 def test_batch_mix_draws_each_source_by_its_share_and_leaves_out_zero_shares() -> None:
     frames = synthetic(2, 32, 32, seed=1)
     empty = Samples(frames.rgb[:0], frames.depth[:0], frames.kind[:0], [])

@@ -14,6 +14,7 @@ EPILOG = """examples:
   depth-node train out/train                                # the shipped recipe (about 35 min on 2 CPU cores)
   depth-node train out/quick --steps 300 --synthetic 100    # a quick look
   depth-node train out/t --seed 1 --threads 2 --train-dir /data/my_rgbd_index_folder
+  depth-node train out/stage2 --init out/stage1/card.yaml --mix 0.2,0.4,0.4 --keep 1   # go on from an earlier run
 then: depth-node eval BAG -p model_card:=out/train/card.yaml
 never train on ../shared/data/rgbd_dev: it is for measurement (this command does not read it)"""
 
@@ -26,9 +27,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-dir", type=Path, default=Path("../shared/data/train"),
                    help="folder with index.csv (splits rgbd / unlabeled), as ../shared/data/train (default)")
     p.add_argument("--teacher", default="fastdepth", help="model card labelling the unlabelled frames (default: fastdepth)")
-    p.add_argument("--init", choices=("scratch", "teacher"), default="scratch",
+    p.add_argument("--init", default="scratch", metavar="{scratch,teacher,CARD}",
                    help="scratch: TinyDepthNet from random weights (default); teacher: fine-tune the teacher's own network "
-                        "(its TFLite weights dequantized to float), which starts from what it learnt on NYU Depth v2")
+                        "(its TFLite weights dequantized to float), which starts from what it learnt on NYU Depth v2; "
+                        "CARD: the card.yaml of an earlier run, to go on from its network and weights with other options "
+                        "(a curriculum's next stage; the card records both stages)")
     p.add_argument("--freeze-encoder", action="store_true",
                    help="train the decoder only (with --init teacher: keeps the teacher's encoder as it learnt on NYU)")
     p.add_argument("--refiner", action="store_true",
@@ -55,7 +58,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=3000, help="optimizer steps (default 3000)")
     p.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
     p.add_argument("--lr", type=float, default=None,
-                   help="peak learning rate: 5 %% linear warm-up, then cosine decay (default 2e-3 from scratch, 3e-4 from the teacher)")
+                   help="peak learning rate: 5 %% linear warm-up, then cosine decay (default 2e-3 from scratch, 3e-4 from the teacher or a card)")
     p.add_argument("--size", default="256x192", help="training resolution WIDTHxHEIGHT, multiples of 32 (default 256x192)")
     p.add_argument("--synthetic", type=int, default=600, help="synthetic training frames to render (default 600)")
     p.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     if args.steps <= 0 or args.batch <= 1:
         raise ValueError("--steps must be positive and --batch at least 2")
     cfg = TrainConfig(out=args.out, train_dir=args.train_dir, teacher_card=args.teacher, init=args.init, freeze_encoder=args.freeze_encoder, refiner=args.refiner, freeze_base=args.freeze_base, keep=args.keep, keep_clean=args.keep_clean, relight=args.relight, ema=args.ema, steps=args.steps, batch=args.batch,
-                      lr=args.lr if args.lr is not None else (3e-4 if args.init == "teacher" else 2e-3), width=width, height=height, synthetic=args.synthetic, seed=args.seed, threads=args.threads,
+                      lr=args.lr if args.lr is not None else (2e-3 if args.init == "scratch" else 3e-4), width=width, height=height, synthetic=args.synthetic, seed=args.seed, threads=args.threads,
                       limit_real=args.limit, limit_unlabeled=args.limit, log_every=args.log_every, mix=parse_mix(args.mix))
     cfg.check()  # before minutes of loading data
     result = train(cfg, say=lambda line: print(line, file=sys.stderr, flush=True))

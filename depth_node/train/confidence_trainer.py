@@ -20,7 +20,7 @@ import numpy as np
 import yaml
 
 from depth_node.train.data import Samples, augment, real_rgbd, synthetic
-from depth_node.train.trainer import VALIDATION_SEED_OFFSET
+from depth_node.train.trainer import VALIDATION_SEED_OFFSET, load_depth_network
 
 # the depth training renders with its seed and seed + VALIDATION_SEED_OFFSET; the head's scenes come from elsewhere,
 # so the depth network's errors on them are the errors of scenes it has never seen
@@ -63,30 +63,6 @@ class ConfidenceTrainResult:
     initial: dict[str, float] = field(default_factory=dict)
     depth_max_rel_diff: float = math.nan     # exported depth vs the input model's ONNX
     seconds: float = 0.0
-
-
-def load_depth_network(card_path: Path) -> tuple[Any, dict[str, Any]]:
-    """The torch network behind a card written by ``depth-node train`` (eval mode), and the card's mapping."""
-    from safetensors.torch import load_file
-
-    from depth_node.train.trainer import TrainConfig, build_student
-
-    card_path = Path(card_path)
-    card = yaml.safe_load(card_path.read_text())
-    recipe = card.get("training") if isinstance(card, dict) else None
-    if not isinstance(recipe, dict) or "init" not in recipe:
-        raise ValueError(f"{card_path} has no 'training' section from depth-node train: only its own models can get a head")
-    weights = (card_path.parent / card["weights"]).with_suffix(".safetensors")
-    if not weights.is_file():
-        raise FileNotFoundError(f"{weights} not found: depth-node train writes the torch weights beside the ONNX file")
-    network = build_student(TrainConfig(out=Path("."), train_dir=Path("."), init=recipe["init"],
-                                        teacher_card=recipe.get("teacher_card", "fastdepth"), refiner=bool(recipe.get("refiner", False))))
-    state = load_file(str(weights))
-    network.load_state_dict(state, strict=False)
-    missing = set(network.state_dict()) - set(state)
-    if any(not name.endswith(("in_scale", "in_shift")) for name in missing):
-        raise ValueError(f"{weights} does not hold every weight of the network in {card_path}: missing {sorted(missing)[:5]}")
-    return network.eval().requires_grad_(False), card
 
 
 def validate(depth_model: Any, head: Any, sets: dict[str, Samples], target: str = "affine") -> dict[str, float]:

@@ -28,7 +28,7 @@ STD = (0.229, 0.224, 0.225)
 # share of each batch: the real RGB-D frames come from few scenes (TUM fr1_rpy is most of them), so they are not
 # allowed to dominate; teacher labels bring the variety of real images, synthetic scenes exact geometry
 SOURCE_WEIGHTS = {"real": 0.2, "teacher": 0.4, "synthetic": 0.4}
-INITS = ("scratch", "teacher")
+INITS = ("scratch", "teacher")  # or the card.yaml of an earlier run: a curriculum's next stage
 # rendered validation scenes come from seed + this, training scenes from the seed itself
 VALIDATION_SEED_OFFSET = 1_000_003
 
@@ -38,7 +38,8 @@ class TrainConfig:
     out: Path
     train_dir: Path
     teacher_card: str = "fastdepth"
-    init: str = "scratch"        # "scratch": TinyDepthNet from random weights; "teacher": fine-tune the teacher's own network
+    init: str = "scratch"        # "scratch": TinyDepthNet from random weights; "teacher": fine-tune the teacher's own network;
+                                 # a card.yaml written by this trainer: go on from that run's network and weights
     freeze_encoder: bool = False  # train the decoder only (keeps what a pretrained encoder learnt)
     refiner: bool = False        # with init "teacher": add a correction branch that starts at zero (network.ResidualRefiner)
     freeze_base: bool = False    # with refiner: train the branch only (the teacher's network stays as it is)
@@ -63,14 +64,22 @@ class TrainConfig:
 
     def check(self) -> None:
         """Raise ValueError for options that do not go together (before any data is loaded)."""
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+        if self.init not in INITS and not self.init.endswith((".yaml", ".yml")):
+            raise ValueError(f"init must be one of {', '.join(INITS)} or the card.yaml of an earlier run, got {self.init!r}")
         if self.keep > 0 and self.init == "scratch":
-            raise ValueError("--keep needs a pretrained start (--init teacher): a random network has nothing to keep")
+            raise ValueError("--keep needs a pretrained start (--init teacher or a card): a random network has nothing to keep")
+        if self.init not in INITS:
+            if self.refiner:
+                raise ValueError(f"--init {self.init} goes on with that run's network as it is (with its correction branch if "
+                                 "it had one): leave out --refiner")
+            refiner = bool(network_recipe(read_recipe(Path(self.init))).get("refiner", False))
+        else:
+            refiner = self.refiner
         if self.refiner and self.init == "scratch":
             raise ValueError("--refiner adds a branch to a pretrained network: use it with --init teacher")
-        if self.freeze_base and not self.refiner:
-            raise ValueError("--freeze-base leaves only the correction branch to train: it needs --refiner")
+        if self.freeze_base and not refiner:
+            raise ValueError("--freeze-base leaves only the correction branch to train: it needs --refiner "
+                             "(or --init with the card of a run that had one)")
 
 
 @dataclass
@@ -105,12 +114,65 @@ def teacher_from_card(card: str) -> Callable[[np.ndarray], np.ndarray]:
     return label
 
 
+def read_recipe(card_path: Path) -> dict[str, Any]:
+    """The ``training:`` mapping of a card written by ``depth-node train``; ValueError for any other card."""
+    try:
+        card = yaml.safe_load(Path(card_path).read_text())
+    except OSError as error:
+        raise FileNotFoundError(f"{card_path}: {error.strerror}; give the card.yaml that depth-node train wrote") from None
+    recipe = card.get("training") if isinstance(card, dict) else None
+    if not isinstance(recipe, dict) or "init" not in recipe:
+        raise ValueError(f"{card_path} has no 'training' section from depth-node train: only this project's own models "
+                         "can be trained on (or get a confidence head)")
+    return recipe
+
+
+def network_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
+    """The recipe that built the network's architecture: a run that went on from an earlier card keeps that run's
+    recipe under ``previous``, so a chain of stages leads back to the first (``init`` scratch or teacher)."""
+    while recipe.get("init") not in INITS:
+        if not isinstance(recipe.get("previous"), dict):
+            raise ValueError(f"training.init is {recipe.get('init')!r} but the card has no training.previous to rebuild it from")
+        recipe = recipe["previous"]
+    return recipe
+
+
+def stage_count(recipe: dict[str, Any]) -> int:
+    """How many runs trained the network: this one and those under ``previous``."""
+    count = 1
+    while isinstance(recipe.get("previous"), dict):
+        count, recipe = count + 1, recipe["previous"]
+    return count
+
+
+def load_depth_network(card_path: Path) -> tuple[Any, dict[str, Any]]:
+    """The torch network behind a card written by ``depth-node train`` (eval mode, no gradients), and the card's mapping."""
+    from safetensors.torch import load_file
+
+    card_path = Path(card_path)
+    root = network_recipe(read_recipe(card_path))
+    card = yaml.safe_load(card_path.read_text())
+    weights = (card_path.parent / card["weights"]).with_suffix(".safetensors")
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} not found: depth-node train writes the torch weights beside the ONNX file")
+    network = build_student(TrainConfig(out=Path("."), train_dir=Path("."), init=root["init"],
+                                        teacher_card=root.get("teacher_card", "fastdepth"), refiner=bool(root.get("refiner", False))))
+    state = load_file(str(weights))
+    network.load_state_dict(state, strict=False)
+    missing = set(network.state_dict()) - set(state)
+    if any(not name.endswith(("in_scale", "in_shift")) for name in missing):
+        raise ValueError(f"{weights} does not hold every weight of the network in {card_path}: missing {sorted(missing)[:5]}")
+    return network.eval().requires_grad_(False), card
+
+
 def build_student(cfg: TrainConfig) -> Any:
-    """The network to train: TinyDepthNet from random weights, or the teacher's TFLite network imported as float
-    (with ``cfg.refiner``: plus a correction branch that starts at zero)."""
+    """The network to train: TinyDepthNet from random weights, the teacher's TFLite network imported as float
+    (with ``cfg.refiner``: plus a correction branch that starts at zero), or an earlier run's network and weights."""
     from depth_node.train.network import ResidualRefiner, TeacherInitNet, TinyDepthNet
 
     cfg.check()
+    if cfg.init not in INITS:
+        return load_depth_network(Path(cfg.init))[0].requires_grad_(True).train()
     if cfg.init == "scratch":
         return TinyDepthNet()
     from depth_node.estimators.card import load_card
@@ -168,6 +230,20 @@ def validate(model: Any, sets: dict[str, Samples]) -> dict[str, float]:
     return out
 
 
+def keep_anchor(model: Any) -> Any:
+    """What the keep loss holds real samples to: a frozen copy of the network training starts from.
+
+    Learning without forgetting (Li & Hoiem 2016): the copy labels every real sample of the batch as the student sees
+    it, and a scale-invariant loss keeps the student close to it, so what the pretrained network knows of rooms outside
+    the training set survives fine-tuning on a few of them. With a correction branch the copy is of the base network
+    alone (the part that learnt real rooms): at a first stage that is the initial network, as the branch starts at zero;
+    at a later stage it asks the branch to leave real images as the base sees them.
+    """
+    from depth_node.train.network import ResidualRefiner
+
+    return copy.deepcopy(model.base if isinstance(model, ResidualRefiner) else model).eval().requires_grad_(False)
+
+
 def start_run(out: Path, seed: int, threads: int) -> tuple[Path, np.random.Generator]:
     """Create ``out``, seed torch, set its CPU threads (0 = all cores); the run's numpy generator."""
     import torch
@@ -218,12 +294,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = print,
     if validation:
         result.initial = validate(model, validation)
         say("  before training: " + ", ".join(f"{k} {v:.4g}" for k, v in result.initial.items()))
-    # learning without forgetting (Li & Hoiem 2016): a frozen copy of the initial network labels every real sample
-    # of the batch as the student sees it, and a scale-invariant loss keeps the student close to it, so what the
-    # pretrained network knows of rooms outside the training set survives fine-tuning on a few of them
-    anchor = None
-    if cfg.keep > 0:
-        anchor = copy.deepcopy(model).eval().requires_grad_(False)
+    anchor = keep_anchor(model) if cfg.keep > 0 else None
     frozen = model.base.parameters() if cfg.freeze_base else model.encoder_parameters() if cfg.freeze_encoder else []
     for parameter in frozen:
         parameter.requires_grad_(False)
@@ -302,17 +373,25 @@ def _save(model: Any, cfg: TrainConfig, result: TrainResult) -> None:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(cfg.out / "model.safetensors"))
     result.onnx_max_rel_diff = export_onnx(model, cfg.out / "model.onnx", cfg.height, cfg.width)
     parameters = f"{sum(p.numel() for p in model.parameters()):,} parameters"
-    if cfg.init == "teacher":
-        network = (f"the teacher's network ({cfg.teacher_card}: MobileNet encoder, NNConv5 decoder; {parameters}), its int8 "
-                   "TFLite weights dequantized to float, then fine-tuned")
-        if cfg.refiner:
-            network = (f"the teacher's network ({cfg.teacher_card}: MobileNet encoder, NNConv5 decoder), its int8 TFLite weights "
+    recipe = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k not in ("out",)}
+    if cfg.init not in INITS:  # the earlier stage's recipe travels with this one, so the card says how to rebuild both
+        recipe["previous"] = read_recipe(Path(cfg.init))
+    root = network_recipe(recipe)
+    stages = stage_count(recipe)
+    then = "then fine-tuned" if stages == 1 else f"then fine-tuned in {stages} stages (training.previous holds the earlier ones)"
+    if root["init"] == "teacher":
+        network = (f"the teacher's network ({root['teacher_card']}: MobileNet encoder, NNConv5 decoder; {parameters}), its int8 "
+                   f"TFLite weights dequantized to float, {then}")
+        if root.get("refiner"):
+            network = (f"the teacher's network ({root['teacher_card']}: MobileNet encoder, NNConv5 decoder), its int8 TFLite weights "
                        "dequantized to float, plus a correction branch that starts at zero (a TinyDepthNet that sees the RGB and "
-                       f"the network's log-depth; {parameters} in all), fine-tuned together")
+                       f"the network's log-depth; {parameters} in all), {then}")
         license_ = ("MIT / Apache-2.0 (fine-tuned from FastDepth: fast-depth MIT, STM32 model zoo Apache-2.0, openmv MIT; "
                     "training data: TUM RGB-D CC BY 4.0, see data/train README)")
     else:
         network = f"TinyDepthNet (MobileNetV2-style encoder, U-Net decoder, global context; {parameters}) trained from scratch"
+        if stages > 1:
+            network += f" in {stages} stages (training.previous holds the earlier ones)"
         license_ = "Apache-2.0 (weights trained here; training data: TUM RGB-D CC BY 4.0, see data/train README)"
     card = {
         "name": "depth_node_small",
@@ -326,8 +405,8 @@ def _save(model: Any, cfg: TrainConfig, result: TrainResult) -> None:
         "weights": "model.onnx",
         "input": {"long_side": cfg.width, "multiple_of": 32, "mean": list(MEAN), "std": list(STD), "interpolation": "area"},
         "output": {"space": "depth", "invariance": "metric"},
-        "training": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k not in ("out",)},
-                     "seconds": round(result.seconds, 1), "initial": result.initial, "final": result.log[-1] if result.log else {}},
+        "training": {**recipe, "seconds": round(result.seconds, 1), "initial": result.initial,
+                     "final": result.log[-1] if result.log else {}},
     }
     (cfg.out / "card.yaml").write_text(yaml.safe_dump(card, sort_keys=False, width=110))
     plot_losses(result.log, cfg.out / "loss.png")
