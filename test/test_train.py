@@ -254,13 +254,14 @@ def test_batch_mix_draws_each_source_by_its_share_and_leaves_out_zero_shares() -
 @pytest.mark.skipif(not (TRAIN_DIR / "index.csv").is_file(), reason=f"{TRAIN_DIR} is not present")
 def test_train_command_on_the_shared_data(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, "-m", "depth_node.tools.cli", "train", str(tmp_path / "out"), "--train-dir", str(TRAIN_DIR),
-                          "--steps", "4", "--batch", "2", "--synthetic", "2", "--limit", "3", "--log-every", "2", "--size", "128x96", "--mix", "1,0,1"],
+                          "--steps", "4", "--batch", "2", "--synthetic", "2", "--limit", "3", "--log-every", "2", "--size", "128x96", "--mix", "1,2,0"],
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
-    assert "training samples: 3 real RGB-D, 3 teacher-labelled, 2 synthetic" in run.stderr
+    assert "training samples: 3 real RGB-D, 3 teacher-labelled, 0 synthetic" in run.stderr  # a share of 0: not rendered
+    assert "rendering synthetic scenes" not in run.stderr
     assert "ONNX matches torch" in run.stdout
     card = yaml.safe_load((tmp_path / "out" / "card.yaml").read_text())
-    assert card["training"]["mix"] == {"real": 1.0, "teacher": 0.0, "synthetic": 1.0}  # recorded: the run is reproducible
+    assert card["training"]["mix"] == {"real": 1.0, "teacher": 2.0, "synthetic": 0.0}  # recorded: the run is reproducible
     bad = subprocess.run([sys.executable, "-m", "depth_node.tools.cli", "train", str(tmp_path / "x"), "--size", "100x100"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "multiples of 32" in bad.stderr

@@ -43,6 +43,10 @@ class Samples:
         return len(self.names)
 
     @staticmethod
+    def empty(width: int, height: int) -> Samples:
+        return Samples(np.zeros((0, height, width, 3), np.uint8), np.zeros((0, height, width), np.float32), np.zeros(0, np.int8), [])
+
+    @staticmethod
     def concat(parts: list[Samples]) -> Samples:
         parts = [p for p in parts if len(p)]
         return Samples(np.concatenate([p.rgb for p in parts]), np.concatenate([p.depth for p in parts]),
@@ -129,7 +133,7 @@ def synthetic(count: int, width: int, height: int, seed: int, progress: Callable
 
 def _stack(rgb: list, depth: list, kind: int, names: list[str], width: int, height: int) -> Samples:
     if not names:
-        return Samples(np.zeros((0, height, width, 3), np.uint8), np.zeros((0, height, width), np.float32), np.zeros(0, np.int8), [])
+        return Samples.empty(width, height)
     return Samples(np.stack(rgb), np.stack(depth).astype(np.float32), np.full(len(names), kind, np.int8), names)
 
 

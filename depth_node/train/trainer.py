@@ -190,11 +190,16 @@ def build_data(cfg: TrainConfig, say: Callable[[str], None] = print) -> tuple[di
     """Training sources and validation sets (never ``rgbd_dev``)."""
     from depth_node.tools.progress import ProgressBar
 
-    say(f"loading real RGB-D frames from {cfg.train_dir} …")
-    real = real_rgbd(cfg.train_dir, cfg.width, cfg.height, limit=cfg.limit_real)
-    say(f"labelling unlabelled frames with the teacher ({cfg.teacher_card}) …")
-    teacher = unlabeled(cfg.train_dir, cfg.width, cfg.height, teacher_from_card(cfg.teacher_card), limit=cfg.limit_unlabeled)
-    synth = synthetic(cfg.synthetic, cfg.width, cfg.height, cfg.seed, ProgressBar("rendering synthetic scenes"))
+    nothing = Samples.empty(cfg.width, cfg.height)  # for a source --mix leaves out: minutes of labelling or rendering saved
+    real, teacher, synth = nothing, nothing, nothing
+    if cfg.mix.get("real", 0) > 0:
+        say(f"loading real RGB-D frames from {cfg.train_dir} …")
+        real = real_rgbd(cfg.train_dir, cfg.width, cfg.height, limit=cfg.limit_real)
+    if cfg.mix.get("teacher", 0) > 0:
+        say(f"labelling unlabelled frames with the teacher ({cfg.teacher_card}) …")
+        teacher = unlabeled(cfg.train_dir, cfg.width, cfg.height, teacher_from_card(cfg.teacher_card), limit=cfg.limit_unlabeled)
+    if cfg.mix.get("synthetic", 0) > 0:
+        synth = synthetic(cfg.synthetic, cfg.width, cfg.height, cfg.seed, ProgressBar("rendering synthetic scenes"))
     validation = {name: real_rgbd(cfg.train_dir, cfg.width, cfg.height, validation=name) for name in VALIDATION_SOURCES}
     validation["synthetic"] = synthetic(cfg.validation_synthetic, cfg.width, cfg.height, cfg.seed + VALIDATION_SEED_OFFSET)
     # the new scene under other light (fixed seed): a student reading brightness as depth loses here
