@@ -182,7 +182,21 @@ def test_refiner_starts_as_the_teacher_and_learns_in_its_branch(tmp_path: Path) 
     assert all(torch.equal(stage2.base.state_dict()[name], value) for name, value in start.items())
     assert not torch.equal(stage2.branch.head.weight, trained.branch.head.weight)
     assert card["training"]["previous"]["refiner"] is True and "correction branch" in card["description"]
+    # the other branch: a copy of the network with a new zero head on its last feature map
+    copy_cfg = TrainConfig(out=tmp_path / "copy", train_dir=tmp_path, init="teacher", refiner=True, refiner_branch="teacher",
+                           freeze_base=True, steps=2, batch=2, lr=3e-3, width=64, height=64, seed=0, threads=2, log_every=2)
+    with torch.no_grad():
+        np.testing.assert_allclose(build_student(copy_cfg).eval()(x).numpy(), TeacherInitNet(load_tflite_graph(FASTDEPTH), MEAN, STD).eval()(x).numpy(), rtol=1e-6)
+    assert train(copy_cfg, say=lambda line: None, data=({"real": empty, "teacher": empty, "synthetic": frames}, {})).onnx_max_rel_diff < 1e-4
+    copied, card = load_depth_network(tmp_path / "copy" / "card.yaml")
+    assert copied.kind == "teacher" and "a copy of that network" in card["description"] and float(copied.head.weight.abs().sum()) > 0
+    assert all(torch.equal(copied.base.state_dict()[name], value) for name, value in start.items())
+    session = onnxruntime.InferenceSession(str(tmp_path / "copy" / "model.onnx"), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        np.testing.assert_allclose(session.run(None, {"image": x.numpy()})[0], copied(x).numpy(), rtol=1e-4)
     with pytest.raises(ValueError, match="use it with --init teacher"):
         build_student(TrainConfig(out=tmp_path, train_dir=tmp_path, refiner=True))
+    with pytest.raises(ValueError, match="tiny or teacher"):
+        TrainConfig(out=tmp_path, train_dir=tmp_path, init="teacher", refiner=True, refiner_branch="big").check()
     with pytest.raises(ValueError, match="needs --refiner"):
         TrainConfig(out=tmp_path, train_dir=tmp_path, init="teacher", freeze_base=True).check()

@@ -37,6 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refiner", action="store_true",
                    help="with --init teacher: add a correction branch (0.6 M parameters, its output starts at zero) that sees "
                         "the RGB and the network's log-depth, so new scenes are learnt in new weights; slower to run")
+    p.add_argument("--refiner-branch", choices=("tiny", "teacher"), default="tiny",
+                   help="with --refiner: tiny = a TinyDepthNet from random weights (default); teacher = a copy of the teacher's "
+                        "network with a new last layer (pretrained features, 1.35 M parameters more)")
     p.add_argument("--freeze-base", action="store_true",
                    help="with --refiner: train the correction branch only; the teacher's network stays as it is")
     p.add_argument("--keep", type=float, default=0.0,
@@ -88,7 +91,7 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         raise ValueError(f"--ema is a decay per step in [0, 1), e.g. 0.998; got {args.ema}")
     if args.steps <= 0 or args.batch <= 1:
         raise ValueError("--steps must be positive and --batch at least 2")
-    cfg = TrainConfig(out=args.out, train_dir=args.train_dir, teacher_card=args.teacher, init=args.init, freeze_encoder=args.freeze_encoder, refiner=args.refiner, freeze_base=args.freeze_base, keep=args.keep, keep_clean=args.keep_clean, relight=args.relight, ema=args.ema, steps=args.steps, batch=args.batch,
+    cfg = TrainConfig(out=args.out, train_dir=args.train_dir, teacher_card=args.teacher, init=args.init, freeze_encoder=args.freeze_encoder, refiner=args.refiner, refiner_branch=args.refiner_branch, freeze_base=args.freeze_base, keep=args.keep, keep_clean=args.keep_clean, relight=args.relight, ema=args.ema, steps=args.steps, batch=args.batch,
                       lr=args.lr if args.lr is not None else (2e-3 if args.init == "scratch" else 3e-4), width=width, height=height, synthetic=args.synthetic, seed=args.seed, threads=args.threads,
                       limit_real=args.limit, limit_unlabeled=args.limit, log_every=args.log_every, mix=parse_mix(args.mix))
     cfg.check()  # before minutes of loading data

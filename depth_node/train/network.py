@@ -13,6 +13,7 @@ teacher learnt on NYU Depth v2 instead of from random weights.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -112,6 +113,10 @@ class TeacherInitNet(nn.Module):
         y = self.graph(x * self.in_scale + self.in_shift, final_activation=False)
         return F.softplus(y, beta=10.0) + 1e-3
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The decoder's last feature map (what the graph's last convolution reads)."""
+        return self.graph(x * self.in_scale + self.in_shift, features=True)
+
     def log_depth(self, x: torch.Tensor) -> torch.Tensor:
         return torch.log(self.forward(x))
 
@@ -125,24 +130,43 @@ class TeacherInitNet(nn.Module):
 class ResidualRefiner(nn.Module):
     """A pretrained depth network plus a correction branch that starts at zero: more capacity without losing the start.
 
-    The branch (a TinyDepthNet with 4 input channels) sees the normalized RGB and the base network's log-depth minus
-    its image mean (so it sees shape, not the scale the base guessed), and predicts a log-depth correction added to
-    the base's. Its last layer starts at zero, so before training the pair predicts exactly what the base does; the
-    fine-tuning can then learn what the base cannot (rendered scenes' layouts) in new weights instead of overwriting
-    the base's (what it knows of real rooms). ``(N, 3, H, W)`` normalized RGB → ``(N, 1, H, W)`` metres, like the base.
+    The branch predicts a log-depth correction added to the base's. Its last layer starts at zero, so before training
+    the pair predicts exactly what the base does; the fine-tuning can then learn what the base cannot (rendered scenes'
+    layouts) in new weights instead of overwriting the base's (what it knows of real rooms). Two branches:
+
+    - ``"tiny"``: a TinyDepthNet from random weights (0.6 M parameters) with 4 input channels, the normalized RGB and
+      the base's log-depth minus its image mean (so it sees shape, not the scale the base guessed);
+    - ``"teacher"``: a copy of the base network itself (its pretrained features: it learns like a fine-tuning) whose
+      last convolution is replaced by a new 3×3 head on the decoder's last feature map.
+
+    ``(N, 3, H, W)`` normalized RGB → ``(N, 1, H, W)`` metres, like the base.
     """
 
-    def __init__(self, base: nn.Module, widths: tuple[int, ...] = (16, 24, 40, 80, 128)) -> None:
+    def __init__(self, base: nn.Module, branch: str = "tiny", widths: tuple[int, ...] = (16, 24, 40, 80, 128)) -> None:
         super().__init__()
+        if branch not in ("tiny", "teacher"):
+            raise ValueError(f"the correction branch is 'tiny' or 'teacher', got {branch!r}")
         self.base = base
-        self.branch = TinyDepthNet(widths, in_channels=4)
-        nn.init.zeros_(self.branch.head.weight)
-        nn.init.zeros_(self.branch.head.bias)
+        self.kind = branch
+        if branch == "tiny":
+            self.branch = TinyDepthNet(widths, in_channels=4)
+            head = self.branch.head
+        else:
+            self.branch = copy.deepcopy(base)
+            head = self.head = nn.Conv2d(base.graph.feature_channels, 1, 3, padding=1)
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+
+    def correction(self, x: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """The branch's log-depth correction at the input resolution."""
+        if self.kind == "teacher":
+            return F.interpolate(self.head(self.branch.features(x)), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        shape = base - base.mean(dim=(2, 3), keepdim=True)
+        return self.branch.log_depth(torch.cat([x, shape], dim=1)) - LOG_DEPTH_OFFSET  # the branch's head adds the offset
 
     def log_depth(self, x: torch.Tensor) -> torch.Tensor:
         base = self.base.log_depth(x)
-        shape = base - base.mean(dim=(2, 3), keepdim=True)
-        return base + self.branch.log_depth(torch.cat([x, shape], dim=1)) - LOG_DEPTH_OFFSET  # the branch's head adds the offset
+        return base + self.correction(x, base)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.exp(self.log_depth(x))

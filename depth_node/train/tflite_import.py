@@ -58,11 +58,16 @@ class TfliteGraph(nn.Module):
         self.graph_output = graph_output
         self.input_range = input_range  # real values the file's input quantization covers, e.g. (0, 1)
 
-    def forward(self, x: torch.Tensor, final_activation: bool = True) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, final_activation: bool = True, features: bool = False) -> torch.Tensor:
+        """The graph's output; with ``features`` what its last convolution reads instead (a depth decoder's last
+        feature map, for a new head)."""
         values: dict[int, torch.Tensor] = {self.graph_input: x}
         last_activation = max((n for n, s in enumerate(self.steps) if s.activation), default=-1)
+        last_conv = max(n for n, s in enumerate(self.steps) if s.module)
         for n, step in enumerate(self.steps):
             a = values[step.inputs[0]]
+            if features and n == last_conv:
+                return a
             if step.op in _PASS_THROUGH:
                 y = a
             elif step.op == "PAD":
@@ -78,6 +83,11 @@ class TfliteGraph(nn.Module):
                 y = F.relu6(y) if step.activation == "relu6" else F.relu(y)
             values[step.output] = y
         return values[self.graph_output]
+
+    @property
+    def feature_channels(self) -> int:
+        """Channels of ``forward(..., features=True)``."""
+        return self.layers[max((s for s in self.steps if s.module), key=self.steps.index).module].in_channels
 
 
 def _activation(detail: dict[str, Any]) -> str:

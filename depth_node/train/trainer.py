@@ -42,6 +42,7 @@ class TrainConfig:
                                  # a card.yaml written by this trainer: go on from that run's network and weights
     freeze_encoder: bool = False  # train the decoder only (keeps what a pretrained encoder learnt)
     refiner: bool = False        # with init "teacher": add a correction branch that starts at zero (network.ResidualRefiner)
+    refiner_branch: str = "tiny"  # with refiner: "tiny" (TinyDepthNet from random weights) or "teacher" (a copy of the network)
     freeze_base: bool = False    # with refiner: train the branch only (the teacher's network stays as it is)
     keep: float = 0.0            # weight of the keep loss (real samples stay close to the initial network's prediction)
     keep_clean: bool = False     # the keep targets from the photometrically clean view (flip, crop, CutMix only)
@@ -75,6 +76,8 @@ class TrainConfig:
             refiner = bool(network_recipe(read_recipe(Path(self.init))).get("refiner", False))
         else:
             refiner = self.refiner
+        if self.refiner_branch not in ("tiny", "teacher"):
+            raise ValueError(f"--refiner-branch is tiny or teacher, got {self.refiner_branch!r}")
         if self.refiner and self.init == "scratch":
             raise ValueError("--refiner adds a branch to a pretrained network: use it with --init teacher")
         if self.freeze_base and not refiner:
@@ -156,7 +159,8 @@ def load_depth_network(card_path: Path) -> tuple[Any, dict[str, Any]]:
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} not found: depth-node train writes the torch weights beside the ONNX file")
     network = build_student(TrainConfig(out=Path("."), train_dir=Path("."), init=root["init"],
-                                        teacher_card=root.get("teacher_card", "fastdepth"), refiner=bool(root.get("refiner", False))))
+                                        teacher_card=root.get("teacher_card", "fastdepth"), refiner=bool(root.get("refiner", False)),
+                                        refiner_branch=root.get("refiner_branch", "tiny")))
     state = load_file(str(weights))
     network.load_state_dict(state, strict=False)
     missing = set(network.state_dict()) - set(state)
@@ -183,7 +187,7 @@ def build_student(cfg: TrainConfig) -> Any:
     if card.weights.suffix != ".tflite":
         raise ValueError(f"--init teacher imports a TFLite teacher; {card.name} has weights {card.weights.name}")
     network = TeacherInitNet(load_tflite_graph(card.weights), MEAN, STD)
-    return (ResidualRefiner(network) if cfg.refiner else network).train()
+    return (ResidualRefiner(network, cfg.refiner_branch) if cfg.refiner else network).train()
 
 
 def build_data(cfg: TrainConfig, say: Callable[[str], None] = print) -> tuple[dict[str, Samples], dict[str, Samples]]:
@@ -388,9 +392,10 @@ def _save(model: Any, cfg: TrainConfig, result: TrainResult) -> None:
         network = (f"the teacher's network ({root['teacher_card']}: MobileNet encoder, NNConv5 decoder; {parameters}), its int8 "
                    f"TFLite weights dequantized to float, {then}")
         if root.get("refiner"):
+            branch = ("a copy of that network with a new last layer" if root.get("refiner_branch") == "teacher" else
+                      "a TinyDepthNet that sees the RGB and the network's log-depth")
             network = (f"the teacher's network ({root['teacher_card']}: MobileNet encoder, NNConv5 decoder), its int8 TFLite weights "
-                       "dequantized to float, plus a correction branch that starts at zero (a TinyDepthNet that sees the RGB and "
-                       f"the network's log-depth; {parameters} in all), {then}")
+                       f"dequantized to float, plus a correction branch that starts at zero ({branch}; {parameters} in all), {then}")
         license_ = ("MIT / Apache-2.0 (fine-tuned from FastDepth: fast-depth MIT, STM32 model zoo Apache-2.0, openmv MIT; "
                     "training data: TUM RGB-D CC BY 4.0, see data/train README)")
     else:
