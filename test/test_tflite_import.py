@@ -198,5 +198,7 @@ def test_refiner_starts_as_the_teacher_and_learns_in_its_branch(tmp_path: Path) 
         build_student(TrainConfig(out=tmp_path, train_dir=tmp_path, refiner=True))
     with pytest.raises(ValueError, match="tiny or teacher"):
         TrainConfig(out=tmp_path, train_dir=tmp_path, init="teacher", refiner=True, refiner_branch="big").check()
+    with pytest.raises(ValueError, match="give --refiner too"):
+        TrainConfig(out=tmp_path, train_dir=tmp_path, init="teacher", refiner_branch="teacher").check()
     with pytest.raises(ValueError, match="needs --refiner"):
         TrainConfig(out=tmp_path, train_dir=tmp_path, init="teacher", freeze_base=True).check()

@@ -87,7 +87,7 @@ class TfliteGraph(nn.Module):
     @property
     def feature_channels(self) -> int:
         """Channels of ``forward(..., features=True)``."""
-        return self.layers[max((s for s in self.steps if s.module), key=self.steps.index).module].in_channels
+        return self.layers[[s for s in self.steps if s.module][-1].module].in_channels
 
 
 def _activation(detail: dict[str, Any]) -> str:

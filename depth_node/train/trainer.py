@@ -78,6 +78,9 @@ class TrainConfig:
             refiner = self.refiner
         if self.refiner_branch not in ("tiny", "teacher"):
             raise ValueError(f"--refiner-branch is tiny or teacher, got {self.refiner_branch!r}")
+        if self.refiner_branch != "tiny" and not self.refiner:
+            raise ValueError("--refiner-branch chooses the branch that --refiner adds: give --refiner too (a card given to "
+                             "--init brings its own)")
         if self.refiner and self.init == "scratch":
             raise ValueError("--refiner adds a branch to a pretrained network: use it with --init teacher")
         if self.freeze_base and not refiner:
