@@ -63,7 +63,7 @@ class TfliteGraph(nn.Module):
         feature map, for a new head)."""
         values: dict[int, torch.Tensor] = {self.graph_input: x}
         last_activation = max((n for n, s in enumerate(self.steps) if s.activation), default=-1)
-        last_conv = max(n for n, s in enumerate(self.steps) if s.module)
+        last_conv = self._last_conv()
         for n, step in enumerate(self.steps):
             a = values[step.inputs[0]]
             if features and n == last_conv:
@@ -87,7 +87,10 @@ class TfliteGraph(nn.Module):
     @property
     def feature_channels(self) -> int:
         """Channels of ``forward(..., features=True)``."""
-        return self.layers[[s for s in self.steps if s.module][-1].module].in_channels
+        return self.layers[self.steps[self._last_conv()].module].in_channels
+
+    def _last_conv(self) -> int:
+        return max(n for n, s in enumerate(self.steps) if s.module)
 
 
 def _activation(detail: dict[str, Any]) -> str:

@@ -73,7 +73,7 @@ class TrainConfig:
             if self.refiner:
                 raise ValueError(f"--init {self.init} goes on with that run's network as it is (with its correction branch if "
                                  "it had one): leave out --refiner")
-            refiner = bool(network_recipe(read_recipe(Path(self.init))).get("refiner", False))
+            refiner = bool(network_recipe(read_card(Path(self.init))["training"]).get("refiner", False))
         else:
             refiner = self.refiner
         if self.refiner_branch not in ("tiny", "teacher"):
@@ -120,8 +120,8 @@ def teacher_from_card(card: str) -> Callable[[np.ndarray], np.ndarray]:
     return label
 
 
-def read_recipe(card_path: Path) -> dict[str, Any]:
-    """The ``training:`` mapping of a card written by ``depth-node train``; ValueError for any other card."""
+def read_card(card_path: Path) -> dict[str, Any]:
+    """A card written by ``depth-node train`` as a mapping, its ``training:`` recipe checked; ValueError for any other card."""
     try:
         card = yaml.safe_load(Path(card_path).read_text())
     except OSError as error:
@@ -130,25 +130,23 @@ def read_recipe(card_path: Path) -> dict[str, Any]:
     if not isinstance(recipe, dict) or "init" not in recipe:
         raise ValueError(f"{card_path} has no 'training' section from depth-node train: only this project's own models "
                          "can be trained on (or get a confidence head)")
-    return recipe
+    return card
+
+
+def recipe_chain(recipe: dict[str, Any]) -> list[dict[str, Any]]:
+    """This run's recipe and the earlier stages' (each under the one after it as ``previous``), newest first."""
+    chain = [recipe]
+    while isinstance(chain[-1].get("previous"), dict):
+        chain.append(chain[-1]["previous"])
+    return chain
 
 
 def network_recipe(recipe: dict[str, Any]) -> dict[str, Any]:
-    """The recipe that built the network's architecture: a run that went on from an earlier card keeps that run's
-    recipe under ``previous``, so a chain of stages leads back to the first (``init`` scratch or teacher)."""
-    while recipe.get("init") not in INITS:
-        if not isinstance(recipe.get("previous"), dict):
-            raise ValueError(f"training.init is {recipe.get('init')!r} but the card has no training.previous to rebuild it from")
-        recipe = recipe["previous"]
-    return recipe
-
-
-def stage_count(recipe: dict[str, Any]) -> int:
-    """How many runs trained the network: this one and those under ``previous``."""
-    count = 1
-    while isinstance(recipe.get("previous"), dict):
-        count, recipe = count + 1, recipe["previous"]
-    return count
+    """The recipe that built the network's architecture: the first stage's (``init`` scratch or teacher)."""
+    first = recipe_chain(recipe)[-1]
+    if first.get("init") not in INITS:
+        raise ValueError(f"training.init is {first.get('init')!r} but the card has no training.previous to rebuild it from")
+    return first
 
 
 def load_depth_network(card_path: Path) -> tuple[Any, dict[str, Any]]:
@@ -156,8 +154,8 @@ def load_depth_network(card_path: Path) -> tuple[Any, dict[str, Any]]:
     from safetensors.torch import load_file
 
     card_path = Path(card_path)
-    root = network_recipe(read_recipe(card_path))
-    card = yaml.safe_load(card_path.read_text())
+    card = read_card(card_path)
+    root = network_recipe(card["training"])
     weights = (card_path.parent / card["weights"]).with_suffix(".safetensors")
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} not found: depth-node train writes the torch weights beside the ONNX file")
@@ -387,9 +385,9 @@ def _save(model: Any, cfg: TrainConfig, result: TrainResult) -> None:
     parameters = f"{sum(p.numel() for p in model.parameters()):,} parameters"
     recipe = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k not in ("out",)}
     if cfg.init not in INITS:  # the earlier stage's recipe travels with this one, so the card says how to rebuild both
-        recipe["previous"] = read_recipe(Path(cfg.init))
+        recipe["previous"] = read_card(Path(cfg.init))["training"]
     root = network_recipe(recipe)
-    stages = stage_count(recipe)
+    stages = len(recipe_chain(recipe))
     then = "then fine-tuned" if stages == 1 else f"then fine-tuned in {stages} stages (training.previous holds the earlier ones)"
     if root["init"] == "teacher":
         network = (f"the teacher's network ({root['teacher_card']}: MobileNet encoder, NNConv5 decoder; {parameters}), its int8 "
