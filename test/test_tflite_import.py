@@ -202,3 +202,67 @@ def test_refiner_starts_as_the_teacher_and_learns_in_its_branch(tmp_path: Path) 
         TrainConfig(out=tmp_path, train_dir=tmp_path, init="teacher", refiner_branch="teacher").check()
     with pytest.raises(ValueError, match="needs --refiner"):
         TrainConfig(out=tmp_path, train_dir=tmp_path, init="teacher", freeze_base=True).check()
+
+
+@needs_fastdepth
+def test_expert_blend_starts_at_an_even_blend_and_its_gate_learns_where_to_trust_the_expert(tmp_path: Path) -> None:
+    """--expert: an earlier run's network beside the teacher's, blended per pixel by a gate that starts at an even blend
+    in log space (the geometric mean of the two depths); with --freeze-base only the gate trains; labels that are the
+    expert's own predictions move the gate towards it; the card rebuilds the pair without the expert's card; ONNX = torch."""
+    import shutil
+
+    import onnxruntime
+
+    from depth_node.train.data import METRIC, synthetic
+    from depth_node.train.network import ExpertBlend, TeacherInitNet
+    from depth_node.train.tflite_import import load_tflite_graph
+    from depth_node.train.trainer import MEAN, STD, TrainConfig, build_student, keep_anchor, load_depth_network, to_tensor, train
+
+    frames = synthetic(4, 64, 64, seed=5)
+    empty = type(frames)(frames.rgb[:0], frames.depth[:0], frames.kind[:0], [])
+    expert_cfg = TrainConfig(out=tmp_path / "expert", train_dir=tmp_path, init="teacher", steps=3, batch=2, lr=3e-3, width=64,
+                             height=64, seed=0, threads=2, log_every=3)
+    train(expert_cfg, say=lambda line: None, data=({"real": empty, "teacher": empty, "synthetic": frames}, {}))
+    expert, _ = load_depth_network(tmp_path / "expert" / "card.yaml")
+    teacher = TeacherInitNet(load_tflite_graph(FASTDEPTH), MEAN, STD).eval()
+
+    x = to_tensor(np.stack([cv2.resize(f, (128, 96), interpolation=cv2.INTER_AREA) for f in _frames(3)]))
+    blend = build_student(TrainConfig(out=tmp_path, train_dir=tmp_path, init="teacher", expert=str(tmp_path / "expert" / "card.yaml"))).eval()
+    assert isinstance(blend, ExpertBlend)
+    with torch.no_grad():
+        d_teacher, d_expert = teacher(x).numpy(), expert(x).numpy()
+        assert np.abs(np.log(d_expert / d_teacher)).mean() > 0.01  # the expert learnt something: the blend is not trivially either
+        np.testing.assert_allclose(blend(x).numpy(), np.sqrt(d_teacher * d_expert), rtol=1e-5)
+
+    # labels = the expert's predictions: the gate alone trains, and shifts towards the expert
+    with torch.no_grad():
+        labels = expert(to_tensor(frames.rgb))[:, 0].numpy()
+    agree = type(frames)(frames.rgb, labels.astype(np.float32), np.full(len(frames), METRIC, np.int8), frames.names)
+    cfg = TrainConfig(out=tmp_path / "blend", train_dir=tmp_path, init="teacher", expert=str(tmp_path / "expert" / "card.yaml"),
+                      freeze_base=True, steps=30, batch=2, lr=1e-2, width=64, height=64, seed=0, threads=2, log_every=30)
+    result = train(cfg, say=lambda line: None, data=({"real": empty, "teacher": empty, "synthetic": agree}, {}))
+    assert result.onnx_max_rel_diff < 1e-4
+    shutil.rmtree(tmp_path / "expert")  # the card holds the expert's recipe, the safetensors its weights
+    trained, card = load_depth_network(tmp_path / "blend" / "card.yaml")
+    assert card["training"]["expert_network"]["init"] == "teacher" and "blended per pixel" in card["description"]
+    for name, value in teacher.state_dict().items():
+        assert torch.equal(trained.base.state_dict()[name], value)  # --freeze-base: both networks as they were
+    for name, value in expert.state_dict().items():
+        assert torch.equal(trained.expert.state_dict()[name], value)
+    with torch.no_grad():
+        x_train = to_tensor(frames.rgb)
+        base, other = trained.base.log_depth(x_train), trained.expert.log_depth(x_train)
+        share = float(trained.weight(x_train, base, other).mean())
+    assert share > 0.6, share
+    session = onnxruntime.InferenceSession(str(tmp_path / "blend" / "model.onnx"), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        np.testing.assert_allclose(session.run(None, {"image": x.numpy()})[0], trained(x).numpy(), rtol=1e-4)
+        np.testing.assert_array_equal(keep_anchor(trained)(x).numpy(), trained.base(x).numpy())  # --keep holds real images to the base
+
+    with pytest.raises(ValueError, match="use it with --init teacher"):
+        TrainConfig(out=tmp_path, train_dir=tmp_path, expert=str(tmp_path / "blend" / "card.yaml")).check()
+    with pytest.raises(ValueError, match="without --refiner"):
+        TrainConfig(out=tmp_path, train_dir=tmp_path, init="teacher", refiner=True, expert=str(tmp_path / "blend" / "card.yaml")).check()
+    with pytest.raises(ValueError, match="no such card"):
+        TrainConfig(out=tmp_path, train_dir=tmp_path, init="teacher", expert=str(tmp_path / "expert" / "card.yaml")).check()
+    TrainConfig(out=tmp_path, train_dir=tmp_path, init=str(tmp_path / "blend" / "card.yaml"), freeze_base=True).check()  # a later stage

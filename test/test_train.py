@@ -236,6 +236,50 @@ def test_a_run_goes_on_from_an_earlier_runs_card(tmp_path: Path) -> None:
         TrainConfig(out=tmp_path, train_dir=tmp_path, init="imagenet").check()
 
 
+def test_float16_store_halves_the_files_and_ships_the_rounded_weights(tmp_path: Path) -> None:
+    """--store float16: the same run's weights rounded to float16 (safetensors in float16, ONNX initializers float16
+    behind casts, about half the size), ONNX = torch of the rounded weights, the last validation is of what ships, and a
+    confidence head trained on it is stored the same way without changing the depth."""
+    import onnx
+    from safetensors.torch import load_file
+
+    from depth_node.train.confidence_trainer import ConfidenceTrainConfig, train_confidence
+    from depth_node.train.trainer import load_depth_network
+
+    frames = synthetic(4, 64, 64, seed=2)
+    empty = Samples(frames.rgb[:0], frames.depth[:0], frames.kind[:0], [])
+    results = {}
+    for store in ("float32", "float16"):
+        cfg = TrainConfig(out=tmp_path / store, train_dir=tmp_path, steps=4, batch=2, lr=3e-3, width=64, height=64, seed=3,
+                          threads=1, log_every=4, store=store)
+        results[store] = train(cfg, say=lambda line: None, data=({"real": empty, "teacher": empty, "synthetic": frames}, {"synthetic": frames}))
+    full, half = (load_file(str(tmp_path / store / "model.safetensors")) for store in ("float32", "float16"))
+    for name, value in full.items():
+        if value.is_floating_point():
+            assert half[name].dtype == torch.float16 and torch.equal(half[name], value.half()), name
+    sizes = {store: (tmp_path / store / "model.onnx").stat().st_size for store in ("float32", "float16")}
+    assert sizes["float16"] < 0.55 * sizes["float32"], sizes
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in onnx.load(str(tmp_path / "float16" / "model.onnx")).graph.initializer)
+    assert results["float16"].onnx_max_rel_diff < 1e-3
+    network, card = load_depth_network(tmp_path / "float16" / "card.yaml")
+    assert card["training"]["store"] == "float16"
+    x = np.random.default_rng(0).normal(size=(1, 3, 64, 64)).astype(np.float32)
+    session = onnxruntime.InferenceSession(str(tmp_path / "float16" / "model.onnx"), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        np.testing.assert_allclose(session.run(None, {"image": x})[0], network(torch.from_numpy(x)).numpy(), rtol=1e-3)
+    logged = results["float16"].log[-1]["synthetic_affine_abs_rel"]
+    assert logged != results["float32"].log[-1]["synthetic_affine_abs_rel"] and logged == pytest.approx(
+        results["float32"].log[-1]["synthetic_affine_abs_rel"], rel=1e-2)  # validated after rounding: close, not equal
+
+    conf = ConfidenceTrainConfig(out=tmp_path / "conf", model_card=tmp_path / "float16" / "card.yaml", train_dir=tmp_path, steps=2,
+                                 batch=2, relight=0.0, threads=1, log_every=2)
+    result = train_confidence(conf, say=lambda line: None, data=({"real": empty, "synthetic": frames}, {}))
+    assert result.depth_max_rel_diff < 1e-3
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in onnx.load(str(tmp_path / "conf" / "model.onnx")).graph.initializer)
+    with pytest.raises(ValueError, match="--store is one of"):
+        TrainConfig(out=tmp_path, train_dir=tmp_path, store="int8").check()
+
+
 def test_batch_mix_draws_each_source_by_its_share_and_leaves_out_zero_shares() -> None:
     frames = synthetic(2, 32, 32, seed=1)
     empty = Samples(frames.rgb[:0], frames.depth[:0], frames.kind[:0], [])

@@ -15,6 +15,7 @@ EPILOG = """examples:
   depth-node train out/quick --steps 300 --synthetic 100    # a quick look
   depth-node train out/t --seed 1 --threads 2 --train-dir /data/my_rgbd_index_folder
   depth-node train out/stage2 --init out/stage1/card.yaml --mix 0.2,0.4,0.4 --keep 1   # go on from an earlier run
+  depth-node train out/blend --init teacher --expert out/rendered/card.yaml --freeze-base --keep 1   # teacher + expert, gate trained
 then: depth-node eval BAG -p model_card:=out/train/card.yaml
 never train on ../shared/data/rgbd_dev: it is for measurement (this command does not read it)"""
 
@@ -40,8 +41,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--refiner-branch", choices=("tiny", "teacher"), default="tiny",
                    help="with --refiner: tiny = a TinyDepthNet from random weights (default); teacher = a copy of the teacher's "
                         "network with a new last layer (pretrained features, 1.35 M parameters more)")
+    p.add_argument("--expert", default="", metavar="CARD",
+                   help="with --init teacher: the card.yaml of an earlier run (e.g. trained on rendered scenes alone, --mix 0,0,1) "
+                        "whose network runs beside the teacher's; a small gate (0.15 M parameters, starts at an even blend) "
+                        "learns per pixel how much of each to take. Both networks run on every frame")
     p.add_argument("--freeze-base", action="store_true",
-                   help="with --refiner: train the correction branch only; the teacher's network stays as it is")
+                   help="with --refiner: train the correction branch only, the teacher's network stays as it is; with "
+                        "--expert: train the gate only, both networks stay as they are")
     p.add_argument("--keep", type=float, default=0.0,
                    help="with --init teacher: weight of a loss keeping the student's predictions on real images close to the "
                         "initial network's (learning without forgetting), so fine-tuning on a few rooms does not lose the "
@@ -58,6 +64,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mix", default="0.2,0.4,0.4", metavar="REAL,TEACHER,SYNTHETIC",
                    help="share of each source in a batch: real RGB-D, teacher-labelled, synthetic; normalized, 0 leaves a "
                         "source out (default 0.2,0.4,0.4)")
+    p.add_argument("--store", choices=("float32", "float16"), default="float32",
+                   help="dtype of the stored weights (safetensors and ONNX): float16 halves the files (the network still "
+                        "computes in float32; outputs move by ~1e-4 relative); default float32")
     p.add_argument("--steps", type=int, default=3000, help="optimizer steps (default 3000)")
     p.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
     p.add_argument("--lr", type=float, default=None,
@@ -91,7 +100,7 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         raise ValueError(f"--ema is a decay per step in [0, 1), e.g. 0.998; got {args.ema}")
     if args.steps <= 0 or args.batch <= 1:
         raise ValueError("--steps must be positive and --batch at least 2")
-    cfg = TrainConfig(out=args.out, train_dir=args.train_dir, teacher_card=args.teacher, init=args.init, freeze_encoder=args.freeze_encoder, refiner=args.refiner, refiner_branch=args.refiner_branch, freeze_base=args.freeze_base, keep=args.keep, keep_clean=args.keep_clean, relight=args.relight, ema=args.ema, steps=args.steps, batch=args.batch,
+    cfg = TrainConfig(out=args.out, train_dir=args.train_dir, teacher_card=args.teacher, init=args.init, freeze_encoder=args.freeze_encoder, refiner=args.refiner, refiner_branch=args.refiner_branch, freeze_base=args.freeze_base, expert=args.expert, store=args.store, keep=args.keep, keep_clean=args.keep_clean, relight=args.relight, ema=args.ema, steps=args.steps, batch=args.batch,
                       lr=args.lr if args.lr is not None else (2e-3 if args.init == "scratch" else 3e-4), width=width, height=height, synthetic=args.synthetic, seed=args.seed, threads=args.threads,
                       limit_real=args.limit, limit_unlabeled=args.limit, log_every=args.log_every, mix=parse_mix(args.mix))
     cfg.check()  # before minutes of loading data

@@ -66,14 +66,14 @@ class TinyDepthNet(nn.Module):
     """(N, 3, H, W) normalized RGB (ImageNet mean/std), H and W multiples of 32 → (N, 1, H, W) metres."""
 
     def __init__(self, widths: tuple[int, ...] = (16, 24, 40, 80, 128), blocks: tuple[int, ...] = (2, 2, 3, 2),
-                 in_channels: int = 3) -> None:
+                 in_channels: int = 3, decoder: tuple[int, int, int, int] = (64, 48, 32, 24)) -> None:
         super().__init__()
-        w = widths
+        w, d = widths, decoder
         self.stem = conv_bn(in_channels, w[0], 3, 2)                                    # 1/2
         self.enc = nn.ModuleList(stage(w[i], w[i + 1], blocks[i]) for i in range(4))   # 1/4 … 1/32
         self.context = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(w[4], w[4], 1), nn.ReLU(inplace=True))
-        self.up = nn.ModuleList([UpBlock(w[4], w[3], 64), UpBlock(64, w[2], 48), UpBlock(48, w[1], 32), UpBlock(32, w[0], 24)])
-        self.head = nn.Conv2d(24, 1, 3, padding=1)
+        self.up = nn.ModuleList([UpBlock(w[4], w[3], d[0]), UpBlock(d[0], w[2], d[1]), UpBlock(d[1], w[1], d[2]), UpBlock(d[2], w[0], d[3])])
+        self.head = nn.Conv2d(d[3], 1, 3, padding=1)
 
     def log_depth(self, x: torch.Tensor) -> torch.Tensor:
         """Natural log of metres at the input resolution."""
@@ -174,6 +174,54 @@ class ResidualRefiner(nn.Module):
     def encoder_parameters(self) -> list[nn.Parameter]:
         """The base network's encoder (``--freeze-encoder`` keeps what it learnt; the branch always trains)."""
         return self.base.encoder_parameters()
+
+    def fixed_parameters(self) -> list[nn.Parameter]:
+        """What ``--freeze-base`` holds: the base network (the branch alone trains)."""
+        return list(self.base.parameters())
+
+
+class ExpertBlend(nn.Module):
+    """Two depth networks and a small gate that blends their log-depths per pixel.
+
+    ``base`` is the network that knows real rooms (the teacher's, kept as it is); ``expert`` one trained for what the
+    base cannot do (e.g. rendered scenes with exact metric depth: ``depth-node train --mix 0,0,1``). The gate, a narrow
+    TinyDepthNet (0.15 M parameters), sees the normalized RGB, each network's log-depth minus its image mean (their
+    shapes) and the difference of the two (where and by how much they disagree), and predicts a logit *g* per pixel:
+
+        log-depth = base + sigmoid(g) · (expert − base)
+
+    so each pixel's depth lies between the two networks' (in log space). The gate's head starts at zero: an even blend.
+    Training the gate alone (``--freeze-base``) decides where each network is trusted without changing either.
+    Cost: both networks run on every frame. ``(N, 3, H, W)`` normalized RGB → ``(N, 1, H, W)`` metres.
+    """
+
+    def __init__(self, base: nn.Module, expert: nn.Module) -> None:
+        super().__init__()
+        self.base = base
+        self.expert = expert
+        self.gate = TinyDepthNet((8, 16, 24, 32, 64), in_channels=6, decoder=(32, 24, 16, 16))
+        nn.init.zeros_(self.gate.head.weight)
+        nn.init.zeros_(self.gate.head.bias)
+
+    def weight(self, x: torch.Tensor, base: torch.Tensor, expert: torch.Tensor) -> torch.Tensor:
+        """The expert's share of each pixel, in (0, 1)."""
+        shapes = [base - base.mean(dim=(2, 3), keepdim=True), expert - expert.mean(dim=(2, 3), keepdim=True), expert - base]
+        return torch.sigmoid(self.gate.log_depth(torch.cat([x, *shapes], dim=1)) - LOG_DEPTH_OFFSET)
+
+    def log_depth(self, x: torch.Tensor) -> torch.Tensor:
+        base, expert = self.base.log_depth(x), self.expert.log_depth(x)
+        return base + self.weight(x, base, expert) * (expert - base)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.exp(self.log_depth(x))
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """Both networks' encoders (``--freeze-encoder``; the gate always trains)."""
+        return [*self.base.encoder_parameters(), *self.expert.encoder_parameters()]
+
+    def fixed_parameters(self) -> list[nn.Parameter]:
+        """What ``--freeze-base`` holds: both networks (the gate alone trains)."""
+        return [*self.base.parameters(), *self.expert.parameters()]
 
 
 def parameter_count(model: nn.Module) -> int:

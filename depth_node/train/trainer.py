@@ -22,6 +22,7 @@ import numpy as np
 import yaml
 
 from depth_node.train.data import METRIC, VALIDATION_SOURCES, Samples, augment, real_rgbd, relight, synthetic, unlabeled
+from depth_node.train.half_weights import STORES, round_to_float16, store_initializers_as_float16
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -43,7 +44,10 @@ class TrainConfig:
     freeze_encoder: bool = False  # train the decoder only (keeps what a pretrained encoder learnt)
     refiner: bool = False        # with init "teacher": add a correction branch that starts at zero (network.ResidualRefiner)
     refiner_branch: str = "tiny"  # with refiner: "tiny" (TinyDepthNet from random weights) or "teacher" (a copy of the network)
-    freeze_base: bool = False    # with refiner: train the branch only (the teacher's network stays as it is)
+    freeze_base: bool = False    # with refiner or expert: train the branch or gate only (the networks stay as they are)
+    expert: str = ""             # with init "teacher": the card.yaml of an earlier run whose network joins the teacher's,
+                                 # blended per pixel by a gate (network.ExpertBlend)
+    expert_network: dict[str, Any] | None = None  # the expert's architecture (its first stage's recipe), read from its card
     keep: float = 0.0            # weight of the keep loss (real samples stay close to the initial network's prediction)
     keep_clean: bool = False     # the keep targets from the photometrically clean view (flip, crop, CutMix only)
     relight: float = 0.0         # share of samples relit (data.relight): exposure, light pools, shadows
@@ -61,6 +65,7 @@ class TrainConfig:
     limit_real: int = 0          # 0 = all (smoke tests use a few)
     limit_unlabeled: int = 0
     log_every: int = 100
+    store: str = "float32"       # dtype of the stored weights (half_weights.STORES); the network computes in float32
     mix: dict[str, float] = field(default_factory=lambda: dict(SOURCE_WEIGHTS))  # share of each source in a batch
 
     def check(self) -> None:
@@ -73,9 +78,10 @@ class TrainConfig:
             if self.refiner:
                 raise ValueError(f"--init {self.init} goes on with that run's network as it is (with its correction branch if "
                                  "it had one): leave out --refiner")
-            refiner = bool(network_recipe(read_card(Path(self.init))["training"]).get("refiner", False))
+            earlier = network_recipe(read_card(Path(self.init))["training"])
+            refiner, two_networks = bool(earlier.get("refiner", False)), bool(earlier.get("expert_network"))
         else:
-            refiner = self.refiner
+            refiner, two_networks = self.refiner, False
         if self.refiner_branch not in ("tiny", "teacher"):
             raise ValueError(f"--refiner-branch is tiny or teacher, got {self.refiner_branch!r}")
         if self.refiner_branch != "tiny" and not self.refiner:
@@ -83,9 +89,17 @@ class TrainConfig:
                              "--init brings its own)")
         if self.refiner and self.init == "scratch":
             raise ValueError("--refiner adds a branch to a pretrained network: use it with --init teacher")
-        if self.freeze_base and not refiner:
-            raise ValueError("--freeze-base leaves only the correction branch to train: it needs --refiner "
-                             "(or --init with the card of a run that had one)")
+        if self.store not in STORES:
+            raise ValueError(f"--store is one of {', '.join(STORES)}, got {self.store!r}")
+        if self.expert:
+            if self.init != "teacher" or self.refiner:
+                raise ValueError("--expert blends an earlier run's network with the teacher's: use it with --init teacher "
+                                 "and without --refiner")
+            if not Path(self.expert).is_file():
+                raise ValueError(f"--expert {self.expert}: no such card; give the card.yaml that depth-node train wrote")
+        if self.freeze_base and not (refiner or two_networks or self.expert):
+            raise ValueError("--freeze-base leaves only the correction branch or the gate to train: it needs --refiner or "
+                             "--expert (or --init with the card of a run that had one)")
 
 
 @dataclass
@@ -159,9 +173,7 @@ def load_depth_network(card_path: Path) -> tuple[Any, dict[str, Any]]:
     weights = (card_path.parent / card["weights"]).with_suffix(".safetensors")
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} not found: depth-node train writes the torch weights beside the ONNX file")
-    network = build_student(TrainConfig(out=Path("."), train_dir=Path("."), init=root["init"],
-                                        teacher_card=root.get("teacher_card", "fastdepth"), refiner=bool(root.get("refiner", False)),
-                                        refiner_branch=root.get("refiner_branch", "tiny")))
+    network = architecture(root)
     state = load_file(str(weights))
     network.load_state_dict(state, strict=False)
     missing = set(network.state_dict()) - set(state)
@@ -170,25 +182,41 @@ def load_depth_network(card_path: Path) -> tuple[Any, dict[str, Any]]:
     return network.eval().requires_grad_(False), card
 
 
-def build_student(cfg: TrainConfig) -> Any:
-    """The network to train: TinyDepthNet from random weights, the teacher's TFLite network imported as float
-    (with ``cfg.refiner``: plus a correction branch that starts at zero), or an earlier run's network and weights."""
-    from depth_node.train.network import ResidualRefiner, TeacherInitNet, TinyDepthNet
+def architecture(recipe: dict[str, Any]) -> Any:
+    """The network a first-stage recipe (``init`` scratch or teacher) builds, before training: TinyDepthNet from random
+    weights, or the teacher's TFLite network imported as float, with the correction branch (``refiner``) or the expert
+    and gate (``expert_network``: the expert's own first-stage recipe; its weights are not loaded here) it asked for."""
+    from depth_node.train.network import ExpertBlend, ResidualRefiner, TeacherInitNet, TinyDepthNet
 
-    cfg.check()
-    if cfg.init not in INITS:
-        return load_depth_network(Path(cfg.init))[0].requires_grad_(True).train()
-    if cfg.init == "scratch":
+    if recipe["init"] == "scratch":
         return TinyDepthNet()
     from depth_node.estimators.card import load_card
     from depth_node.paths import resolve_card
     from depth_node.train.tflite_import import load_tflite_graph
 
-    card = load_card(resolve_card(cfg.teacher_card))
+    card = load_card(resolve_card(recipe.get("teacher_card", "fastdepth")))
     if card.weights.suffix != ".tflite":
         raise ValueError(f"--init teacher imports a TFLite teacher; {card.name} has weights {card.weights.name}")
     network = TeacherInitNet(load_tflite_graph(card.weights), MEAN, STD)
-    return (ResidualRefiner(network, cfg.refiner_branch) if cfg.refiner else network).train()
+    if recipe.get("expert_network"):
+        return ExpertBlend(network, architecture(recipe["expert_network"]))
+    return ResidualRefiner(network, recipe.get("refiner_branch", "tiny")) if recipe.get("refiner") else network
+
+
+def build_student(cfg: TrainConfig) -> Any:
+    """The network to train: :func:`architecture` of the config (with ``cfg.expert``: the expert's trained weights
+    loaded from its card, and its recipe recorded in ``cfg.expert_network``), or an earlier run's network and weights."""
+    cfg.check()
+    if cfg.init not in INITS:
+        return load_depth_network(Path(cfg.init))[0].requires_grad_(True).train()
+    expert = None
+    if cfg.expert:
+        expert, expert_card = load_depth_network(Path(cfg.expert))
+        cfg.expert_network = network_recipe(expert_card["training"])
+    network = architecture(asdict(cfg))
+    if expert is not None:
+        network.expert.load_state_dict(expert.state_dict())
+    return network.requires_grad_(True).train()
 
 
 def build_data(cfg: TrainConfig, say: Callable[[str], None] = print) -> tuple[dict[str, Samples], dict[str, Samples]]:
@@ -246,12 +274,13 @@ def keep_anchor(model: Any) -> Any:
     Learning without forgetting (Li & Hoiem 2016): the copy labels every real sample of the batch as the student sees
     it, and a scale-invariant loss keeps the student close to it, so what the pretrained network knows of rooms outside
     the training set survives fine-tuning on a few of them. With a correction branch the copy is of the base network
-    alone (the part that learnt real rooms): at a first stage that is the initial network, as the branch starts at zero;
+    alone (the part that learnt real rooms; with an expert beside it: the gate learns to keep real images as the base
+    sees them): at a first stage that is the initial network, as the branch starts at zero;
     at a later stage it asks the branch to leave real images as the base sees them.
     """
-    from depth_node.train.network import ResidualRefiner
+    from depth_node.train.network import ExpertBlend, ResidualRefiner
 
-    return copy.deepcopy(model.base if isinstance(model, ResidualRefiner) else model).eval().requires_grad_(False)
+    return copy.deepcopy(model.base if isinstance(model, (ResidualRefiner, ExpertBlend)) else model).eval().requires_grad_(False)
 
 
 def start_run(out: Path, seed: int, threads: int) -> tuple[Path, np.random.Generator]:
@@ -305,7 +334,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = print,
         result.initial = validate(model, validation)
         say("  before training: " + ", ".join(f"{k} {v:.4g}" for k, v in result.initial.items()))
     anchor = keep_anchor(model) if cfg.keep > 0 else None
-    frozen = model.base.parameters() if cfg.freeze_base else model.encoder_parameters() if cfg.freeze_encoder else []
+    frozen = model.fixed_parameters() if cfg.freeze_base else model.encoder_parameters() if cfg.freeze_encoder else []
     for parameter in frozen:
         parameter.requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -362,6 +391,10 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = print,
             write_log(cfg.out / "train_log.csv", result.log)
             say("  " + ", ".join(f"{k} {v:.4g}" for k, v in entry.items()))
     result.seconds = time.perf_counter() - start
+    if cfg.store == "float16" and result.log:  # what ships is what is validated: the last line is of the rounded weights
+        round_to_float16(shipped)
+        result.log[-1].update(validate(shipped, validation))
+        write_log(cfg.out / "train_log.csv", result.log)
     shipped.eval()
     _save(shipped, cfg, result)
     return result
@@ -377,11 +410,16 @@ def write_log(path: Path, log: list[dict[str, float]]) -> None:
 
 
 def _save(model: Any, cfg: TrainConfig, result: TrainResult) -> None:
-    """Weights, ONNX export (checked against torch), card, loss plot."""
+    """Weights, ONNX export (checked against torch), card, loss plot; with ``cfg.store`` float16 both files hold float16
+    weights (the torch model's weights are rounded to them first, so what is validated is what ships)."""
     from safetensors.torch import save_file
 
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(cfg.out / "model.safetensors"))
-    result.onnx_max_rel_diff = export_onnx(model, cfg.out / "model.onnx", cfg.height, cfg.width)
+    half = cfg.store == "float16"
+    if half:
+        round_to_float16(model)  # train() did it before the last validation; again here costs nothing and keeps _save whole
+    state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(cfg.out / "model.safetensors"))
+    result.onnx_max_rel_diff = export_onnx(model, cfg.out / "model.onnx", cfg.height, cfg.width, half=half)
     parameters = f"{sum(p.numel() for p in model.parameters()):,} parameters"
     recipe = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items() if k not in ("out",)}
     if cfg.init not in INITS:  # the earlier stage's recipe travels with this one, so the card says how to rebuild both
@@ -397,6 +435,10 @@ def _save(model: Any, cfg: TrainConfig, result: TrainResult) -> None:
                       "a TinyDepthNet that sees the RGB and the network's log-depth")
             network = (f"the teacher's network ({root['teacher_card']}: MobileNet encoder, NNConv5 decoder), its int8 TFLite weights "
                        f"dequantized to float, plus a correction branch that starts at zero ({branch}; {parameters} in all), {then}")
+        if root.get("expert_network"):
+            network = (f"two networks blended per pixel by a small gate ({parameters} in all): the teacher's ({root['teacher_card']}: "
+                       "MobileNet encoder, NNConv5 decoder), its int8 TFLite weights dequantized to float, and the network of an "
+                       f"earlier run (training.expert_network says how it was built), {then}")
         license_ = ("MIT / Apache-2.0 (fine-tuned from FastDepth: fast-depth MIT, STM32 model zoo Apache-2.0, openmv MIT; "
                     "training data: TUM RGB-D CC BY 4.0, see data/train README)")
     else:
@@ -423,9 +465,9 @@ def _save(model: Any, cfg: TrainConfig, result: TrainResult) -> None:
     plot_losses(result.log, cfg.out / "loss.png")
 
 
-def export_onnx(model: Any, path: Path, height: int, width: int) -> float:
-    """The shipped form: ONNX (opset 17, dynamic batch, height and width), checked against torch on a random input;
-    returns the largest relative difference, raises when it exceeds 1e-3."""
+def export_onnx(model: Any, path: Path, height: int, width: int, half: bool = False) -> float:
+    """The shipped form: ONNX (opset 17, dynamic batch, height and width; ``half``: float16 initializers), checked
+    against torch on a random input; returns the largest relative difference, raises when it exceeds 1e-3."""
     import onnxruntime
     import torch
 
@@ -434,6 +476,8 @@ def export_onnx(model: Any, path: Path, height: int, width: int) -> float:
         torch.onnx.export(model, torch.zeros(1, 3, height, width), str(path), dynamo=False, input_names=["image"], output_names=["depth"],
                           dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "depth": {0: "batch", 2: "height", 3: "width"}},
                           opset_version=17)
+    if half:
+        store_initializers_as_float16(path)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = torch.randn(2, 3, height, width, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
