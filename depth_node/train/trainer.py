@@ -47,7 +47,7 @@ class TrainConfig:
     freeze_base: bool = False    # with refiner or expert: train the branch or gate only (the networks stay as they are)
     expert: str = ""             # with init "teacher": the card.yaml of an earlier run whose network joins the teacher's,
                                  # blended per pixel by a gate (network.ExpertBlend)
-    expert_network: dict[str, Any] | None = None  # the expert's architecture (its first stage's recipe), read from its card
+    expert_network: dict[str, Any] | None = None  # the expert's whole recipe (its card's training block), read from its card
     keep: float = 0.0            # weight of the keep loss (real samples stay close to the initial network's prediction)
     keep_clean: bool = False     # the keep targets from the photometrically clean view (flip, crop, CutMix only)
     relight: float = 0.0         # share of samples relit (data.relight): exposure, light pools, shadows
@@ -185,7 +185,7 @@ def load_depth_network(card_path: Path) -> tuple[Any, dict[str, Any]]:
 def architecture(recipe: dict[str, Any]) -> Any:
     """The network a first-stage recipe (``init`` scratch or teacher) builds, before training: TinyDepthNet from random
     weights, or the teacher's TFLite network imported as float, with the correction branch (``refiner``) or the expert
-    and gate (``expert_network``: the expert's own first-stage recipe; its weights are not loaded here) it asked for."""
+    and gate (``expert_network``: the expert's own recipe, whose first stage built it; its weights are not loaded here) it asked for."""
     from depth_node.train.network import ExpertBlend, ResidualRefiner, TeacherInitNet, TinyDepthNet
 
     if recipe["init"] == "scratch":
@@ -199,7 +199,7 @@ def architecture(recipe: dict[str, Any]) -> Any:
         raise ValueError(f"--init teacher imports a TFLite teacher; {card.name} has weights {card.weights.name}")
     network = TeacherInitNet(load_tflite_graph(card.weights), MEAN, STD)
     if recipe.get("expert_network"):
-        return ExpertBlend(network, architecture(recipe["expert_network"]))
+        return ExpertBlend(network, architecture(network_recipe(recipe["expert_network"])))
     return ResidualRefiner(network, recipe.get("refiner_branch", "tiny")) if recipe.get("refiner") else network
 
 
@@ -212,7 +212,7 @@ def build_student(cfg: TrainConfig) -> Any:
     expert = None
     if cfg.expert:
         expert, expert_card = load_depth_network(Path(cfg.expert))
-        cfg.expert_network = network_recipe(expert_card["training"])
+        cfg.expert_network = expert_card["training"]  # every stage of it: the card says how to reproduce the expert too
     network = architecture(asdict(cfg))
     if expert is not None:
         network.expert.load_state_dict(expert.state_dict())
@@ -438,7 +438,8 @@ def _save(model: Any, cfg: TrainConfig, result: TrainResult) -> None:
         if root.get("expert_network"):
             network = (f"two networks blended per pixel by a small gate ({parameters} in all): the teacher's ({root['teacher_card']}: "
                        "MobileNet encoder, NNConv5 decoder), its int8 TFLite weights dequantized to float, and the network of an "
-                       f"earlier run (training.expert_network says how it was built), {then}")
+                       "earlier run (training.expert_network holds its recipe), "
+                       + ("the gate alone trained (both networks as they were)" if cfg.freeze_base and stages == 1 else then))
         license_ = ("MIT / Apache-2.0 (fine-tuned from FastDepth: fast-depth MIT, STM32 model zoo Apache-2.0, openmv MIT; "
                     "training data: TUM RGB-D CC BY 4.0, see data/train README)")
     else:
