@@ -242,6 +242,20 @@ def test_expert_blend_starts_at_an_even_blend_and_its_gate_learns_where_to_trust
                       freeze_base=True, steps=30, batch=2, lr=1e-2, width=64, height=64, seed=0, threads=2, log_every=30)
     result = train(cfg, say=lambda line: None, data=({"real": empty, "teacher": empty, "synthetic": agree}, {}))
     assert result.onnx_max_rel_diff < 1e-4
+    # --gate-scale: one log-scale per image from the gate, starting at 0, learns a global factor both networks lack
+    farther = type(frames)(frames.rgb, agree.depth * 1.5, agree.kind, frames.names)
+    scaled = TrainConfig(out=tmp_path / "scaled", train_dir=tmp_path, init="teacher", expert=str(tmp_path / "expert" / "card.yaml"),
+                         gate_scale=True, freeze_base=True, steps=30, batch=2, lr=1e-2, width=64, height=64, seed=0, threads=2, log_every=30)
+    with torch.no_grad():
+        np.testing.assert_allclose(build_student(scaled).eval()(x).numpy(), np.sqrt(d_teacher * d_expert), rtol=1e-5)
+    assert train(scaled, say=lambda line: None, data=({"real": empty, "teacher": empty, "synthetic": farther}, {})).onnx_max_rel_diff < 1e-4
+    gained, card = load_depth_network(tmp_path / "scaled" / "card.yaml")
+    with torch.no_grad():
+        x_train = to_tensor(frames.rgb)
+        _, log_scale = gained.weight_and_scale(x_train, gained.base.log_depth(x_train), gained.expert.log_depth(x_train))
+    assert card["training"]["gate_scale"] is True and float(log_scale.mean()) > 0.5 * np.log(1.5), float(log_scale.mean())
+    with pytest.raises(ValueError, match="give --expert too"):
+        TrainConfig(out=tmp_path, train_dir=tmp_path, init="teacher", gate_scale=True).check()
     shutil.rmtree(tmp_path / "expert")  # the card holds the expert's recipe, the safetensors its weights
     trained, card = load_depth_network(tmp_path / "blend" / "card.yaml")
     assert card["training"]["expert_network"]["steps"] == 3 and "blended per pixel" in card["description"]

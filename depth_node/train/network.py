@@ -77,15 +77,20 @@ class TinyDepthNet(nn.Module):
 
     def log_depth(self, x: torch.Tensor) -> torch.Tensor:
         """Natural log of metres at the input resolution."""
+        return self.log_depth_and_pooled(x)[0]
+
+    def log_depth_and_pooled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`log_depth`, and the encoder's deepest features averaged over the image, (N, widths[-1])."""
         size = x.shape[-2:]
         skips = [self.stem(x)]
         for block in self.enc:
             skips.append(block(skips[-1]))
         y = skips[-1] + self.context(skips[-1])
+        pooled = skips[-1].mean(dim=(2, 3))
         for block, skip in zip(self.up, reversed(skips[:-1])):
             y = block(y, skip)
         y = self.head(y) + LOG_DEPTH_OFFSET
-        return F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+        return F.interpolate(y, size=size, mode="bilinear", align_corners=False), pooled
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.exp(self.log_depth(x))
@@ -191,26 +196,41 @@ class ExpertBlend(nn.Module):
         log-depth = base + sigmoid(g) · (expert − base)
 
     so each pixel's depth lies between the two networks' (in log space). The gate's head starts at zero: an even blend.
-    Training the gate alone (``--freeze-base``) decides where each network is trusted without changing either.
-    Cost: both networks run on every frame. ``(N, 3, H, W)`` normalized RGB → ``(N, 1, H, W)`` metres.
+    With ``global_scale`` the gate also predicts one log-scale per image from its deepest features (a linear layer that
+    starts at zero) added to the blend: metres for cameras and scenes where both networks get the scale wrong (neither
+    learnt the TUM Kinect's desks); it changes no aligned error. Training the gate alone (``--freeze-base``) decides
+    where each network is trusted without changing either. Cost: both networks run on every frame.
+    ``(N, 3, H, W)`` normalized RGB → ``(N, 1, H, W)`` metres.
     """
 
-    def __init__(self, base: nn.Module, expert: nn.Module) -> None:
+    def __init__(self, base: nn.Module, expert: nn.Module, global_scale: bool = False) -> None:
         super().__init__()
         self.base = base
         self.expert = expert
         self.gate = TinyDepthNet((8, 16, 24, 32, 64), in_channels=6, decoder=(32, 24, 16, 16))
         nn.init.zeros_(self.gate.head.weight)
         nn.init.zeros_(self.gate.head.bias)
+        self.scale = nn.Linear(64, 1) if global_scale else None
+        if self.scale is not None:
+            nn.init.zeros_(self.scale.weight)
+            nn.init.zeros_(self.scale.bias)
+
+    def weight_and_scale(self, x: torch.Tensor, base: torch.Tensor, expert: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The expert's share of each pixel, in (0, 1), and the log-scale added to each image, (N, 1, 1, 1) (0 without
+        ``global_scale``)."""
+        shapes = [base - base.mean(dim=(2, 3), keepdim=True), expert - expert.mean(dim=(2, 3), keepdim=True), expert - base]
+        logit, pooled = self.gate.log_depth_and_pooled(torch.cat([x, *shapes], dim=1))
+        scale = self.scale(pooled)[:, :, None, None] if self.scale is not None else torch.zeros_like(base[:, :, :1, :1])
+        return torch.sigmoid(logit - LOG_DEPTH_OFFSET), scale
 
     def weight(self, x: torch.Tensor, base: torch.Tensor, expert: torch.Tensor) -> torch.Tensor:
         """The expert's share of each pixel, in (0, 1)."""
-        shapes = [base - base.mean(dim=(2, 3), keepdim=True), expert - expert.mean(dim=(2, 3), keepdim=True), expert - base]
-        return torch.sigmoid(self.gate.log_depth(torch.cat([x, *shapes], dim=1)) - LOG_DEPTH_OFFSET)
+        return self.weight_and_scale(x, base, expert)[0]
 
     def log_depth(self, x: torch.Tensor) -> torch.Tensor:
         base, expert = self.base.log_depth(x), self.expert.log_depth(x)
-        return base + self.weight(x, base, expert) * (expert - base)
+        weight, scale = self.weight_and_scale(x, base, expert)
+        return base + weight * (expert - base) + scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.exp(self.log_depth(x))

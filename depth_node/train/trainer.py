@@ -47,6 +47,7 @@ class TrainConfig:
     freeze_base: bool = False    # with refiner or expert: train the branch or gate only (the networks stay as they are)
     expert: str = ""             # with init "teacher": the card.yaml of an earlier run whose network joins the teacher's,
                                  # blended per pixel by a gate (network.ExpertBlend)
+    gate_scale: bool = False     # with expert: the gate also predicts a log-scale per image (network.ExpertBlend)
     expert_network: dict[str, Any] | None = None  # the expert's whole recipe (its card's training block), read from its card
     keep: float = 0.0            # weight of the keep loss (real samples stay close to the initial network's prediction)
     keep_clean: bool = False     # the keep targets from the photometrically clean view (flip, crop, CutMix only)
@@ -97,6 +98,8 @@ class TrainConfig:
                                  "and without --refiner")
             if not Path(self.expert).is_file():
                 raise ValueError(f"--expert {self.expert}: no such card; give the card.yaml that depth-node train wrote")
+        if self.gate_scale and not self.expert:
+            raise ValueError("--gate-scale gives the gate of --expert a per-image scale: give --expert too")
         if self.freeze_base and not (refiner or two_networks or self.expert):
             raise ValueError("--freeze-base leaves only the correction branch or the gate to train: it needs --refiner or "
                              "--expert (or --init with the card of a run that had one)")
@@ -199,7 +202,7 @@ def architecture(recipe: dict[str, Any]) -> Any:
         raise ValueError(f"--init teacher imports a TFLite teacher; {card.name} has weights {card.weights.name}")
     network = TeacherInitNet(load_tflite_graph(card.weights), MEAN, STD)
     if recipe.get("expert_network"):
-        return ExpertBlend(network, architecture(network_recipe(recipe["expert_network"])))
+        return ExpertBlend(network, architecture(network_recipe(recipe["expert_network"])), bool(recipe.get("gate_scale", False)))
     return ResidualRefiner(network, recipe.get("refiner_branch", "tiny")) if recipe.get("refiner") else network
 
 
