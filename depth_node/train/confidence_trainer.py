@@ -208,7 +208,7 @@ def _save(depth_model: Any, head: Any, card: dict[str, Any], cfg: ConfidenceTrai
 def export_with_confidence(model: Any, path: Path, height: int, width: int, source_onnx: Path | None = None,
                            half: bool = False) -> float:
     """ONNX (opset 17; dynamic batch, height, width) with outputs ``depth`` and ``confidence``, checked against torch
-    (to 1e-4; 1e-3 with ``half``: float16 initializers, see half_weights); with ``source_onnx``, the depth output also
+    (to 1e-4; 1e-2 with ``half``: float16 initializers, see trainer.export_onnx); with ``source_onnx``, the depth output also
     against that file (to 1e-4: the depth must not change). Returns the largest relative depth difference; raises when
     any check fails."""
     import onnxruntime
@@ -229,7 +229,7 @@ def export_with_confidence(model: Any, path: Path, height: int, width: int, sour
         expected_depth, expected_confidence = (t.numpy() for t in model(torch.from_numpy(x)))
     difference = float(np.max(np.abs(depth - expected_depth) / np.abs(expected_depth)))
     confidence_difference = float(np.max(np.abs(confidence - expected_confidence)))
-    allowed = 1e-3 if half else 1e-4
+    allowed = 1e-2 if half else 1e-4
     if difference > allowed or confidence_difference > allowed:
         raise RuntimeError(f"ONNX export differs from torch: depth by {difference:.2e} (relative), confidence by {confidence_difference:.2e}")
     if source_onnx is not None:

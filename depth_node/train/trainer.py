@@ -471,7 +471,9 @@ def _save(model: Any, cfg: TrainConfig, result: TrainResult) -> None:
 
 def export_onnx(model: Any, path: Path, height: int, width: int, half: bool = False) -> float:
     """The shipped form: ONNX (opset 17, dynamic batch, height and width; ``half``: float16 initializers), checked
-    against torch on a random input; returns the largest relative difference, raises when it exceeds 1e-3."""
+    against torch on a random input; returns the largest relative difference, raises when it exceeds 1e-3 (1e-2 with
+    ``half``: the exporter folds batch norm into the convolutions in float32, and those folded weights are rounded to
+    float16 again, ~5e-4 each, which adds up over the layers; an export bug is off by far more)."""
     import onnxruntime
     import torch
 
@@ -488,7 +490,7 @@ def export_onnx(model: Any, path: Path, height: int, width: int, half: bool = Fa
         expected = model(x).numpy()
     got = session.run(None, {"image": x.numpy()})[0]
     difference = float(np.max(np.abs(got - expected) / np.abs(expected)))
-    if difference > 1e-3:
+    if difference > (1e-2 if half else 1e-3):
         raise RuntimeError(f"ONNX export differs from torch by {difference:.2e} (relative)")
     return difference
 
