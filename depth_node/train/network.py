@@ -207,10 +207,11 @@ class ExpertBlend(nn.Module):
         super().__init__()
         self.base = base
         self.expert = expert
-        self.gate = TinyDepthNet((8, 16, 24, 32, 64), in_channels=6, decoder=(32, 24, 16, 16))
+        widths = (8, 16, 24, 32, 64)
+        self.gate = TinyDepthNet(widths, in_channels=6, decoder=(32, 24, 16, 16))
         nn.init.zeros_(self.gate.head.weight)
         nn.init.zeros_(self.gate.head.bias)
-        self.scale = nn.Linear(64, 1) if global_scale else None
+        self.scale = nn.Linear(widths[-1], 1) if global_scale else None  # reads the gate's pooled deepest features
         if self.scale is not None:
             nn.init.zeros_(self.scale.weight)
             nn.init.zeros_(self.scale.bias)

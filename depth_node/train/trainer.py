@@ -414,12 +414,10 @@ def write_log(path: Path, log: list[dict[str, float]]) -> None:
 
 def _save(model: Any, cfg: TrainConfig, result: TrainResult) -> None:
     """Weights, ONNX export (checked against torch), card, loss plot; with ``cfg.store`` float16 both files hold float16
-    weights (the torch model's weights are rounded to them first, so what is validated is what ships)."""
+    weights (train() rounds the model's weights to them before its last validation, so what is validated is what ships)."""
     from safetensors.torch import save_file
 
-    half = cfg.store == "float16"
-    if half:
-        round_to_float16(model)  # train() did it before the last validation; again here costs nothing and keeps _save whole
+    half = cfg.store == "float16"  # train() has rounded the weights to float16 already (before the last validation)
     state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(cfg.out / "model.safetensors"))
     result.onnx_max_rel_diff = export_onnx(model, cfg.out / "model.onnx", cfg.height, cfg.width, half=half)
@@ -431,18 +429,18 @@ def _save(model: Any, cfg: TrainConfig, result: TrainResult) -> None:
     stages = len(recipe_chain(recipe))
     then = "then fine-tuned" if stages == 1 else f"then fine-tuned in {stages} stages (training.previous holds the earlier ones)"
     if root["init"] == "teacher":
-        network = (f"the teacher's network ({root['teacher_card']}: MobileNet encoder, NNConv5 decoder; {parameters}), its int8 "
-                   f"TFLite weights dequantized to float, {then}")
-        if root.get("refiner"):
+        teacher, dequantized = f"{root['teacher_card']}: MobileNet encoder, NNConv5 decoder", "its int8 TFLite weights dequantized to float"
+        if root.get("expert_network"):
+            network = (f"two networks blended per pixel by a small gate ({parameters} in all): the teacher's ({teacher}), {dequantized}, "
+                       "and the network of an earlier run (training.expert_network holds its recipe), "
+                       + ("the gate alone trained (both networks as they were)" if cfg.freeze_base and stages == 1 else then))
+        elif root.get("refiner"):
             branch = ("a copy of that network with a new last layer" if root.get("refiner_branch") == "teacher" else
                       "a TinyDepthNet that sees the RGB and the network's log-depth")
-            network = (f"the teacher's network ({root['teacher_card']}: MobileNet encoder, NNConv5 decoder), its int8 TFLite weights "
-                       f"dequantized to float, plus a correction branch that starts at zero ({branch}; {parameters} in all), {then}")
-        if root.get("expert_network"):
-            network = (f"two networks blended per pixel by a small gate ({parameters} in all): the teacher's ({root['teacher_card']}: "
-                       "MobileNet encoder, NNConv5 decoder), its int8 TFLite weights dequantized to float, and the network of an "
-                       "earlier run (training.expert_network holds its recipe), "
-                       + ("the gate alone trained (both networks as they were)" if cfg.freeze_base and stages == 1 else then))
+            network = (f"the teacher's network ({teacher}), {dequantized}, plus a correction branch that starts at zero "
+                       f"({branch}; {parameters} in all), {then}")
+        else:
+            network = f"the teacher's network ({teacher}; {parameters}), {dequantized}, {then}"
         license_ = ("MIT / Apache-2.0 (fine-tuned from FastDepth: fast-depth MIT, STM32 model zoo Apache-2.0, openmv MIT; "
                     "training data: TUM RGB-D CC BY 4.0, see data/train README)")
     else:
