@@ -204,6 +204,24 @@ def test_refiner_starts_as_the_teacher_and_learns_in_its_branch(tmp_path: Path) 
         TrainConfig(out=tmp_path, train_dir=tmp_path, init="teacher", freeze_base=True).check()
 
 
+def _tiny_expert(tmp_path: Path) -> tuple:
+    """A 3-step run from the teacher on four rendered frames (the expert, card in tmp_path/expert), the frames, an empty
+    source, the expert's network, and the frames labelled with the expert's own predictions (a gate should pick it)."""
+    from depth_node.train.data import METRIC, synthetic
+    from depth_node.train.trainer import TrainConfig, load_depth_network, to_tensor, train
+
+    frames = synthetic(4, 64, 64, seed=5)
+    empty = type(frames)(frames.rgb[:0], frames.depth[:0], frames.kind[:0], [])
+    expert_cfg = TrainConfig(out=tmp_path / "expert", train_dir=tmp_path, init="teacher", steps=3, batch=2, lr=3e-3, width=64,
+                             height=64, seed=0, threads=2, log_every=3)
+    train(expert_cfg, say=lambda line: None, data=({"real": empty, "teacher": empty, "synthetic": frames}, {}))
+    expert, _ = load_depth_network(tmp_path / "expert" / "card.yaml")
+    with torch.no_grad():
+        labels = expert(to_tensor(frames.rgb))[:, 0].numpy()
+    agree = type(frames)(frames.rgb, labels.astype(np.float32), np.full(len(frames), METRIC, np.int8), frames.names)
+    return frames, empty, expert, agree
+
+
 @needs_fastdepth
 def test_expert_blend_starts_at_an_even_blend_and_its_gate_learns_where_to_trust_the_expert(tmp_path: Path) -> None:
     """--expert: an earlier run's network beside the teacher's, blended per pixel by a gate that starts at an even blend
@@ -213,17 +231,11 @@ def test_expert_blend_starts_at_an_even_blend_and_its_gate_learns_where_to_trust
 
     import onnxruntime
 
-    from depth_node.train.data import METRIC, synthetic
     from depth_node.train.network import ExpertBlend, TeacherInitNet
     from depth_node.train.tflite_import import load_tflite_graph
     from depth_node.train.trainer import MEAN, STD, TrainConfig, build_student, keep_anchor, load_depth_network, to_tensor, train
 
-    frames = synthetic(4, 64, 64, seed=5)
-    empty = type(frames)(frames.rgb[:0], frames.depth[:0], frames.kind[:0], [])
-    expert_cfg = TrainConfig(out=tmp_path / "expert", train_dir=tmp_path, init="teacher", steps=3, batch=2, lr=3e-3, width=64,
-                             height=64, seed=0, threads=2, log_every=3)
-    train(expert_cfg, say=lambda line: None, data=({"real": empty, "teacher": empty, "synthetic": frames}, {}))
-    expert, _ = load_depth_network(tmp_path / "expert" / "card.yaml")
+    frames, empty, expert, agree = _tiny_expert(tmp_path)
     teacher = TeacherInitNet(load_tflite_graph(FASTDEPTH), MEAN, STD).eval()
 
     x = to_tensor(np.stack([cv2.resize(f, (128, 96), interpolation=cv2.INTER_AREA) for f in _frames(3)]))
@@ -235,9 +247,6 @@ def test_expert_blend_starts_at_an_even_blend_and_its_gate_learns_where_to_trust
         np.testing.assert_allclose(blend(x).numpy(), np.sqrt(d_teacher * d_expert), rtol=1e-5)
 
     # labels = the expert's predictions: the gate alone trains, and shifts towards the expert
-    with torch.no_grad():
-        labels = expert(to_tensor(frames.rgb))[:, 0].numpy()
-    agree = type(frames)(frames.rgb, labels.astype(np.float32), np.full(len(frames), METRIC, np.int8), frames.names)
     cfg = TrainConfig(out=tmp_path / "blend", train_dir=tmp_path, init="teacher", expert=str(tmp_path / "expert" / "card.yaml"),
                       freeze_base=True, steps=30, batch=2, lr=1e-2, width=64, height=64, seed=0, threads=2, log_every=30)
     result = train(cfg, say=lambda line: None, data=({"real": empty, "teacher": empty, "synthetic": agree}, {}))
@@ -281,3 +290,47 @@ def test_expert_blend_starts_at_an_even_blend_and_its_gate_learns_where_to_trust
     with pytest.raises(ValueError, match="no such card"):
         TrainConfig(out=tmp_path, train_dir=tmp_path, init="teacher", expert=str(tmp_path / "expert" / "card.yaml")).check()
     TrainConfig(out=tmp_path, train_dir=tmp_path, init=str(tmp_path / "blend" / "card.yaml"), freeze_base=True).check()  # a later stage
+
+
+@needs_fastdepth
+def test_per_image_gate_blends_whole_maps_and_learns_to_take_the_expert(tmp_path: Path) -> None:
+    """--gate image: one share per image (the same for every pixel, and for an image alone or in any batch: no batch
+    statistics), an even blend at the start of training; in use it chooses one network per image (logit > 0: the
+    expert); trained on labels that are the expert's predictions it chooses the expert; the card says so and rebuilds
+    it; ONNX = torch; without --expert the option is refused."""
+    import onnxruntime
+
+    from depth_node.train.network import ExpertBlend, ImageGate
+    from depth_node.train.trainer import TrainConfig, build_student, load_depth_network, to_tensor, train
+
+    frames, empty, expert, agree = _tiny_expert(tmp_path)
+    cfg = TrainConfig(out=tmp_path / "blend", train_dir=tmp_path, init="teacher", expert=str(tmp_path / "expert" / "card.yaml"),
+                      gate="image", freeze_base=True, steps=30, batch=2, lr=1e-2, width=64, height=64, seed=0, threads=2, log_every=30)
+    x = to_tensor(frames.rgb)
+    start = build_student(cfg)
+    assert isinstance(start, ExpertBlend) and isinstance(start.gate, ImageGate)
+    with torch.no_grad():  # training blends (an even blend at the start); in use a logit of 0 keeps the base
+        np.testing.assert_allclose(start.train()(x).numpy(), np.sqrt(start.base(x).numpy() * expert(x).numpy()), rtol=1e-5)
+        np.testing.assert_allclose(start.eval()(x).numpy(), start.base(x).numpy(), rtol=1e-6)
+    result = train(cfg, say=lambda line: None, data=({"real": empty, "teacher": empty, "synthetic": agree}, {}))
+    assert result.onnx_max_rel_diff < 1e-4
+    trained, card = load_depth_network(tmp_path / "blend" / "card.yaml")
+    assert card["training"]["gate"] == "image" and "chosen per image" in card["description"]
+    assert isinstance(trained.gate, ImageGate)
+    with torch.no_grad():
+        base, other = trained.base.log_depth(x), trained.expert.log_depth(x)
+        chosen = trained(x).numpy()
+        trained.train()  # as in training: a batch-norm gate would normalize each image by its batch's statistics
+        share = trained.weight(x, base, other)
+        alone = trained.weight(x[1:2], base[1:2], other[1:2])
+    assert share.shape == (len(frames), 1, 1, 1) and float(share.min()) > 0.6, share.flatten()
+    assert float(alone) == pytest.approx(float(share[1]), abs=1e-6)  # a share of its own, whatever shares the batch
+    np.testing.assert_allclose(chosen, torch.exp(other).numpy(), rtol=1e-5)  # in use: the expert's whole map, not a mix
+    trained.eval()
+    session = onnxruntime.InferenceSession(str(tmp_path / "blend" / "model.onnx"), providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        np.testing.assert_allclose(session.run(None, {"image": x.numpy()})[0], trained(x).numpy(), rtol=1e-4)
+    with pytest.raises(ValueError, match="give --expert too"):
+        TrainConfig(out=tmp_path, train_dir=tmp_path, init="teacher", gate="image").check()
+    with pytest.raises(ValueError, match="--gate is one of pixel, image"):
+        TrainConfig(out=tmp_path, train_dir=tmp_path, init="teacher", expert=str(tmp_path / "expert" / "card.yaml"), gate="region").check()

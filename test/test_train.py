@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from depth_node.train.data import METRIC, RELATIVE, Samples, augment, crop_to_aspect, relight, synthetic
-from depth_node.train.losses import gradient_loss, silog_loss
+from depth_node.train.losses import gradient_loss, router_loss, silog_loss
 from depth_node.train.network import TinyDepthNet
 from depth_node.tools.train_cmd import parse_mix
 from depth_node.train.trainer import TrainConfig, source_pools, train
@@ -44,6 +44,26 @@ def test_silog_loss_is_zero_for_exact_depth_and_scale_invariant_at_lambda_1() ->
     assert metric == pytest.approx(math.sqrt(0.15) * math.log(2.0), rel=1e-3)  # metric labels: the scale costs
     empty = torch.full((1, 4, 4), float("nan"))
     assert float(silog_loss(torch.zeros(1, 1, 4, 4), empty, torch.tensor([0.85]))) == 0.0
+
+
+def test_router_loss_labels_the_better_network_and_pulls_a_saturated_gate_back() -> None:
+    """--gate image: binary cross-entropy against "the expert's SILog is lower" per labelled sample, written out by hand
+    here; a gate saturated on the wrong side still gets a full-size gradient (the blend's depth loss gives it ~0)."""
+    depth = torch.rand(3, 8, 8) * 4 + 1
+    depth[2] = float("nan")                                                       # no label: no vote
+    truth = torch.log(torch.nan_to_num(depth, nan=1.0))[:, None]
+    noise = torch.randn(3, 1, 8, 8) * 0.3
+    base = torch.stack([truth[0], truth[1] + noise[1], truth[2]])                 # base exact on sample 0
+    expert = torch.stack([truth[0] + noise[0], truth[1], truth[2]])               # expert exact on sample 1
+    logit = torch.tensor([0.5, -1.5, 3.0]).view(3, 1, 1, 1).requires_grad_(True)
+    loss = router_loss(logit, base, expert, depth, torch.full((3,), 0.85))
+    expected = (math.log(1 + math.exp(0.5)) + math.log(1 + math.exp(1.5))) / 2  # -ln(1-σ(0.5)), -ln σ(-1.5)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    loss.backward()
+    assert float(logit.grad[2]) == 0.0
+    saturated = torch.tensor([-30.0, -30.0, 0.0]).view(3, 1, 1, 1).requires_grad_(True)  # both pushed to the base
+    router_loss(saturated, base, expert, depth, torch.full((3,), 0.85)).backward()
+    assert float(saturated.grad[1]) == pytest.approx(-0.5, abs=1e-6)             # (σ − 1) / 2 labelled samples
 
 
 def test_gradient_loss_ignores_scale_and_unlabelled_pixels_and_sees_edges() -> None:

@@ -43,11 +43,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "network with a new last layer (pretrained features, 1.35 M parameters more)")
     p.add_argument("--expert", default="", metavar="CARD",
                    help="with --init teacher: the card.yaml of an earlier run (e.g. trained on rendered scenes alone, --mix 0,0,1) "
-                        "whose network runs beside the teacher's; a small gate (0.15 M parameters, starts at an even blend) "
-                        "learns per pixel how much of each to take. Both networks run on every frame")
+                        "whose network runs beside the teacher's; a small gate (starts at an even blend) learns per "
+                        "pixel (or per image: --gate) how much of each to take. Both networks run on every frame")
     p.add_argument("--gate-scale", action="store_true",
                    help="with --expert: the gate also predicts one log-scale per image (starts at 0), so metres can be "
                         "learnt from the metric labels where both networks get the scale wrong; aligned errors unchanged")
+    p.add_argument("--gate", choices=("pixel", "image"), default="pixel",
+                   help="with --expert: pixel = a share of each network per pixel (default); image = one network "
+                        "chosen per image by a 0.08 M-parameter classifier without batch norm, trained (besides the "
+                        "depth loss on its soft blend) to pick the network with the lower error on each training image: "
+                        "each frame gets one network's whole map, and the choice does not drift with batch statistics")
     p.add_argument("--freeze-base", action="store_true",
                    help="with --refiner: train the correction branch only, the teacher's network stays as it is; with "
                         "--expert: train the gate only, both networks stay as they are")
@@ -103,7 +108,7 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
         raise ValueError(f"--ema is a decay per step in [0, 1), e.g. 0.998; got {args.ema}")
     if args.steps <= 0 or args.batch <= 1:
         raise ValueError("--steps must be positive and --batch at least 2")
-    cfg = TrainConfig(out=args.out, train_dir=args.train_dir, teacher_card=args.teacher, init=args.init, freeze_encoder=args.freeze_encoder, refiner=args.refiner, refiner_branch=args.refiner_branch, freeze_base=args.freeze_base, expert=args.expert, gate_scale=args.gate_scale, store=args.store, keep=args.keep, keep_clean=args.keep_clean, relight=args.relight, ema=args.ema, steps=args.steps, batch=args.batch,
+    cfg = TrainConfig(out=args.out, train_dir=args.train_dir, teacher_card=args.teacher, init=args.init, freeze_encoder=args.freeze_encoder, refiner=args.refiner, refiner_branch=args.refiner_branch, freeze_base=args.freeze_base, expert=args.expert, gate_scale=args.gate_scale, gate=args.gate, store=args.store, keep=args.keep, keep_clean=args.keep_clean, relight=args.relight, ema=args.ema, steps=args.steps, batch=args.batch,
                       lr=args.lr if args.lr is not None else (2e-3 if args.init == "scratch" else 3e-4), width=width, height=height, synthetic=args.synthetic, seed=args.seed, threads=args.threads,
                       limit_real=args.limit, limit_unlabeled=args.limit, log_every=args.log_every, mix=parse_mix(args.mix))
     cfg.check()  # before minutes of loading data

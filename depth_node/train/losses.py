@@ -17,17 +17,35 @@ LAMBDA_RELATIVE = 1.0
 GRADIENT_WEIGHT = 0.5  # of gradient_loss, added to the SILog term
 
 
-def silog_loss(log_pred: torch.Tensor, depth: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of per-sample SILog. log_pred (B, 1, H, W); depth (B, H, W) metres, NaN = no label;
-    lam (B,). Samples without a labelled pixel contribute nothing."""
+def silog_per_sample(log_pred: torch.Tensor, depth: torch.Tensor, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """SILog of each sample, (B,), and whether it has a labelled pixel, (B,) bool. log_pred (B, 1, H, W); depth
+    (B, H, W) metres, NaN = no label; lam (B,)."""
     valid = torch.isfinite(depth) & (depth > 0)
     target = torch.log(torch.where(valid, depth, torch.ones_like(depth)))
     e = (log_pred[:, 0] - target) * valid
     n = valid.sum(dim=(1, 2)).clamp(min=1)
     mean = e.sum(dim=(1, 2)) / n
     mean_sq = (e * e).sum(dim=(1, 2)) / n
-    per_sample = torch.sqrt((mean_sq - lam * mean * mean).clamp(min=1e-8))
-    has_label = valid.flatten(1).any(dim=1)
+    return torch.sqrt((mean_sq - lam * mean * mean).clamp(min=1e-8)), valid.flatten(1).any(dim=1)
+
+
+def silog_loss(log_pred: torch.Tensor, depth: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of per-sample SILog (:func:`silog_per_sample`). Samples without a labelled pixel contribute
+    nothing."""
+    per_sample, has_label = silog_per_sample(log_pred, depth, lam)
+    return (per_sample * has_label).sum() / has_label.sum().clamp(min=1)
+
+
+def router_loss(gate_logit: torch.Tensor, base_log: torch.Tensor, expert_log: torch.Tensor, depth: torch.Tensor,
+                lam: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of a per-image gate's logit, (B, 1, 1, 1), against which of two frozen networks has the
+    lower SILog on each labelled sample (1 = the expert). Unlike the blend's depth loss, its gradient does not vanish
+    when the gate's sigmoid saturates on the wrong side, so an early pull towards one network (most batches are real
+    images, where the base is better) cannot leave the gate stuck there."""
+    with torch.no_grad():
+        base_error, has_label = silog_per_sample(base_log, depth, lam)
+        expert_better = (silog_per_sample(expert_log, depth, lam)[0] < base_error).float()
+    per_sample = torch.nn.functional.binary_cross_entropy_with_logits(gate_logit.flatten(), expert_better, reduction="none")
     return (per_sample * has_label).sum() / has_label.sum().clamp(min=1)
 
 

@@ -185,8 +185,35 @@ class ResidualRefiner(nn.Module):
         return list(self.base.parameters())
 
 
+class ImageGate(nn.Module):
+    """One blend logit per image: strided 3×3 convolutions (each halves the size) with ReLU, averaged over the image, and
+    a linear layer that starts at zero. ``(N, C, H, W)`` → logit ``(N, 1, 1, 1)`` and the pooled features
+    ``(N, widths[-1])``.
+
+    No batch norm on purpose: a per-image decision must not depend on which other images share the batch, and batch
+    norm's running statistics (a moving average over the last few mixed real/rendered batches) kept moving the
+    per-pixel gate's choices after its weights had stopped (docs/benchmarks.md)."""
+
+    def __init__(self, in_channels: int, widths: tuple[int, ...] = (16, 32, 48, 64, 64)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for cin, cout in zip((in_channels, *widths[:-1]), widths):
+            layers += [nn.Conv2d(cin, cout, 3, 2, 1), nn.ReLU(inplace=True)]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(widths[-1], 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = self.features(x).mean(dim=(2, 3))
+        return self.head(pooled)[:, :, None, None], pooled
+
+
+GATES = ("pixel", "image")
+
+
 class ExpertBlend(nn.Module):
-    """Two depth networks and a small gate that blends their log-depths per pixel.
+    """Two depth networks and a small gate that blends their log-depths, per pixel or per image.
 
     ``base`` is the network that knows real rooms (the teacher's, kept as it is); ``expert`` one trained for what the
     base cannot do (e.g. rendered scenes with exact metric depth: ``depth-node train --mix 0,0,1``). The gate, a narrow
@@ -196,6 +223,12 @@ class ExpertBlend(nn.Module):
         log-depth = base + sigmoid(g) · (expert − base)
 
     so each pixel's depth lies between the two networks' (in log space). The gate's head starts at zero: an even blend.
+    ``gate="image"`` (:class:`ImageGate`, 0.08 M parameters) predicts one *g* per image instead and, in use (eval
+    mode, the ONNX export), *chooses* a network: the expert where g > 0, else the base — each frame gets one network's
+    whole map (a per-pixel or half-way blend stitches two networks that disagree on the scale, which no alignment
+    undoes). In training it blends softly (sigmoid) so the depth loss reaches it, and ``losses.router_loss`` teaches
+    it which network has the lower error on each image; without batch norm, the choice cannot drift with batch
+    statistics.
     With ``global_scale`` the gate also predicts one log-scale per image from its deepest features (a linear layer that
     starts at zero) added to the blend: metres for cameras and scenes where both networks get the scale wrong (neither
     learnt the TUM Kinect's desks); it changes no aligned error. Training the gate alone (``--freeze-base``) decides
@@ -203,35 +236,64 @@ class ExpertBlend(nn.Module):
     ``(N, 3, H, W)`` normalized RGB → ``(N, 1, H, W)`` metres.
     """
 
-    def __init__(self, base: nn.Module, expert: nn.Module, global_scale: bool = False) -> None:
+    def __init__(self, base: nn.Module, expert: nn.Module, global_scale: bool = False, gate: str = "pixel") -> None:
         super().__init__()
+        if gate not in GATES:
+            raise ValueError(f"the gate is one of {', '.join(GATES)}, got {gate!r}")
         self.base = base
         self.expert = expert
-        widths = (8, 16, 24, 32, 64)
-        self.gate = TinyDepthNet(widths, in_channels=6, decoder=(32, 24, 16, 16))
-        nn.init.zeros_(self.gate.head.weight)
-        nn.init.zeros_(self.gate.head.bias)
+        self.per_image = gate == "image"
+        if self.per_image:
+            widths: tuple[int, ...] = (16, 32, 48, 64, 64)
+            self.gate: nn.Module = ImageGate(6, widths)
+        else:
+            widths = (8, 16, 24, 32, 64)
+            self.gate = TinyDepthNet(widths, in_channels=6, decoder=(32, 24, 16, 16))
+            nn.init.zeros_(self.gate.head.weight)
+            nn.init.zeros_(self.gate.head.bias)
         self.scale = nn.Linear(widths[-1], 1) if global_scale else None  # reads the gate's pooled deepest features
         if self.scale is not None:
             nn.init.zeros_(self.scale.weight)
             nn.init.zeros_(self.scale.bias)
 
-    def weight_and_scale(self, x: torch.Tensor, base: torch.Tensor, expert: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The expert's share of each pixel, in (0, 1), and the log-scale added to each image, (N, 1, 1, 1) (0 without
-        ``global_scale``)."""
+    def logit_and_scale(self, x: torch.Tensor, base: torch.Tensor, expert: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The gate's logit of the expert's share of each pixel (or image: ``(N, 1, 1, 1)``), and the log-scale added to
+        each image, (N, 1, 1, 1) (0 without ``global_scale``)."""
         shapes = [base - base.mean(dim=(2, 3), keepdim=True), expert - expert.mean(dim=(2, 3), keepdim=True), expert - base]
-        logit, pooled = self.gate.log_depth_and_pooled(torch.cat([x, *shapes], dim=1))
+        gate_input = torch.cat([x, *shapes], dim=1)
+        if self.per_image:
+            logit, pooled = self.gate(gate_input)
+        else:
+            logit, pooled = self.gate.log_depth_and_pooled(gate_input)
+            logit = logit - LOG_DEPTH_OFFSET  # TinyDepthNet's head adds it
         scale = self.scale(pooled)[:, :, None, None] if self.scale is not None else torch.zeros_like(base[:, :, :1, :1])
-        return torch.sigmoid(logit - LOG_DEPTH_OFFSET), scale
+        return logit, scale
+
+    def weight_and_scale(self, x: torch.Tensor, base: torch.Tensor, expert: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The expert's share of each pixel (or image), in (0, 1), and the log-scale (:meth:`logit_and_scale`)."""
+        logit, scale = self.logit_and_scale(x, base, expert)
+        return self.share(logit), scale
 
     def weight(self, x: torch.Tensor, base: torch.Tensor, expert: torch.Tensor) -> torch.Tensor:
-        """The expert's share of each pixel, in (0, 1)."""
+        """The expert's share of each pixel, in (0, 1) (``(N, 1, 1, 1)`` with the per-image gate)."""
         return self.weight_and_scale(x, base, expert)[0]
 
     def log_depth(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blend(x)[0]
+
+    def blend(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The blended log-depth, each network's log-depth, and the gate's logit (what the per-image gate's router loss
+        reads: ``losses.router_loss``)."""
         base, expert = self.base.log_depth(x), self.expert.log_depth(x)
-        weight, scale = self.weight_and_scale(x, base, expert)
-        return base + weight * (expert - base) + scale
+        logit, scale = self.logit_and_scale(x, base, expert)
+        return base + self.share(logit) * (expert - base) + scale, base, expert, logit
+
+    def share(self, logit: torch.Tensor) -> torch.Tensor:
+        """The expert's share from the gate's logit: sigmoid; in use (eval mode) the per-image gate *chooses* one
+        network per image (share 0 or 1), so a frame gets one network's whole map, never a half-way mix of two."""
+        if self.per_image and not self.training:
+            return (logit > 0).to(logit.dtype)
+        return torch.sigmoid(logit)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.exp(self.log_depth(x))

@@ -48,6 +48,7 @@ class TrainConfig:
     expert: str = ""             # with init "teacher": the card.yaml of an earlier run whose network joins the teacher's,
                                  # blended per pixel by a gate (network.ExpertBlend)
     gate_scale: bool = False     # with expert: the gate also predicts a log-scale per image (network.ExpertBlend)
+    gate: str = "pixel"          # with expert: blend "pixel" by pixel or one share per "image" (network.GATES)
     expert_network: dict[str, Any] | None = None  # the expert's whole recipe (its card's training block), read from its card
     keep: float = 0.0            # weight of the keep loss (real samples stay close to the initial network's prediction)
     keep_clean: bool = False     # the keep targets from the photometrically clean view (flip, crop, CutMix only)
@@ -98,6 +99,12 @@ class TrainConfig:
                                  "and without --refiner")
             if not Path(self.expert).is_file():
                 raise ValueError(f"--expert {self.expert}: no such card; give the card.yaml that depth-node train wrote")
+        from depth_node.train.network import GATES  # torch: only once a run is configured
+
+        if self.gate not in GATES:
+            raise ValueError(f"--gate is one of {', '.join(GATES)}, got {self.gate!r}")
+        if self.gate != "pixel" and not self.expert:
+            raise ValueError("--gate chooses how the gate of --expert blends: give --expert too")
         if self.gate_scale and not self.expert:
             raise ValueError("--gate-scale gives the gate of --expert a per-image scale: give --expert too")
         if self.freeze_base and not (refiner or two_networks or self.expert):
@@ -202,7 +209,8 @@ def architecture(recipe: dict[str, Any]) -> Any:
         raise ValueError(f"--init teacher imports a TFLite teacher; {card.name} has weights {card.weights.name}")
     network = TeacherInitNet(load_tflite_graph(card.weights), MEAN, STD)
     if recipe.get("expert_network"):
-        return ExpertBlend(network, architecture(network_recipe(recipe["expert_network"])), bool(recipe.get("gate_scale", False)))
+        return ExpertBlend(network, architecture(network_recipe(recipe["expert_network"])), bool(recipe.get("gate_scale", False)),
+                           recipe.get("gate", "pixel"))  # cards from before per-image gates blend per pixel
     return ResidualRefiner(network, recipe.get("refiner_branch", "tiny")) if recipe.get("refiner") else network
 
 
@@ -323,8 +331,8 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = print,
     import torch
 
     from depth_node.tools.progress import ProgressBar
-    from depth_node.train.losses import GRADIENT_WEIGHT, LAMBDA_METRIC, LAMBDA_RELATIVE, gradient_loss, silog_loss
-    from depth_node.train.network import parameter_count
+    from depth_node.train.losses import GRADIENT_WEIGHT, LAMBDA_METRIC, LAMBDA_RELATIVE, gradient_loss, router_loss, silog_loss
+    from depth_node.train.network import ExpertBlend, parameter_count
 
     cfg.check()
     cfg.out, rng = start_run(cfg.out, cfg.seed, cfg.threads)
@@ -352,6 +360,7 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = print,
 
         average = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
     shipped = model if average is None else average.module
+    router = isinstance(model, ExpertBlend) and model.per_image
     start = time.perf_counter()
     progress = ProgressBar("training")
     running: list[float] = []
@@ -369,9 +378,13 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = print,
         rgb_b, depth_b = augment(np.stack(rgb), np.stack(depth), kind_arr, rng, relight_p=cfg.relight, geometric=clean)
         lam = torch.tensor([LAMBDA_METRIC if k == METRIC else LAMBDA_RELATIVE for k in kind_arr])
         x = to_tensor(rgb_b)
-        log_pred = model.log_depth(x)
         target = torch.from_numpy(depth_b)
-        loss = silog_loss(log_pred, target, lam) + GRADIENT_WEIGHT * gradient_loss(log_pred, target)
+        if router:  # the per-image gate also learns which network is better on each image (losses.router_loss)
+            log_pred, base_log, expert_log, gate_logit = model.blend(x)
+            loss = router_loss(gate_logit, base_log, expert_log, target, lam)
+        else:
+            log_pred, loss = model.log_depth(x), 0.0
+        loss = loss + silog_loss(log_pred, target, lam) + GRADIENT_WEIGHT * gradient_loss(log_pred, target)
         real_rows = torch.from_numpy(np.array([names[p] != "synthetic" for p in picks]))
         if anchor is not None and bool(real_rows.any()):
             with torch.no_grad():  # the initial network's view: what the student sees, or its clean version
@@ -431,7 +444,9 @@ def _save(model: Any, cfg: TrainConfig, result: TrainResult) -> None:
     if root["init"] == "teacher":
         teacher, dequantized = f"{root['teacher_card']}: MobileNet encoder, NNConv5 decoder", "its int8 TFLite weights dequantized to float"
         if root.get("expert_network"):
-            network = (f"two networks blended per pixel by a small gate ({parameters} in all): the teacher's ({teacher}), {dequantized}, "
+            how = ("one of them chosen per image by a small classifier" if root.get("gate") == "image" else
+                   "blended per pixel by a small gate")
+            network = (f"two networks, {how} ({parameters} in all): the teacher's ({teacher}), {dequantized}, "
                        "and the network of an earlier run (training.expert_network holds its recipe), "
                        + ("the gate alone trained (both networks as they were)" if cfg.freeze_base and stages == 1 else then))
         elif root.get("refiner"):
