@@ -295,8 +295,8 @@ def test_expert_blend_starts_at_an_even_blend_and_its_gate_learns_where_to_trust
 @needs_fastdepth
 def test_per_image_gate_blends_whole_maps_and_learns_to_take_the_expert(tmp_path: Path) -> None:
     """--gate image: one share per image (the same for every pixel, and for an image alone or in any batch: no batch
-    statistics), an even blend at the start of training; in use it chooses one network per image (logit > 0: the
-    expert); trained on labels that are the expert's predictions it chooses the expert; the card says so and rebuilds
+    statistics), an even blend at the start of training; in use it chooses one network's map per image (logit > 0: the
+    expert's), placed at the soft blend's image-mean log-depth; trained on labels that are the expert's predictions it chooses the expert; the card says so and rebuilds
     it; ONNX = torch; without --expert the option is refused."""
     import onnxruntime
 
@@ -309,9 +309,16 @@ def test_per_image_gate_blends_whole_maps_and_learns_to_take_the_expert(tmp_path
     x = to_tensor(frames.rgb)
     start = build_student(cfg)
     assert isinstance(start, ExpertBlend) and isinstance(start.gate, ImageGate)
-    with torch.no_grad():  # training blends (an even blend at the start); in use a logit of 0 keeps the base
-        np.testing.assert_allclose(start.train()(x).numpy(), np.sqrt(start.base(x).numpy() * expert(x).numpy()), rtol=1e-5)
-        np.testing.assert_allclose(start.eval()(x).numpy(), start.base(x).numpy(), rtol=1e-6)
+    def shape_and_level(log_depth: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        level = log_depth.mean(dim=(2, 3), keepdim=True)
+        return (log_depth - level).numpy(), level.flatten().numpy()
+
+    with torch.no_grad():  # training blends (an even blend at the start); in use a logit of 0 keeps the base's map
+        even = np.sqrt(start.base(x).numpy() * expert(x).numpy())
+        np.testing.assert_allclose(start.train()(x).numpy(), even, rtol=1e-5)
+        shape, level = shape_and_level(start.eval().log_depth(x))
+        np.testing.assert_allclose(shape, shape_and_level(start.base.log_depth(x))[0], atol=1e-5)
+        np.testing.assert_allclose(level, np.log(even).mean(axis=(1, 2, 3)), atol=1e-5)  # at the blend's level
     result = train(cfg, say=lambda line: None, data=({"real": empty, "teacher": empty, "synthetic": agree}, {}))
     assert result.onnx_max_rel_diff < 1e-4
     trained, card = load_depth_network(tmp_path / "blend" / "card.yaml")
@@ -319,13 +326,16 @@ def test_per_image_gate_blends_whole_maps_and_learns_to_take_the_expert(tmp_path
     assert isinstance(trained.gate, ImageGate)
     with torch.no_grad():
         base, other = trained.base.log_depth(x), trained.expert.log_depth(x)
-        chosen = trained(x).numpy()
-        trained.train()  # as in training: a batch-norm gate would normalize each image by its batch's statistics
+        chosen, blended = trained.log_depth(x), trained.train().log_depth(x)
+        # (still in train mode, as in training: a batch-norm gate would normalize each image by its batch's statistics)
         share = trained.weight(x, base, other)
         alone = trained.weight(x[1:2], base[1:2], other[1:2])
     assert share.shape == (len(frames), 1, 1, 1) and float(share.min()) > 0.6, share.flatten()
     assert float(alone) == pytest.approx(float(share[1]), abs=1e-6)  # a share of its own, whatever shares the batch
-    np.testing.assert_allclose(chosen, torch.exp(other).numpy(), rtol=1e-5)  # in use: the expert's whole map, not a mix
+    shape, level = shape_and_level(chosen)  # in use: the expert's whole map, not a mix, at the soft blend's level
+    np.testing.assert_allclose(shape, shape_and_level(other)[0], atol=1e-5)
+    np.testing.assert_allclose(level, shape_and_level(blended)[1], atol=1e-5)
+    assert np.abs(shape - shape_and_level(base)[0]).max() > 1e-3  # (the two maps differ: the choice is visible)
     trained.eval()
     session = onnxruntime.InferenceSession(str(tmp_path / "blend" / "model.onnx"), providers=["CPUExecutionProvider"])
     with torch.no_grad():

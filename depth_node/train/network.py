@@ -224,11 +224,11 @@ class ExpertBlend(nn.Module):
 
     so each pixel's depth lies between the two networks' (in log space). The gate's head starts at zero: an even blend.
     ``gate="image"`` (:class:`ImageGate`, 0.08 M parameters) predicts one *g* per image instead and, in use (eval
-    mode, the ONNX export), *chooses* a network: the expert where g > 0, else the base — each frame gets one network's
-    whole map (a per-pixel or half-way blend stitches two networks that disagree on the scale, which no alignment
-    undoes). In training it blends softly (sigmoid) so the depth loss reaches it, and ``losses.router_loss`` teaches
-    it which network has the lower error on each image; without batch norm, the choice cannot drift with batch
-    statistics.
+    mode, the ONNX export), *chooses* a network's map: the expert's where g > 0, else the base's — never a half-way
+    mix of two shapes, which no alignment undoes — shifted to the soft blend's image-mean log-depth, so the metres
+    change smoothly with the share when the choice flips between frames of a video. In training it blends softly
+    (sigmoid) so the depth loss reaches it, and ``losses.router_loss`` teaches it which network has the lower error on
+    each image; without batch norm, the choice cannot drift with batch statistics.
     With ``global_scale`` the gate also predicts one log-scale per image from its deepest features (a linear layer that
     starts at zero) added to the blend: metres for cameras and scenes where both networks get the scale wrong (neither
     learnt the TUM Kinect's desks); it changes no aligned error. Training the gate alone (``--freeze-base``) decides
@@ -270,9 +270,10 @@ class ExpertBlend(nn.Module):
         return logit, scale
 
     def weight_and_scale(self, x: torch.Tensor, base: torch.Tensor, expert: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The expert's share of each pixel (or image), in (0, 1), and the log-scale (:meth:`logit_and_scale`)."""
+        """The expert's share of each pixel (or image), in (0, 1), and the log-scale (:meth:`logit_and_scale`); in use the
+        per-image gate takes the map of the network whose share is > 0.5 (:meth:`blend`)."""
         logit, scale = self.logit_and_scale(x, base, expert)
-        return self.share(logit), scale
+        return torch.sigmoid(logit), scale
 
     def weight(self, x: torch.Tensor, base: torch.Tensor, expert: torch.Tensor) -> torch.Tensor:
         """The expert's share of each pixel, in (0, 1) (``(N, 1, 1, 1)`` with the per-image gate)."""
@@ -286,14 +287,14 @@ class ExpertBlend(nn.Module):
         reads: ``losses.router_loss``)."""
         base, expert = self.base.log_depth(x), self.expert.log_depth(x)
         logit, scale = self.logit_and_scale(x, base, expert)
-        return base + self.share(logit) * (expert - base) + scale, base, expert, logit
-
-    def share(self, logit: torch.Tensor) -> torch.Tensor:
-        """The expert's share from the gate's logit: sigmoid; in use (eval mode) the per-image gate *chooses* one
-        network per image (share 0 or 1), so a frame gets one network's whole map, never a half-way mix of two."""
+        blended = base + torch.sigmoid(logit) * (expert - base)
         if self.per_image and not self.training:
-            return (logit > 0).to(logit.dtype)
-        return torch.sigmoid(logit)
+            # in use the per-image gate *chooses* a network's map (a half-way mix of two shapes is what neither
+            # learnt), at the soft blend's level (its image-mean log-depth): when the choice flips between two frames
+            # of a video the metres move with the share, smoothly, instead of jumping by the two networks' scale ratio
+            chosen = torch.where(logit > 0, expert, base)
+            blended = chosen - chosen.mean(dim=(2, 3), keepdim=True) + blended.mean(dim=(2, 3), keepdim=True)
+        return blended + scale, base, expert, logit
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.exp(self.log_depth(x))
