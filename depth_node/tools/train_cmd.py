@@ -52,7 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="with --expert: pixel = a share of each network per pixel (default); image = one network "
                         "chosen per image by a 0.08 M-parameter classifier without batch norm, trained (besides the "
                         "depth loss on its soft blend) to pick the network with the lower error on each training image: "
-                        "each frame gets one network's whole map, and the choice does not drift with batch statistics")
+                        "each frame gets one network's map (at the soft blend's mean log-depth, so video does not "
+                        "jump when the choice flips), and the choice does not drift with batch statistics")
     p.add_argument("--freeze-base", action="store_true",
                    help="with --refiner: train the correction branch only, the teacher's network stays as it is; with "
                         "--expert: train the gate only, both networks stay as they are")

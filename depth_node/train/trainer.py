@@ -48,7 +48,7 @@ class TrainConfig:
     expert: str = ""             # with init "teacher": the card.yaml of an earlier run whose network joins the teacher's,
                                  # blended per pixel by a gate (network.ExpertBlend)
     gate_scale: bool = False     # with expert: the gate also predicts a log-scale per image (network.ExpertBlend)
-    gate: str = "pixel"          # with expert: blend "pixel" by pixel or one share per "image" (network.GATES)
+    gate: str = "pixel"          # with expert: blend per "pixel", or choose one network per "image" (network.GATES)
     expert_network: dict[str, Any] | None = None  # the expert's whole recipe (its card's training block), read from its card
     keep: float = 0.0            # weight of the keep loss (real samples stay close to the initial network's prediction)
     keep_clean: bool = False     # the keep targets from the photometrically clean view (flip, crop, CutMix only)
