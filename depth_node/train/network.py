@@ -23,6 +23,14 @@ from torch.nn import functional as F
 LOG_DEPTH_OFFSET = math.log(2.0)  # the head starts near 2 m: a typical indoor distance
 
 
+def zero_init(layer: nn.Module) -> nn.Module:
+    """``layer`` with weight and bias set to zero: a new output that starts at nothing, so the network it joins
+    starts as it was (a correction, a gate's even blend, a log-scale of 0)."""
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
 def conv_bn(cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
     if act:
@@ -159,8 +167,7 @@ class ResidualRefiner(nn.Module):
         else:
             self.branch = copy.deepcopy(base)
             head = self.head = nn.Conv2d(base.graph.feature_channels, 1, 3, padding=1)
-        nn.init.zeros_(head.weight)
-        nn.init.zeros_(head.bias)
+        zero_init(head)
 
     def correction(self, x: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         """The branch's log-depth correction at the input resolution."""
@@ -200,9 +207,7 @@ class ImageGate(nn.Module):
         for cin, cout in zip((in_channels, *widths[:-1]), widths):
             layers += [nn.Conv2d(cin, cout, 3, 2, 1), nn.ReLU(inplace=True)]
         self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(widths[-1], 1)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        self.head = zero_init(nn.Linear(widths[-1], 1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pooled = self.features(x).mean(dim=(2, 3))
@@ -249,12 +254,8 @@ class ExpertBlend(nn.Module):
         else:
             widths = (8, 16, 24, 32, 64)
             self.gate = TinyDepthNet(widths, in_channels=6, decoder=(32, 24, 16, 16))
-            nn.init.zeros_(self.gate.head.weight)
-            nn.init.zeros_(self.gate.head.bias)
-        self.scale = nn.Linear(widths[-1], 1) if global_scale else None  # reads the gate's pooled deepest features
-        if self.scale is not None:
-            nn.init.zeros_(self.scale.weight)
-            nn.init.zeros_(self.scale.bias)
+            zero_init(self.gate.head)
+        self.scale = zero_init(nn.Linear(widths[-1], 1)) if global_scale else None  # reads the gate's pooled deepest features
 
     def logit_and_scale(self, x: torch.Tensor, base: torch.Tensor, expert: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The gate's logit of the expert's share of each pixel (or image: ``(N, 1, 1, 1)``), and the log-scale added to
