@@ -30,16 +30,18 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Depth Anything V2 sizes as released (DINOv2 backbone; DPT neck and fusion widths)
+# Depth Anything V2 sizes as released (DINOv2 backbone; DPT neck and fusion widths), and a tiny one for rehearsals
 DA_SIZES = {
     "small": dict(hidden=384, layers=12, heads=6, out_indices=[3, 6, 9, 12], neck=[48, 96, 192, 384], fusion=64),
     "base": dict(hidden=768, layers=12, heads=12, out_indices=[3, 6, 9, 12], neck=[96, 192, 384, 768], fusion=128),
     "large": dict(hidden=1024, layers=24, heads=16, out_indices=[5, 12, 18, 24], neck=[256, 512, 1024, 1024], fusion=256),
+    "tiny": dict(hidden=32, layers=4, heads=2, out_indices=[1, 2, 3, 4], neck=[8, 16, 32, 32], fusion=16),
 }
 
 
 def depth_anything(folder: Path, size: str, long_side: int | None = None) -> Path:
-    """Depth Anything V2 at a released size with random weights, and its card (the shipped card, weights swapped)."""
+    """Depth Anything V2 at a released size (or ``tiny``) with random weights, and its card (the shipped card of
+    that size, Small's for tiny, weights swapped)."""
     from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config
 
     s = DA_SIZES[size]
@@ -49,7 +51,8 @@ def depth_anything(folder: Path, size: str, long_side: int | None = None) -> Pat
     config = DepthAnythingConfig(backbone_config=backbone, reassemble_hidden_size=s["hidden"], neck_hidden_sizes=s["neck"],
                                  fusion_hidden_size=s["fusion"], head_hidden_size=32, patch_size=14, depth_estimation_type="relative")
     DepthAnythingForDepthEstimation(config).eval().save_pretrained(str(folder / f"da_{size}"))
-    card = yaml.safe_load((REPO / "models" / f"depth_anything_v2_{size}.yaml").read_text())
+    shipped = "small" if size == "tiny" else size
+    card = yaml.safe_load((REPO / "models" / f"depth_anything_v2_{shipped}.yaml").read_text())
     card.update(weights=f"da_{size}", name=f"da_v2_{size}_random")
     if long_side:
         card["input"]["long_side"] = long_side
@@ -62,26 +65,41 @@ SHIPPED_DIFFUSION_CARD = {"e2e_ft": "e2e_ft_depth", "lotus_d": "lotus_d_depth", 
                           "marigold": "marigold_depth_v1_1"}
 
 
-def sd2_diffusion(folder: Path, variant: str, tiny: bool = False, steps: int = 1, long_side: int | None = None) -> Path:
+# Latent-diffusion sizes: Stable Diffusion 2's UNet, VAE and text width, TAESD as the tiny decoder; and a tiny
+# set for rehearsals (same layout, a few thousand parameters)
+SD_SIZES = {
+    "sd2": dict(unet=dict(block_out_channels=(320, 640, 1280, 1280), attention_head_dim=(5, 10, 20, 20)),
+                vae=dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2), taesd={}, text=1024),
+    "tiny": dict(unet=dict(block_out_channels=(16, 32), attention_head_dim=2, layers_per_block=1, norm_num_groups=8,
+                           down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D")),
+                 vae=dict(block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4),
+                 taesd=dict(encoder_block_out_channels=(8,) * 4, decoder_block_out_channels=(8,) * 4, num_encoder_blocks=(1,) * 4,
+                            num_decoder_blocks=(1,) * 4), text=16),
+}
+
+
+def sd2_diffusion(folder: Path, variant: str, tiny: bool = False, steps: int = 1, long_side: int | None = None,
+                  size: str = "sd2") -> Path:
     """A diffusion family at SD2 size (SD2 UNet, 8 input channels where the family feeds a noise latent beside the
     image latent, Lotus's task-embedding projection; SD2 VAE or a TAESD-size tiny decoder) with random weights,
-    a 1024-d empty-prompt context, and its card (the shipped card, weights swapped)."""
+    a 1024-d empty-prompt context, and its card (the shipped card, weights swapped). ``size="tiny"``: the same
+    layout at the tiny widths of ``SD_SIZES``."""
     import json
 
     from diffusers import AutoencoderKL, AutoencoderTiny, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+    dims = SD_SIZES[size]
     card = yaml.safe_load((REPO / "models" / f"{SHIPPED_DIFFUSION_CARD[variant]}.yaml").read_text())
-    root = folder / f"sd2_{variant}{'_tiny' if tiny else ''}"
+    root = folder / f"{size}_{variant}{'_tiny' if tiny else ''}"
     lotus = variant == "lotus_d"
-    UNet2DConditionModel(in_channels=8 if variant in ("e2e_ft", "marigold") else 4, out_channels=4,
-                         block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20),
+    UNet2DConditionModel(in_channels=8 if variant in ("e2e_ft", "marigold") else 4, out_channels=4, cross_attention_dim=dims["text"],
                          use_linear_projection=True, class_embed_type="projection" if lotus else None,
-                         projection_class_embeddings_input_dim=4 if lotus else None).save_pretrained(str(root / "unet"))
-    AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-                  up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4, layers_per_block=2).save_pretrained(str(root / "vae"))
+                         projection_class_embeddings_input_dim=4 if lotus else None, **dims["unet"]).save_pretrained(str(root / "unet"))
+    AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, latent_channels=4,
+                  **dims["vae"]).save_pretrained(str(root / "vae"))
     if tiny:
-        AutoencoderTiny().save_pretrained(str(root / "vae_tiny"))
+        AutoencoderTiny(**dims["taesd"]).save_pretrained(str(root / "vae_tiny"))
     prediction = card["diffusion"].get("prediction", "v_prediction")
     DDIMScheduler(prediction_type=prediction, timestep_spacing="trailing", beta_schedule="scaled_linear",
                   clip_sample=False, set_alpha_to_one=False).save_pretrained(str(root / "scheduler"))
@@ -89,7 +107,7 @@ def sd2_diffusion(folder: Path, variant: str, tiny: bool = False, steps: int = 1
     (root / "tok" / "vocab.json").write_text(json.dumps({"<|startoftext|>": 0, "<|endoftext|>": 1}))
     (root / "tok" / "merges.txt").write_text("#version: 0.2\n")
     CLIPTokenizer(str(root / "tok" / "vocab.json"), str(root / "tok" / "merges.txt"), model_max_length=77).save_pretrained(str(root / "tokenizer"))
-    CLIPTextModel(CLIPTextConfig(vocab_size=2, hidden_size=1024, intermediate_size=64, num_hidden_layers=1, num_attention_heads=8,
+    CLIPTextModel(CLIPTextConfig(vocab_size=2, hidden_size=dims["text"], intermediate_size=64, num_hidden_layers=1, num_attention_heads=8,
                                  bos_token_id=0, eos_token_id=1, pad_token_id=1)).save_pretrained(str(root / "text_encoder"))
     card.update(weights=root.name, name=f"{variant}_random{'_tiny_vae' if tiny else ''}")
     card["diffusion"]["decoder"] = "tiny" if tiny else "full"
