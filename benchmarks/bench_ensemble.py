@@ -12,7 +12,7 @@ pipeline: per-frame milliseconds of DepthPipeline.process (640×480 input, defau
           confidence_tta, 4 and 6 members, and with temporal_smoothing; the 'ensemble' and 'temporal' stages alone
           are the alignment and smoothing overheads.
 confidence: sparsification AUSE of each confidence source vs a random ordering, on synthetic rooms with exact
-          depth, (--set real) the real TUM validation frames of data/train or (--set rgbd_dev) the real indoor
+          depth, (--set real / real_new_scene) the real TUM validation frames of data/train or (--set rgbd_dev) the real indoor
           frames of rgbd_dev (default model, or --model CARD), scale+shift aligned and as published. The single-pass
           row is the model's own confidence head when its card has one, else the gradient heuristic.
 temporal: scale flicker (mean |Δ ln s|, s = least-squares scale to the exact depth) and AbsRel with temporal
@@ -24,7 +24,8 @@ temporal: scale flicker (mean |Δ ln s|, s = least-squares scale to the exact de
     .venv/bin/python benchmarks/bench_ensemble.py confidence --frames 6 --seed 555
     .venv/bin/python benchmarks/bench_ensemble.py confidence --set real
     .venv/bin/python benchmarks/bench_ensemble.py confidence --set rgbd_dev
-    .venv/bin/python benchmarks/bench_ensemble.py confidence --set rgbd_dev --model out/t6/card.yaml   (another card)
+    .venv/bin/python benchmarks/bench_ensemble.py confidence --set real_new_scene
+    .venv/bin/python benchmarks/bench_ensemble.py confidence --set rgbd_dev --model out/ft/card.yaml   (another card)
     .venv/bin/python benchmarks/bench_ensemble.py temporal --frames 24 --seed 77
 """
 
@@ -138,17 +139,27 @@ def bench_confidence(args: argparse.Namespace) -> None:
     from depth_node.core.pipeline import DepthPipeline, PipelineConfig
     from depth_node.estimators import load_estimator
     from depth_node.eval.metrics import EvalRange, ause, random_order_ause, score_frame
-    from depth_node.train.data import real_rgbd, synthetic
 
-    camera = PinholeCamera(256, 192, 207.0, 207.0, 127.5, 95.5)  # rendered at Kinect intrinsics × 0.4, as TUM is
-    if args.set == "synthetic":
-        synth = synthetic(args.frames, 256, 192, seed=args.seed)
-        frames = [(rgb, depth, camera) for rgb, depth in zip(synth.rgb, synth.depth)]
-        what = f"{args.frames} synthetic frames, seed {args.seed}"
-    elif args.set == "real":  # the training validation frames (TUM fr1 desk + misc), never rgbd_dev: the formula is chosen here
-        real = real_rgbd(REPO.parent / "shared" / "data" / "train", 256, 192, validation="real")
-        frames = [(rgb, depth, camera) for rgb, depth in zip(real.rgb, real.depth)]
-        what = f"{len(frames)} real TUM validation frames (data/train, held out from training)"
+    if args.set == "synthetic":  # rendered rooms and corridors at Kinect intrinsics × 0.4
+        from depth_node.tools.synth.writer import SynthSpec, generate
+
+        camera = PinholeCamera(256, 192, 207.0, 207.0, 127.5, 95.5)
+        spec = SynthSpec(scenes=("room", "corridor"), frames=max(1, args.frames // 2), width=256, height=192, seed=args.seed,
+                         intrinsics=(207.0, 207.0, 127.5, 95.5))
+        frames = [(f.rgb, np.where(f.depth_m < 80, f.depth_m, np.nan).astype(np.float32), camera) for f in generate(spec)]
+        what = f"{len(frames)} synthetic frames, seed {args.seed}"
+    elif args.set in ("real", "real_new_scene"):  # TUM frames of data/train held out from training, never rgbd_dev
+        from depth_node.eval.datasets import read_depth_png, read_rgb
+        from depth_node.train.data import VALIDATION_SOURCES, train_index
+
+        train = REPO.parent / "shared" / "data" / "train"
+        rows = [r for r in train_index(train) if r["split"] == "rgbd" and r["source"] in VALIDATION_SOURCES[args.set]]
+        frames = []
+        for row in rows:
+            rgb = read_rgb(train / row["rgb"])
+            frames.append((rgb, read_depth_png(train / row["depth"], float(row["depth_units_per_m"])),
+                           PinholeCamera(rgb.shape[1], rgb.shape[0], *(float(row[k]) for k in ("fx", "fy", "cx", "cy")))))
+        what = f"{len(frames)} real TUM frames of data/train ({', '.join(VALIDATION_SOURCES[args.set])})"
     else:  # measurement only: the real indoor frames of rgbd_dev at their own size and intrinsics, GT ≤ 10 m
         from depth_node.eval.datasets import rgbd_dev_frames
 
@@ -230,9 +241,9 @@ def main() -> int:
         if part == "temporal":
             extra.add_argument("--alpha", type=float, nargs="+", default=[0.5], help="temporal_alpha values to run (default 0.5)")
         if part == "confidence":
-            extra.add_argument("--set", choices=("synthetic", "real", "rgbd_dev"), default="synthetic",
-                               help="rendered rooms (exact depth), the real TUM validation frames of data/train, or the "
-                                    "real indoor frames of rgbd_dev (measurement only)")
+            extra.add_argument("--set", choices=("synthetic", "real", "real_new_scene", "rgbd_dev"), default="synthetic",
+                               help="rendered rooms (exact depth), the real TUM validation frames of data/train (fr1 desk + "
+                                    "misc, or fr3 cabinet), or the real indoor frames of rgbd_dev (measurement only)")
             extra.add_argument("--model", type=Path, default=REPO / "models" / "default.yaml",
                                help="model card (default: models/default.yaml; its single-pass confidence is its head if it has one)")
     args = parser.parse_args()

@@ -400,7 +400,7 @@ def step_default(report: Report, args: argparse.Namespace, timer: Timer, folder:
     from depth_node.backends.torch_backend import prepare_module
     from depth_node.estimators import load_estimator
     from depth_node.estimators.card import load_card
-    from depth_node.train.trainer import load_depth_network
+    from depth_node.train.network import load_depth_network
 
     card_path = Path(args.default_card)
     card = load_card(card_path)

@@ -17,7 +17,7 @@ def test_demo_runs_the_node_on_the_default_model_and_reports(tmp_path: Path) -> 
                          capture_output=True, text=True, timeout=600, cwd=REPO)
     assert run.returncode == 0, run.stdout + run.stderr
     text = run.stdout
-    assert "depth_node demo — model depth_node_small (metric depth)" in text
+    assert "depth_node demo — model fastdepth_float (metric depth)" in text
     assert "synthetic scene (exact depth):" in text and "frames    in 4, out 4, dropped 0" in text
     assert "accuracy  AbsRel" in text and "latency   receive→publish" in text
     if (REPO.parent / "shared" / "data" / "bags").is_dir():

@@ -42,6 +42,8 @@ GOOD = {"name": "m", "family": "onnx", "license": "MIT", "weights": "m.onnx", "o
         ({"input": {"std": [1, 0, 1]}}, "'input.std' must not contain 0"),
         ({"input": {"layout": "chw"}}, "'input.layout' must be one of"),
         ({"input": {"mean": [0.5]}}, "'input.mean' must be a list of 3"),
+        ({"input": {"long_side": 224, "keep_aspect": "no"}}, "'input.keep_aspect' must be true or false"),
+        ({"input": {"size": [224, 224], "keep_aspect": False}}, "'input.keep_aspect' false stretches"),
     ],
 )
 def test_card_validation_names_the_key(change: dict, message: str) -> None:
@@ -58,6 +60,8 @@ def test_card_defaults_and_relative_weights(tmp_path: Path) -> None:
     assert card.input.target_size(480, 640) == (480, 640)
     rules = parse_card(GOOD | {"input": {"long_side": 518, "multiple_of": 14}}).input
     assert rules.target_size(480, 640) == (392, 518)
+    square = parse_card(GOOD | {"input": {"long_side": 224, "multiple_of": 32, "keep_aspect": False}}).input
+    assert square.target_size(480, 640) == square.target_size(720, 1280) == (224, 224)  # stretched, whatever the camera
 
 
 @pytest.mark.parametrize("content, message", [(None, "model card not found"), ("name: [unclosed", "not valid YAML"), ("- a list", "must be a YAML mapping")])

@@ -47,3 +47,24 @@ def test_the_cloud_view_draws_a_plane_and_an_empty_cloud_gives_the_background() 
     assert (view != 24).any(axis=2).mean() > 0.05
     empty = cloud_view(np.full((h, w, 3), np.nan, np.float32), 120, 90)
     assert (empty == 24).all()
+
+
+def test_a_label_is_white_text_on_a_black_box_that_holds_it() -> None:
+    """The panel label: a black box sized by cv2.getTextSize, the text drawn once in white inside it, the rest of the
+    panel untouched."""
+    import cv2
+
+    from depth_node.eval.picture import LABEL_FONT, LABEL_PAD, LABEL_SCALE, _label
+
+    panel = np.full((120, 300, 3), 200, np.uint8)
+    text = "depth 0.4-3.2 m"
+    out = _label(panel, text)
+    (width, height), baseline = cv2.getTextSize(text, LABEL_FONT, LABEL_SCALE, 1)
+    box = out[:height + baseline + 2 * LABEL_PAD, :width + 2 * LABEL_PAD]
+    inked = box.max(axis=2) > 128
+    assert 0.05 < inked.mean() < 0.6                                  # white strokes on black, nothing else in the box
+    assert set(np.unique(box[~inked])) <= set(range(0, 129))          # the background is black (anti-aliased edges grey)
+    cols = np.flatnonzero(inked.any(axis=0))
+    assert cols[0] >= LABEL_PAD - 1 and cols[-1] <= width + LABEL_PAD  # the text fits its box from start to end
+    assert (out[height + baseline + 2 * LABEL_PAD:] == 200).all() and (out[:, width + 2 * LABEL_PAD:] == 200).all()
+    assert (panel == 200).all()                                        # the input panel is not drawn on

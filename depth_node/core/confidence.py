@@ -7,9 +7,8 @@
    that disagree by 5 % of the depth give 0.5). Relative, because depth errors are judged relative to the depth
    (AbsRel, δ1): an absolute spread ranks far pixels last merely for being far, and did worse than a random
    ordering on rendered rooms (docs/ensembling.md). A spread that reaches zero or infinite depth gives 0;
-2. the model's own **confidence head** (cards with ``output.confidence_index``), as the model gives it; the shipped
-   default has one (``depth-node train-confidence``: the expected relative error b, confidence 1 / (1 + (b / 0.05)²));
-3. the **gradient heuristic** below, for a single pass of a model without a head.
+2. the model's own **confidence head** (cards with ``output.confidence_index``), as the model gives it;
+3. the **gradient heuristic** below, for a single pass of a model without a head (the shipped default).
 
 Heuristic (documented, cheap): a monocular prediction is least trustworthy at depth discontinuities, where
 the model blurs foreground into background ("flying pixels"). With the relative depth gradient

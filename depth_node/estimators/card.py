@@ -11,6 +11,7 @@ Example (every key; defaults in comments)::
       size: [240, 320]               # fixed [height, width]; omit to read it from a static model, or use:
       long_side: 518                 #   resize so the long side is about this (aspect kept) ...
       multiple_of: 14                #   ... and both sides are multiples of this (default 1)
+      keep_aspect: true              #   false: stretch to long_side × long_side, for networks trained on squashed images
       channels: rgb                  # rgb | bgr
       scale: 0.00392156862745098     # uint8 value × scale before mean/std (default 1/255)
       mean: [0.485, 0.456, 0.406]    # default [0, 0, 0]
@@ -59,6 +60,7 @@ class InputRules:
     layout: str = "nchw"
     dtype: str = "float32"
     interpolation: str = "area"
+    keep_aspect: bool = True  # False: a square long_side × long_side input, whatever the camera's aspect
 
     def target_size(self, height: int, width: int) -> tuple[int, int]:
         """(height, width) of the model input for a ``width`` × ``height`` image."""
@@ -67,6 +69,9 @@ class InputRules:
         if self.long_side is None:
             return height, width
         m = self.multiple_of
+        if not self.keep_aspect:
+            side = max(m, round(self.long_side / m) * m)
+            return side, side
         s = self.long_side / max(height, width)
         return max(m, round(height * s / m) * m), max(m, round(width * s / m) * m)
 
@@ -133,6 +138,11 @@ def _parse_input(where: str, raw: Any) -> InputRules:
         long_side = _positive_int(where, "input.long_side", long_side)
     if size is not None and long_side is not None:
         raise _fail(where, "input", "gives both 'size' and 'long_side': keep one")
+    keep_aspect = raw.get("keep_aspect", True)
+    if not isinstance(keep_aspect, bool):
+        raise _fail(where, "input.keep_aspect", f"must be true or false (got {keep_aspect!r})")
+    if not keep_aspect and long_side is None:
+        raise _fail(where, "input.keep_aspect", "false stretches the image to long_side × long_side: give input.long_side too")
     std = _triple(where, "input.std", raw.get("std"), (1.0, 1.0, 1.0))
     if any(s == 0 for s in std):
         raise _fail(where, "input.std", f"must not contain 0 (got {list(std)})")
@@ -150,6 +160,7 @@ def _parse_input(where: str, raw: Any) -> InputRules:
         layout=_choice(where, "input.layout", raw.get("layout", "nchw"), ("nchw", "nhwc")),
         dtype=_choice(where, "input.dtype", raw.get("dtype", "float32"), ("float32", "float16", "uint8")),
         interpolation=_choice(where, "input.interpolation", raw.get("interpolation", "area"), _INTERPOLATIONS),
+        keep_aspect=keep_aspect,
     )
 
 

@@ -53,10 +53,17 @@ def cloud_view(points: np.ndarray, width: int, height: int, yaw_deg: float = -35
     return canvas
 
 
+LABEL_FONT, LABEL_SCALE, LABEL_PAD = cv2.FONT_HERSHEY_SIMPLEX, 0.5, 4
+
+
 def _label(image: np.ndarray, text: str) -> np.ndarray:
-    out = np.ascontiguousarray(image)
-    cv2.putText(out, text, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(out, text, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+    """``text`` in white on a black box sized by the text itself, top left: readable on any panel. (Black text at a
+    heavier weight under white drifts apart from it along the string: the two strokes are laid out differently.)"""
+    out = np.ascontiguousarray(image).copy()
+    (width, height), baseline = cv2.getTextSize(text, LABEL_FONT, LABEL_SCALE, 1)
+    right, bottom = min(out.shape[1], width + 2 * LABEL_PAD), min(out.shape[0], height + baseline + 2 * LABEL_PAD)
+    out[:bottom, :right] = 0
+    cv2.putText(out, text, (LABEL_PAD, LABEL_PAD + height), LABEL_FONT, LABEL_SCALE, (255, 255, 255), 1, cv2.LINE_AA)
     return out
 
 

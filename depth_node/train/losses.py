@@ -1,25 +1,22 @@
 """The training loss: scale-invariant log error (Eigen et al. 2014), per sample, on labelled pixels.
 
-For e = ln d̂ − ln d over a sample's labelled pixels, L = √(mean e² − λ·(mean e)²):
-- λ = 0.85 for ``metric`` samples (real RGB-D, synthetic): mostly scale-invariant, but the 15 % that is not
-  teaches metres (as BTS / AdaBins train metric depth);
-- λ = 1 for ``relative`` samples (teacher pseudo-labels): fully invariant to a global scale, so the teacher's
-  structure is learnt and its scale is not.
-The network predicts ln(metres), so the node publishes its output as metric depth with no scale to set.
+For e = ln d̂ − ln d over a sample's labelled pixels, L = √(mean e² − λ·(mean e)²), λ = 0.85: mostly
+scale-invariant, but the 15 % that is not teaches metres (as BTS / AdaBins train metric depth). Plus a multi-scale
+gradient term on log-depth (MiDaS) for edges in the right places. The network predicts metres, so the node
+publishes its output as metric depth with no scale to set.
 """
 
 from __future__ import annotations
 
 import torch
 
-LAMBDA_METRIC = 0.85
-LAMBDA_RELATIVE = 1.0
+LAMBDA = 0.85
 GRADIENT_WEIGHT = 0.5  # of gradient_loss, added to the SILog term
 
 
-def silog_per_sample(log_pred: torch.Tensor, depth: torch.Tensor, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def silog_per_sample(log_pred: torch.Tensor, depth: torch.Tensor, lam: float = LAMBDA) -> tuple[torch.Tensor, torch.Tensor]:
     """SILog of each sample, (B,), and whether it has a labelled pixel, (B,) bool. log_pred (B, 1, H, W); depth
-    (B, H, W) metres, NaN = no label; lam (B,)."""
+    (B, H, W) metres, NaN = no label."""
     valid = torch.isfinite(depth) & (depth > 0)
     target = torch.log(torch.where(valid, depth, torch.ones_like(depth)))
     e = (log_pred[:, 0] - target) * valid
@@ -29,23 +26,10 @@ def silog_per_sample(log_pred: torch.Tensor, depth: torch.Tensor, lam: torch.Ten
     return torch.sqrt((mean_sq - lam * mean * mean).clamp(min=1e-8)), valid.flatten(1).any(dim=1)
 
 
-def silog_loss(log_pred: torch.Tensor, depth: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+def silog_loss(log_pred: torch.Tensor, depth: torch.Tensor, lam: float = LAMBDA) -> torch.Tensor:
     """Mean over the batch of per-sample SILog (:func:`silog_per_sample`). Samples without a labelled pixel contribute
     nothing."""
     per_sample, has_label = silog_per_sample(log_pred, depth, lam)
-    return (per_sample * has_label).sum() / has_label.sum().clamp(min=1)
-
-
-def router_loss(gate_logit: torch.Tensor, base_log: torch.Tensor, expert_log: torch.Tensor, depth: torch.Tensor,
-                lam: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy of a per-image gate's logit, (B, 1, 1, 1), against which of two frozen networks has the
-    lower SILog on each labelled sample (1 = the expert). Unlike the blend's depth loss, its gradient does not vanish
-    when the gate's sigmoid saturates on the wrong side, so an early pull towards one network (most batches are real
-    images, where the base is better) cannot leave the gate stuck there."""
-    with torch.no_grad():
-        base_error, has_label = silog_per_sample(base_log, depth, lam)
-        expert_better = (silog_per_sample(expert_log, depth, lam)[0] < base_error).float()
-    per_sample = torch.nn.functional.binary_cross_entropy_with_logits(gate_logit.flatten(), expert_better, reduction="none")
     return (per_sample * has_label).sum() / has_label.sum().clamp(min=1)
 
 

@@ -1,9 +1,10 @@
-"""Import a quantized TFLite convolutional network as a float torch module, to fine-tune it.
+"""Import a quantized TFLite convolutional network as a float torch module: to export it and to fine-tune it.
 
-The teacher in ``../shared/models/fastdepth`` is an int8 TFLite file; its weights are the best indoor prior this
+FastDepth in ``../shared/models/fastdepth`` is an int8 TFLite file; its weights are the best indoor prior this
 project can get without a model hub. This module reads its graph and dequantizes every weight
 (``float = scale × int``, per output channel; biases at ``input scale × weight scale``) into ordinary
-``nn.Conv2d`` layers, so ``depth-node train --init teacher`` can start from them.
+``nn.Conv2d`` layers, so ``depth-node export`` can write it as a float ONNX file and ``depth-node train`` can
+fine-tune it.
 
 Supported operators: QUANTIZE, DEQUANTIZE, PAD, CONV_2D, DEPTHWISE_CONV_2D (depth multiplier 1), ADD,
 RESIZE_NEAREST_NEIGHBOR, RESIZE_BILINEAR. Anything else raises ``ValueError`` naming the operator.
@@ -58,16 +59,12 @@ class TfliteGraph(nn.Module):
         self.graph_output = graph_output
         self.input_range = input_range  # real values the file's input quantization covers, e.g. (0, 1)
 
-    def forward(self, x: torch.Tensor, final_activation: bool = True, features: bool = False) -> torch.Tensor:
-        """The graph's output; with ``features`` what its last convolution reads instead (a depth decoder's last
-        feature map, for a new head)."""
+    def forward(self, x: torch.Tensor, final_activation: bool = True) -> torch.Tensor:
+        """The graph's output; without ``final_activation`` the last activation is left out (a caller's own)."""
         values: dict[int, torch.Tensor] = {self.graph_input: x}
         last_activation = max((n for n, s in enumerate(self.steps) if s.activation), default=-1)
-        last_conv = self._last_conv()
         for n, step in enumerate(self.steps):
             a = values[step.inputs[0]]
-            if features and n == last_conv:
-                return a
             if step.op in _PASS_THROUGH:
                 y = a
             elif step.op == "PAD":
@@ -85,12 +82,13 @@ class TfliteGraph(nn.Module):
         return values[self.graph_output]
 
     @property
-    def feature_channels(self) -> int:
-        """Channels of ``forward(..., features=True)``."""
-        return self.layers[self.steps[self._last_conv()].module].in_channels
-
-    def _last_conv(self) -> int:
-        return max(n for n, s in enumerate(self.steps) if s.module)
+    def stride(self) -> int:
+        """The graph's total downsampling, the product of its convolutions' strides (FastDepth: 32): input sides must
+        be multiples of it."""
+        total = 1
+        for layer in self.layers.values():
+            total *= int(layer.stride[0])
+        return total
 
 
 def _activation(detail: dict[str, Any]) -> str:
