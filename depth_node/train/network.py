@@ -131,6 +131,8 @@ def input_block(graph_stride: int, source_rules: Any) -> dict[str, Any]:
         return {"long_side": int(size[0]), "multiple_of": graph_stride, "keep_aspect": False, **rules}
     if size is not None:
         return {"size": [int(size[0]), int(size[1])], **rules}
+    if source_rules.long_side is None:
+        raise ValueError("the source card gives neither input.size nor input.long_side: say the network's input size in it")
     return {"long_side": source_rules.long_side, "multiple_of": max(graph_stride, source_rules.multiple_of),
             "keep_aspect": source_rules.keep_aspect, **rules}
 
