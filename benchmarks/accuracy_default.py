@@ -19,7 +19,6 @@ fastdepth's and its δ1 as published is not below; the node publishes ≥ 20 fra
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -44,9 +43,10 @@ def cli(*args: str) -> str:
 def tum_folder(work: Path, prefix: str) -> tuple[Path, str]:
     """The data/train rgbd frames of the TUM sources starting with ``prefix``, as a TUM RGB-D folder (links + rgb.txt /
     depth.txt at 10 Hz: not every source has stamps), and their intrinsics FX,FY,CX,CY (one camera per prefix)."""
+    from depth_node.train.data import train_index
+
     train = SHARED / "train"
-    with (train / "index.csv").open() as handle:
-        rows = [r for r in csv.DictReader(handle) if r["split"] == "rgbd" and r["source"].startswith(prefix)]
+    rows = [r for r in train_index(train) if r["split"] == "rgbd" and r["source"].startswith(prefix)]
     folder = work / f"{prefix}_folder"
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "rgb").mkdir(parents=True)

@@ -105,13 +105,14 @@ def load_depth_network(card_path: str | Path) -> tuple[ImportedNet, dict[str, An
     as float, or the network a card's ``network:`` block names, with its fine-tuned weights when it lists some."""
     from depth_node.paths import resolve_card
 
-    tflite, card = tflite_card_of(card_path)
+    path = resolve_card(str(card_path))
+    tflite, card = tflite_card_of(path)
     network, _ = import_tflite(str(tflite))
     weights_name = (card.get("network") or {}).get("weights")
     if weights_name:
         from safetensors.torch import load_file
 
-        weights = resolve_card(str(card_path)).parent / weights_name
+        weights = path.parent / weights_name
         if not weights.is_file():
             raise FileNotFoundError(f"{weights} not found: the fine-tuned weights of {card_path}")
         state = load_file(str(weights))
