@@ -31,7 +31,7 @@ Steps 2–3 run on a fixed subsample of at most ``sample_pixels`` (4 096) pixels
 grid (IRLS: ``irls_iterations`` rounds, 5; the refinement: at least ``refine_iterations`` BFGS iterations, then
 rounds of 5 while a round lowers the objective by ≥ 0.5 %, at most 50). Marigold aligns a copy downsampled to
 ≤ 1024 px for the same reason: a handful of scales and shifts does not need millions of pixels — on real members,
-4 096 samples reach the same objective as 16 384 (docs/benchmarks.md), and both cost per round, not per pixel.
+4 096 samples reach the same objective as 16 384 (git log -p docs/benchmarks.md), and both cost per round, not per pixel.
 Steps 4–5 touch every pixel once. Time and objective against the scipy reference: docs/benchmarks.md.
 """
 

@@ -5,7 +5,7 @@ spend their time on bookkeeping, not comparisons. A sorting network (Batcher's o
 list of compare-exchange steps, each one ``torch.minimum`` / ``torch.maximum`` of two whole rows; keeping only the
 steps whose outputs reach the middle rank(s) turns it into a selection network (N = 10: 50 elementwise operations).
 Run on column chunks that stay in cache (CPU; one pass on a GPU), it is several times faster than sorting
-(docs/benchmarks.md).
+(git log -p docs/benchmarks.md).
 
 NaN: ``torch.minimum`` / ``maximum`` propagate NaN, and in a sorting network every input reaches every output, so a
 pixel with any NaN member comes out NaN; those pixels (usually none) are recomputed by a NaN-ignoring sort.
@@ -101,7 +101,7 @@ def median_and_mad(stack: torch.Tensor, scale: torch.Tensor | None = None, shift
 def _middle_in_place(chunk: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """``median_rows(chunk)`` written to ``out``, overwriting ``chunk``: each compare-exchange writes its minimum
     to a spare row and its maximum over one input, so the network allocates nothing (about 1.4× faster than
-    allocating a row per step on 10 × 768² members, docs/benchmarks.md)."""
+    allocating a row per step on 10 × 768² members; git log -p docs/benchmarks.md)."""
     rows = list(chunk.unbind(0))
     n = len(rows)
     ranks = tuple(sorted({(n - 1) // 2, n // 2}))

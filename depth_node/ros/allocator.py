@@ -3,7 +3,7 @@
 Every frame allocates and frees a few image-sized buffers (a 640×480 xyz+rgb cloud is 4.9 MB). glibc serves
 blocks that large with fresh mmap()s and trims freed heap tops, so each frame page-faults ~10 MB of new memory:
 measured at 640×480 on 2 cores, building the cloud message took 6.8 ms instead of 0.7 ms, and the node's
-overhead halved once freed blocks stayed in the heap (docs/benchmarks.md). The node's ``main`` calls this once.
+overhead halved once freed blocks stayed in the heap (git log -p docs/benchmarks.md). The node's ``main`` calls this once.
 """
 
 from __future__ import annotations
