@@ -141,7 +141,7 @@ def bench_confidence(args: argparse.Namespace) -> None:
     from depth_node.eval.metrics import EvalRange, ause, random_order_ause, score_frame
 
     if args.set == "synthetic":  # rendered rooms and corridors at Kinect intrinsics × 0.4
-        from depth_node.tools.synth.writer import SynthSpec, generate
+        from depth_node.synth.writer import SynthSpec, generate
 
         camera = PinholeCamera(256, 192, 207.0, 207.0, 127.5, 95.5)
         spec = SynthSpec(scenes=("room", "corridor"), frames=max(1, args.frames // 2), width=256, height=192, seed=args.seed,
@@ -194,7 +194,7 @@ def bench_temporal(args: argparse.Namespace) -> None:
     from depth_node.core.pipeline import DepthPipeline, PipelineConfig
     from depth_node.estimators import load_estimator
     from depth_node.eval.metrics import EvalRange, fit_scale, score_frame
-    from depth_node.tools.synth.writer import SynthSpec, generate
+    from depth_node.synth.writer import SynthSpec, generate
 
     intrinsics = (259.0, 259.0, 159.5, 119.5)
     frames = list(generate(SynthSpec(scenes=("room", "corridor"), frames=args.frames, width=320, height=240, seed=args.seed,

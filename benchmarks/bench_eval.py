@@ -37,8 +37,7 @@ def main() -> int:
     from depth_node.estimators import load_estimator
     from depth_node.eval.bag_input import BagFrames, choose_topics, open_reader
     from depth_node.eval.runner import EvalOptions, Evaluator
-    from depth_node.ros.params import load_params_file
-    from depth_node.tools.synth.writer import SynthSpec, write
+    from depth_node.synth.writer import SynthSpec, write
 
     folder = Path(tempfile.mkdtemp())
     write(SynthSpec(scenes=("room",), frames=args.frames), folder / "synth", folder=False)
@@ -54,9 +53,8 @@ def main() -> int:
         card = cards.get(name) or depth_anything(folder, "small")
         estimator = load_estimator(card)
         relative = estimator.output.invariance.value != "metric"
-        values = load_params_file(REPO / "config" / "depth.yaml")
-        pipeline = DepthPipeline(estimator, PipelineConfig(scale_mode="fixed") if relative else PipelineConfig())
-        evaluation = Evaluator(pipeline, values, BagFrames(bag, topics), folder / f"eval_{name}", EvalOptions()).run()
+        config = PipelineConfig(scale_mode="fixed") if relative else PipelineConfig()
+        evaluation = Evaluator(DepthPipeline(estimator, config), config, BagFrames(bag, topics), folder / f"eval_{name}", EvalOptions()).run()
         rows = [r for r in evaluation.rows if not r.error][1:]  # the first frame warms caches up
 
         def median(stage: str) -> float:

@@ -2,8 +2,9 @@
 """Node overhead at 640x480: every stage except the model's forward pass, median over frames.
 
 The node runs as users run it (`depth-node run`, its own process, the shipped Fast DDS profile, a small ONNX
-model, or any card with --card: then receive->publish is the node's end-to-end time for that model). This process plays the camera (640x480 rgb8 + camera_info, sensor-data QoS) and a consumer subscribed to
-the chosen outputs, and reads the node's own figures from /diagnostics:
+model, or any card with --card: then receive->publish is the node's end-to-end time for that model), through the
+package's node-process harness (depth_node.ros.harness): this process plays the camera (640x480 rgb8 + camera_info,
+sensor-data QoS) and a consumer subscribed to the chosen outputs, and reads the node's own figures from /diagnostics:
   overhead = convert_in + preprocess + metric + confidence + cloud + colorize + publish (per frame, median)
 
     .venv/bin/python benchmarks/bench_overhead.py [--frames 300] [--rate 15] [--outputs all|nav|depth] [--cloud-color true|false] [--cloud-decimation N]
@@ -16,8 +17,6 @@ import argparse
 import os
 import platform
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,12 +26,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "test"))  # the tests' tiny-model builders: one source of truth
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_DOMAIN_ID", "91")
-os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_shm.xml"))
 
-OUTPUT_SETS = {
-    "all": ("depth/image", "depth/camera_info", "depth/points", "depth/confidence", "depth/colorized"),
-    "nav": ("depth/image", "depth/camera_info", "depth/points"),
-    "depth": ("depth/image", "depth/camera_info"),
+OUTPUT_SETS = {  # outputs of depth_node.ros.outputs.OUTPUTS
+    "all": ("depth", "camera_info", "points", "confidence", "colorized"),
+    "nav": ("depth", "camera_info", "points"),
+    "depth": ("depth", "camera_info"),
 }
 
 
@@ -48,63 +46,41 @@ def main() -> int:
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME:=VALUE", help="more node parameters")
     args = parser.parse_args()
 
-    import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CameraInfo, Image
-
     from _models import conv_model
-    from _ros import OUTPUTS, SENSOR_QOS, camera_info, rgb_image
+    from _ros import camera_info, rgb_image
+
+    from depth_node.ros.harness import NodeProcess
 
     card = args.card or conv_model(Path(tempfile.mkdtemp()))
-    extra = [a for p in args.param for a in ("-p", p)]
+    params = [f"model_card:={card}", f"cloud_color:={args.cloud_color}", f"cloud_decimation:={args.cloud_decimation}",
+              "diagnostics_period_s:=0.5", *args.param]
     exe = shutil.which("depth-node", path=str(Path(sys.executable).parent)) or "depth-node"
-    node = subprocess.Popen([exe, "run", "--ros-args", "-p", f"model_card:={card}", "-p", f"cloud_color:={args.cloud_color}",
-                             "-p", f"cloud_decimation:={args.cloud_decimation}",
-                             "-p", "diagnostics_period_s:=0.5", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    rclpy.init()
-    peer = rclpy.create_node("bench_camera_and_consumer")
-    diagnostics: list = []
-    qos = QoSProfile(depth=2, reliability=ReliabilityPolicy.BEST_EFFORT)
-    for topic in OUTPUT_SETS[args.outputs]:
-        peer.create_subscription(OUTPUTS[topic], topic, lambda m: None, qos)
-    peer.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
-    image_pub = peer.create_publisher(Image, "image", SENSOR_QOS)
-    info_pub = peer.create_publisher(CameraInfo, "camera_info", SENSOR_QOS)
-    try:
-        end = time.monotonic() + 300  # a large model loads before the node subscribes
-        while image_pub.get_subscription_count() == 0 and time.monotonic() < end:
-            rclpy.spin_once(peer, timeout_sec=0.1)
+    with NodeProcess(params, outputs=OUTPUT_SETS[args.outputs], on_output=lambda *_: None, best_effort_outputs=True,
+                     executable=[exe]) as node:
+        node.wait_ready()
         frames = [rgb_image(i) for i in range(10)]
         next_t = time.monotonic()
         for i in range(args.frames):
             info = camera_info(i)
             image = frames[i % 10]
             image.header = info.header
-            info_pub.publish(info)
-            image_pub.publish(image)
+            node.publish(image, info)
             next_t += 1.0 / args.rate
-            while time.monotonic() < next_t:
-                rclpy.spin_once(peer, timeout_sec=max(0.0, next_t - time.monotonic()))
-        end = time.monotonic() + max(2.0, 2.0 / args.rate)  # the last frame may still be in the model
-        while time.monotonic() < end:
-            rclpy.spin_once(peer, timeout_sec=0.1)
-        values = {kv.key: kv.value for kv in diagnostics[-1].status[0].values}
-        stages = {k[6:-3]: v for k, v in values.items() if k.startswith("stage_")}
-        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
-        print(f"node: depth-node run, model {values['model']} ({values['backend']}), 640x480 rgb8 at {args.rate:g} Hz, cloud_color {args.cloud_color}, cloud_decimation {args.cloud_decimation}")
-        print(f"outputs subscribed: {', '.join(OUTPUT_SETS[args.outputs])}")
-        print(f"frames: received {values['frames_received']}, processed {values['frames_processed']}, dropped {values['frames_dropped']}")
-        print(f"throughput: {int(values['frames_processed']) * args.rate / args.frames:.1f} frames/s processed of {args.rate:g} sent")
-        print("median ms per stage (last 200 frames): " + ", ".join(f"{k} {v}" for k, v in sorted(stages.items())))
-        print(f"NODE OVERHEAD (every stage but infer), median: {values['overhead_p50_ms']} ms")
-        print(f"receive->publish, median: {values['processing_p50_ms']} ms (p95 {values['processing_p95_ms']})")
-        return 0
-    finally:
-        node.send_signal(signal.SIGINT)
-        node.wait(timeout=20)
-        peer.destroy_node()
-        rclpy.try_shutdown()
+            node.spin(max(0.0, next_t - time.monotonic()))
+        seen = node.diagnostics_count
+        node.spin(max(2.0, 2.0 / args.rate))  # the last frame may still be in the model
+        node.spin_until(lambda: node.diagnostics_count > seen, 2.0)
+        values = node.diagnostics
+    stages = {k[6:-3]: v for k, v in values.items() if k.startswith("stage_")}
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
+    print(f"node: depth-node run, model {values['model']} ({values['backend']}), 640x480 rgb8 at {args.rate:g} Hz, cloud_color {args.cloud_color}, cloud_decimation {args.cloud_decimation}")
+    print(f"outputs subscribed: {', '.join(OUTPUT_SETS[args.outputs])}")
+    print(f"frames: received {values['frames_received']}, processed {values['frames_processed']}, dropped {values['frames_dropped']}")
+    print(f"throughput: {int(values['frames_processed']) * args.rate / args.frames:.1f} frames/s processed of {args.rate:g} sent")
+    print("median ms per stage (last 200 frames): " + ", ".join(f"{k} {v}" for k, v in sorted(stages.items())))
+    print(f"NODE OVERHEAD (every stage but infer), median: {values['overhead_p50_ms']} ms")
+    print(f"receive->publish, median: {values['processing_p50_ms']} ms (p95 {values['processing_p95_ms']})")
+    return 0
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ KITTI_CAMERA_HEIGHT_M = 1.65  # KITTI's colour cameras above the road (Geiger et
 
 
 def scenes(frames: int, size: tuple[int, int] = (640, 480)):
-    from depth_node.tools.synth.writer import SynthSpec, generate
+    from depth_node.synth.writer import SynthSpec, generate
 
     for kind in ("room", "corridor", "street"):
         for seed in range(3):
@@ -178,7 +178,7 @@ def bench_pipeline(args: argparse.Namespace) -> None:
     print("| scale.mode | stage scale ms | stage cloud ms | scale |")
     print("|---|---|---|---|")
     for name, config, extra in (("model", PipelineConfig(), {}),
-                                ("ground_plane", PipelineConfig(scale_mode="ground_plane", camera_height=height), {}),
+                                ("ground_plane", PipelineConfig(scale_mode="ground_plane", scale_camera_height=height), {}),
                                 ("sparse (1 % of pixels)", PipelineConfig(scale_mode="sparse"), {"reference_depth_m": reference})):
         pipeline = DepthPipeline(estimator, config)
         scale_ms, cloud_ms = [], []

@@ -6,6 +6,14 @@ import os
 import sys
 from pathlib import Path
 
+try:
+    from ament_index_python.packages import (
+        PackageNotFoundError,
+        get_package_share_directory,
+    )
+except ImportError:  # a pip install without the ROS wheels: the other two places below
+    get_package_share_directory = None
+
 PACKAGE = "depth_node"
 
 
@@ -15,15 +23,11 @@ def share_dir() -> Path:
     Order: the ament index (colcon workspace, or AMENT_PREFIX_PATH set), ``<prefix>/share/depth_node``
     (a plain pip install), then the source checkout this module was imported from (editable install, tests).
     """
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
+    if get_package_share_directory is not None:
         try:
             return Path(get_package_share_directory(PACKAGE))
         except (PackageNotFoundError, LookupError, ValueError, OSError):  # OSError: AMENT_PREFIX_PATH unset
             pass
-    except ImportError:
-        pass
     installed = Path(sys.prefix) / "share" / PACKAGE
     if (installed / "config").is_dir():
         return installed

@@ -14,18 +14,13 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
+from depth_node.ros import outputs as ros_outputs
 from depth_node.ros.node import DepthNode
 
-OUTPUTS = {
-    "depth/image": Image,
-    "depth/camera_info": CameraInfo,
-    "depth/confidence": Image,
-    "depth/points": PointCloud2,
-    "depth/colorized": Image,
-}
+OUTPUTS = dict(ros_outputs.OUTPUTS.values())  # topic → message type, as the node publishes them
 SENSOR_QOS = QoSProfile(depth=5, reliability=qos_profile_sensor_data.reliability)
 K = [500.0, 0.0, 319.5, 0.0, 500.0, 239.5, 0.0, 0.0, 1.0]
 
@@ -81,7 +76,7 @@ class Harness:
         self.executor.add_node(self.peer)
         self._spin = threading.Thread(target=self.executor.spin, daemon=True)
         self._spin.start()
-        self.wait_for(lambda: all(p.get_subscription_count() > 0 for p in (self.node.pub_depth,)) if "depth/image" in outputs else True, 5.0)
+        self.wait_for(lambda: all(p.get_subscription_count() > 0 for p in (self.node.publishers_by_output["depth"],)) if "depth/image" in outputs else True, 5.0)
         self.wait_for(lambda: self.image_pub.get_subscription_count() + self.compressed_pub.get_subscription_count() > 0, 5.0)
 
     def _recorder(self, name: str) -> Callable[[Any], None]:

@@ -13,7 +13,7 @@ from depth_node.core.camera import PinholeCamera
 from depth_node.core.cloud import backproject
 from depth_node.core.cloud_filter import block_camera, block_colour, block_median, edge_radius, flying_pixels, sky_mask
 from depth_node.core.spaces import OutputSpace
-from depth_node.tools.synth.writer import SynthSpec, generate
+from depth_node.synth.writer import SynthSpec, generate
 
 COSTMAP_RANGE_M = 5.0
 

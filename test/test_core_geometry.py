@@ -15,8 +15,8 @@ from depth_node.core.confidence import gradient_confidence
 from depth_node.core.depth_encoding import decode_depth, encode_depth
 from depth_node.core.spaces import OutputSpace, from_metres, to_metres
 from depth_node.errors import InputError
-from depth_node.tools.synth.render import CameraPose, render
-from depth_node.tools.synth.scene import Ground, Material, Scene
+from depth_node.synth.render import CameraPose, render
+from depth_node.synth.scene import Ground, Material, Scene
 
 CAM = PinholeCamera(640, 480, 520.0, 515.0, 321.3, 243.7)
 

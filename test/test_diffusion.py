@@ -66,7 +66,7 @@ def test_single_step_variants_match_the_reference(folder: Path, variant: str, pr
 
 def test_output_spaces_become_the_depth_they_encode(folder: Path) -> None:
     card = tiny_diffusion(folder / "spaces", "depthmaster", prediction="epsilon")
-    pipeline = DepthPipeline(load_estimator(card), PipelineConfig(scale_mode="fixed", fixed_scale=2.0, fixed_shift=0.1, output_resolution="model",
+    pipeline = DepthPipeline(load_estimator(card), PipelineConfig(scale_mode="fixed", scale_fixed_scale=2.0, scale_fixed_shift=0.1, output_resolution="model",
                                                               sky_disparity_fraction=0.0))  # the conversion alone
     result = pipeline.process(RGB, PinholeCamera.from_hfov(64, 48, 60), points=False)
     np.testing.assert_allclose(result.depth_m, 1.0 / (2.0 * result.prediction.values + 0.1) ** 2, rtol=1e-5)  # sqrt-disparity

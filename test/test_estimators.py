@@ -135,7 +135,7 @@ def test_pipeline_scale_modes_and_threshold(conv_card: Path, model_dir: Path) ->
         DepthPipeline(relative, PipelineConfig())
     rgb = np.random.default_rng(2).integers(0, 255, (120, 160, 3), dtype=np.uint8)
     cam = PinholeCamera.from_hfov(160, 120, 60)
-    fixed = DepthPipeline(relative, PipelineConfig(scale_mode="fixed", fixed_scale=2.0, fixed_shift=0.5))
+    fixed = DepthPipeline(relative, PipelineConfig(scale_mode="fixed", scale_fixed_scale=2.0, scale_fixed_shift=0.5))
     result = fixed.process(rgb, cam, points=False)
     expected = 2.0 * np.asarray(__import__("cv2").resize(result.prediction.values, (160, 120))) + 0.5
     np.testing.assert_allclose(result.depth_m, expected, rtol=1e-5)

@@ -57,10 +57,10 @@ def fastdepth_pipeline() -> DepthPipeline:
     return DepthPipeline(load_estimator(REPO / "models" / "fastdepth.yaml"), PipelineConfig())
 
 
-def node_values(**overrides: object) -> dict:
-    from depth_node.ros.params import load_params_file
+def node_values(**overrides: object) -> PipelineConfig:
+    from depth_node.core.parameters import resolve
 
-    return load_params_file(REPO / "config" / "depth.yaml", overrides=overrides)
+    return resolve([("test", overrides)])
 
 
 # ------------------------------------------------------------------------------------------ GT fed back = perfect
@@ -416,7 +416,7 @@ def test_live_scores_what_the_node_publishes_and_matches_offline(tmp_path: Path,
     assert "roundtrip" in live["latency_ms"] and "infer" not in live["latency_ms"]  # timed at the DDS boundary
     published = read_bag(tmp_path / "live" / "bag")                    # what the node published, recorded
     assert len(published["/depth/image"]) == len(published["/depth/camera_info"]) == len(published["/depth/points"]) == 4
-    assert "subscribed to /depth_eval_live_" in (tmp_path / "live" / "node.log").read_text()
+    assert "subscribed to /depth_node_harness_" in (tmp_path / "live" / "node.log").read_text()
 
 
 def test_live_counts_images_the_node_does_not_answer_in_time(tmp_path: Path, synth_bag: Path, conv_card: Path) -> None:

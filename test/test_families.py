@@ -63,7 +63,7 @@ def test_depth_anything_through_the_pipeline(da_cards: dict[str, Path]) -> None:
     assert result.depth_m.shape == (96, 128) and np.isfinite(result.depth_m).all()
     assert (result.depth_m > 0).all() and (result.depth_m <= 20.0 + 1e-4).all()  # metric head: sigmoid × max_depth
     relative = load_estimator(da_cards["relative"])
-    pipeline = DepthPipeline(relative, PipelineConfig(scale_mode="fixed", fixed_scale=3.0, fixed_shift=0.5, sky_disparity_fraction=0.0))
+    pipeline = DepthPipeline(relative, PipelineConfig(scale_mode="fixed", scale_fixed_scale=3.0, scale_fixed_shift=0.5, sky_disparity_fraction=0.0))
     result = pipeline.process(RGB, CAM, points=False)
     disparity = cv2.resize(result.prediction.values, (128, 96), interpolation=cv2.INTER_LINEAR)
     np.testing.assert_allclose(result.depth_m, 1.0 / (3.0 * disparity + 0.5), rtol=1e-5)  # the depth it encodes

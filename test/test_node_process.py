@@ -13,14 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-import rclpy
-from rclpy.context import Context
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rclpy.executors import SingleThreadedExecutor
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from _ros import OUTPUTS, SENSOR_QOS, camera_info, jpeg_image, rgb_image
+from _ros import camera_info, jpeg_image, rgb_image
 from depth_node.core.camera import PinholeCamera
+from depth_node.ros.harness import NodeProcess
+from depth_node.ros.outputs import OUTPUTS
 from depth_node.ros.sync import stamp_ns
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,89 +49,61 @@ def left_behind(names: set[str]) -> list[str]:
     return sorted(n for n in names if Path("/dev/shm", n).exists() and not mapped_by_a_live_process(n))
 
 
-def start_node(card: Path, *extra: str) -> subprocess.Popen:
+def start_node(card: Path, *params: str, outputs: tuple[str, ...] = (), transport: str = "raw") -> NodeProcess:
+    """``depth-node run`` (the installed console script) with the shipped parameters file; the harness leaves
+    FASTDDS_DEFAULT_PROFILES_FILE to `depth-node run`, which must set the shipped profile itself."""
     exe = shutil.which("depth-node", path=str(Path(sys.executable).parent)) or "depth-node"
-    env = dict(os.environ)
-    env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)  # `depth-node run` must set the shipped profile itself
-    return subprocess.Popen(
-        [exe, "run", "--params-file", str(REPO / "config" / "depth.yaml"), "--ros-args", "-p", f"model_card:={card}", *extra],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    return NodeProcess([f"model_card:={card}", *params], params_file=REPO / "config" / "depth.yaml", transport=transport,
+                       outputs=outputs, raw=False, best_effort_outputs=True, executable=[exe])
 
 
-def stop(proc: subprocess.Popen, sig: int) -> tuple[int, str]:
-    proc.send_signal(sig)
-    try:
-        out, _ = proc.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
+def stop(node: NodeProcess, sig: int) -> tuple[int, str]:
+    """Signal the node; (exit code, its output). Fails the test when it needs killing."""
+    code = node.stop(sig, timeout_s=20.0)
+    out = node.log()
+    node.close()
+    if code == -signal.SIGKILL:
         pytest.fail(f"node did not exit within 20 s of signal {sig}:\n{out}")
-    return proc.returncode, out
-
-
-@pytest.fixture()
-def ros():
-    context = Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node("cross_process_peer", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    yield node, executor
-    executor.shutdown()
-    node.destroy_node()
-    rclpy.shutdown(context=context)
+    return code, out
 
 
 @pytest.mark.parametrize("transport, resolution", [("raw", "input"), ("compressed", "model")])
-def test_frames_cross_processes_and_sigint_exits_cleanly(conv_card: Path, ros, transport: str, resolution: str) -> None:  # noqa: ANN001
-    ros, executor = ros
-    proc = start_node(conv_card, "-p", f"output_resolution:={resolution}", "-p", f"input_transport:={transport}")
-    received: dict[str, list] = {topic: [] for topic in OUTPUTS}
-    qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)  # the harshest consumer: best effort
-    for topic, msg_type in OUTPUTS.items():
-        ros.create_subscription(msg_type, topic, received[topic].append, qos)
-    image_pub = ros.create_publisher(CompressedImage if transport == "compressed" else Image,
-                                     "image/compressed" if transport == "compressed" else "image", SENSOR_QOS)
-    info_pub = ros.create_publisher(CameraInfo, "camera_info", SENSOR_QOS)
+def test_frames_cross_processes_and_sigint_exits_cleanly(conv_card: Path, transport: str, resolution: str) -> None:
+    # the harshest consumer: best effort, every output
+    node = start_node(conv_card, f"output_resolution:={resolution}", outputs=tuple(OUTPUTS), transport=transport)
     sent = {}
     try:
-        end = time.monotonic() + 30
-        while time.monotonic() < end and image_pub.get_subscription_count() == 0:
-            executor.spin_once(timeout_sec=0.1)
-        assert image_pub.get_subscription_count() > 0, "node did not come up"
+        node.wait_ready(timeout_s=30, settle_s=0.5)
         i = 0
         end = time.monotonic() + 40
-        while time.monotonic() < end and min(len(v) for v in received.values()) < 5:
+        while time.monotonic() < end and min(len(v) for v in node.received.values()) < 5:
             image = jpeg_image(i) if transport == "compressed" else rgb_image(i)
             sent[stamp_ns(image.header.stamp)] = image.header
-            info_pub.publish(camera_info(i))
-            image_pub.publish(image)
+            node.publish(image, camera_info(i))
             i += 1
-            t = time.monotonic() + 0.1
-            while time.monotonic() < t:
-                executor.spin_once(timeout_sec=0.02)
-        counts = {topic: len(v) for topic, v in received.items()}
+            node.spin(0.1)
+        received = {name: [msg for _, msg in queue] for name, queue in node.received.items()}
+        counts = {name: len(v) for name, v in received.items()}
         assert min(counts.values()) >= 5, f"received {counts} of {i} frames"
         grid = (640, 480) if resolution == "input" else (96, 72)
-        for topic, messages in received.items():
+        for name, messages in received.items():
             for msg in messages:
-                assert sent[stamp_ns(msg.header.stamp)] == msg.header, topic  # stamp and frame_id kept
-        depth, info = received["depth/image"][-1], received["depth/camera_info"][-1]
+                assert sent[stamp_ns(msg.header.stamp)] == msg.header, name  # stamp and frame_id kept
+        depth, info = received["depth"][-1], received["camera_info"][-1]
         assert (depth.width, depth.height, depth.encoding) == (*grid, "32FC1")
         assert (info.width, info.height) == grid
         small = PinholeCamera(640, 480, *camera_info(0).k[[0, 4, 2, 5]]).resized(*grid)
         assert list(info.k) == pytest.approx([small.fx, 0, small.cx, 0, small.fy, small.cy, 0, 0, 1])
-        cloud = received["depth/points"][-1]
+        cloud = received["points"][-1]
         assert (cloud.width, cloud.height, cloud.point_step, cloud.is_dense) == (*grid, 16, False)
         assert len(cloud.data) == grid[0] * grid[1] * 16
-        conf = received["depth/confidence"][-1]
+        conf = received["confidence"][-1]
         assert (conf.width, conf.height, conf.encoding) == (*grid, "32FC1")
-        assert received["depth/colorized"][-1].encoding == "rgb8"
-        own = segments_of(proc.pid)
+        assert received["colorized"][-1].encoding == "rgb8"
+        own = segments_of(node.process.pid)
         assert own, "the node maps no shared-memory segment: the profile was not loaded"
     finally:
-        rc, out = stop(proc, signal.SIGINT)
+        rc, out = stop(node, signal.SIGINT)
     assert rc == 0, out
     assert "terminate called" not in out and "Traceback" not in out, out
     assert not left_behind(own), "the node left its shared-memory segments behind"
@@ -142,11 +111,11 @@ def test_frames_cross_processes_and_sigint_exits_cleanly(conv_card: Path, ros, t
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_while_idle_exits_zero(conv_card: Path, sig: int) -> None:
-    proc = start_node(conv_card)
+    node = start_node(conv_card)
     time.sleep(3.0)
-    assert proc.poll() is None, proc.communicate()[0]
-    own = segments_of(proc.pid)
-    rc, out = stop(proc, sig)
+    assert node.process.poll() is None, node.log()
+    own = segments_of(node.process.pid)
+    rc, out = stop(node, sig)
     assert rc == 0, out
     assert "terminate called" not in out and "Traceback" not in out, out
     assert own and not left_behind(own), "the node left its shared-memory segments behind"
@@ -154,11 +123,11 @@ def test_signal_while_idle_exits_zero(conv_card: Path, sig: int) -> None:
 
 def test_leak_check_sees_a_killed_process(conv_card: Path) -> None:
     # The check above must be able to fail: SIGKILL gives Fast DDS no chance to clean up.
-    proc = start_node(conv_card)
+    node = start_node(conv_card)
     time.sleep(3.0)
-    own = segments_of(proc.pid)
-    proc.kill()
-    proc.communicate()
+    own = segments_of(node.process.pid)
+    node.stop(signal.SIGKILL)
+    node.close()
     leaked = left_behind(own)
     for name in leaked:  # tidy up after ourselves
         for path in glob.glob(f"/dev/shm/{name}*"):
@@ -166,50 +135,31 @@ def test_leak_check_sees_a_killed_process(conv_card: Path) -> None:
     assert leaked, "a SIGKILLed node should leave its segment behind"
 
 
-def test_invalid_parameter_file_value_is_a_one_line_error(conv_card: Path) -> None:
-    proc = start_node(conv_card, "-p", "cloud_decimation:=0")
-    out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 2 and "ERROR: invalid parameter" in out and "cloud_decimation" in out, out
-
-
-
 @pytest.mark.parametrize("sig, delay_s", [(signal.SIGTERM, 0.0), (signal.SIGINT, 0.05), (signal.SIGTERM, 0.2)])
-def test_signal_while_busy_exits_zero(model_dir: Path, ros, sig: int, delay_s: float) -> None:  # noqa: ANN001
+def test_signal_while_busy_exits_zero(model_dir: Path, sig: int, delay_s: float) -> None:
     """A slow model (~0.3 s a frame here) kept busy by a 10 Hz camera; the signal lands ``delay_s`` after an output
     was published, i.e. while the next frame is converted, inferred or published: exit 0, nothing left behind."""
     from _models import conv_model
 
-    ros, executor = ros
     slow = model_dir / "slow_signal"
     slow.mkdir(exist_ok=True)
     card = conv_model(slow)
     card.write_text(card.read_text().replace("long_side: 96", "long_side: 1024"))
-    proc = start_node(card)
-    outputs: list = []
-    ros.create_subscription(Image, "depth/image", outputs.append, QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
-    image_pub = ros.create_publisher(Image, "image", SENSOR_QOS)
-    info_pub = ros.create_publisher(CameraInfo, "camera_info", SENSOR_QOS)
+    node = start_node(card, outputs=("depth",))
     own: set[str] = set()
     try:
-        end = time.monotonic() + 30
-        while time.monotonic() < end and image_pub.get_subscription_count() == 0:
-            executor.spin_once(timeout_sec=0.1)
-        assert image_pub.get_subscription_count() > 0, "node did not come up"
+        node.wait_ready(timeout_s=30, settle_s=0.5)
         i, end = 0, time.monotonic() + 40
-        while time.monotonic() < end and len(outputs) < 2:
-            info_pub.publish(camera_info(i))
-            image_pub.publish(rgb_image(i))
+        while time.monotonic() < end and len(node.received["depth"]) < 2:
+            node.publish(rgb_image(i), camera_info(i))
             i += 1
-            t = time.monotonic() + 0.1
-            while time.monotonic() < t:
-                executor.spin_once(timeout_sec=0.02)
-        assert len(outputs) >= 2, f"no output for {i} frames"
-        info_pub.publish(camera_info(i))
-        image_pub.publish(rgb_image(i))                     # keep the worker busy
-        own = segments_of(proc.pid)
+            node.spin(0.1)
+        assert len(node.received["depth"]) >= 2, f"no output for {i} frames"
+        node.publish(rgb_image(i), camera_info(i))          # keep the worker busy
+        own = segments_of(node.process.pid)
         time.sleep(delay_s)
     finally:
-        rc, out = stop(proc, sig)
+        rc, out = stop(node, sig)
     assert rc == 0, out
     assert "terminate called" not in out and "Traceback" not in out, out
     assert own and not left_behind(own), "the node left its shared-memory segments behind"

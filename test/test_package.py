@@ -12,19 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from depth_node.ros.params import PARAMS, PARAMS_BY_NAME, check_value
+from depth_node.core.parameters import PARAMS, PARAMS_BY_NAME, markdown_table, params_yaml
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out |= _flatten(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _launch_literal(name: str):  # noqa: ANN202
@@ -35,17 +25,10 @@ def _launch_literal(name: str):  # noqa: ANN202
     raise AssertionError(f"{name} not found in the launch file")
 
 
-def test_config_yaml_sets_exactly_the_declared_parameters_with_valid_values() -> None:
-    data = yaml.safe_load((REPO / "config" / "depth.yaml").read_text())
-    values = _flatten(data["/**"]["ros__parameters"])
-    assert set(values) == set(PARAMS_BY_NAME)
-    for name, value in values.items():
-        assert check_value(PARAMS_BY_NAME[name], value) is None, name
-    lines = (REPO / "config" / "depth.yaml").read_text().splitlines()
-    for i, line in enumerate(lines):  # every parameter line has a comment right above it
-        stripped = line.strip()
-        if i > 4 and stripped and not stripped.startswith("#") and not stripped.endswith(":"):
-            assert lines[i - 1].strip().startswith("#"), f"config/depth.yaml line {i + 1} ({stripped}) has no comment"
+def test_config_yaml_is_generated_from_the_parameter_table() -> None:
+    assert (REPO / "config" / "depth.yaml").read_text() == params_yaml(), "regenerate: python -m depth_node.core.parameters --write"
+    data = yaml.safe_load((REPO / "config" / "depth.yaml").read_text())["/**"]["ros__parameters"]
+    assert data["scale"]["mode"] == "model" and data["max_range"] == 20.0 and data["tta_scales"] == [1.0, 0.75, 1.25]
 
 
 def test_node_declares_the_parameter_table() -> None:
@@ -63,7 +46,7 @@ def test_node_declares_the_parameter_table() -> None:
             assert declared == set(PARAMS_BY_NAME)
             for spec in PARAMS:
                 descriptor = node.describe_parameter(spec.name)
-                assert descriptor.description.startswith(spec.description[:20]) and descriptor.read_only == (not spec.dynamic)
+                assert descriptor.description.startswith(spec.doc[:20]) and descriptor.read_only == (not spec.dynamic)
         finally:
             node.close()
             node.destroy_node()
@@ -124,9 +107,7 @@ def test_node_help_is_rclpys() -> None:
 
 
 def test_reference_page_has_the_current_parameter_table() -> None:
-    from depth_node.ros.params import markdown_table
-
-    assert markdown_table() in (REPO / "docs" / "node.md").read_text(), "regenerate: python -m depth_node.ros.params"
+    assert markdown_table() in (REPO / "docs" / "node.md").read_text(), "regenerate: python -m depth_node.core.parameters --write"
 
 
 @pytest.mark.skipif(not (Path(sys.executable).parent / "colcon").exists(), reason="colcon is not installed in this environment")
@@ -154,35 +135,3 @@ def test_colcon_build_installs_an_ament_python_package(tmp_path: Path) -> None:
     help_run = subprocess.run([sys.executable, str(prefix / "lib" / "depth_node" / "depth-node"), "synth", "--help"],
                               capture_output=True, text=True, env=env, cwd=tmp_path)
     assert help_run.returncode == 0 and "usage: depth-node synth" in help_run.stdout, help_run.stderr
-
-
-def test_backend_fallback_values() -> None:
-    from depth_node.ros.params import parse_backend_list
-
-    spec = PARAMS_BY_NAME["backend_fallback"]
-    assert check_value(spec, "") is None and check_value(spec, "onnxruntime:cpu, torch") is None
-    assert parse_backend_list("onnxruntime:cpu, torch") == [("onnxruntime", "cpu"), ("torch", None)]
-    assert "not backend[:device]" in check_value(spec, "tensorrt:gpu")
-    assert "not backend[:device]" in check_value(spec, "openvino")
-
-
-def test_params_file_is_read_as_the_node_reads_it(tmp_path: Path) -> None:
-    from depth_node.errors import ConfigError
-    from depth_node.ros.params import PARAMS, load_params_file
-
-    shipped = load_params_file(REPO / "config" / "depth.yaml")
-    assert set(shipped) == {p.name for p in PARAMS}
-    path = tmp_path / "p.yaml"
-    path.write_text("my_node:\n  ros__parameters:\n    scale:\n      mode: fixed\n      fixed_scale: 2\n    num_threads: 3\n")
-    values = load_params_file(path, node_name="my_node", overrides={"cloud_color": False})
-    assert (values["scale.mode"], values["scale.fixed_scale"], values["num_threads"], values["cloud_color"]) == ("fixed", 2.0, 3, False)
-    assert values["backend"] == "auto"  # untouched parameters keep their defaults
-    path.write_text("/**:\n  ros__parameters:\n    scale.mod: fixed\n")
-    with pytest.raises(ConfigError, match="unknown parameter 'scale.mod' .did you mean 'scale.mode'"):
-        load_params_file(path)
-    path.write_text("/**:\n  ros__parameters:\n    num_threads: many\n")
-    with pytest.raises(ConfigError, match="num_threads must be a int"):
-        load_params_file(path)
-    path.write_text("other_node:\n  ros__parameters: {}\n")
-    with pytest.raises(ConfigError, match="no '/\\*\\*:' or 'depth_node:' section"):
-        load_params_file(path)

@@ -99,7 +99,7 @@ def test_noise_ensemble_of_a_stochastic_model(tmp_path: Path) -> None:
     members = run_members(estimator, rgb, member_plan(3, "auto", (1.0,), True, estimator.flexible_input))
     assert not np.allclose(members[0], members[1])                                     # fresh noise per member
     camera = PinholeCamera(64, 64, 60.0, 60.0, 32.0, 32.0)
-    config = PipelineConfig(ensemble_size=3, scale_mode="fixed", fixed_scale=2.0, fixed_shift=0.5)
+    config = PipelineConfig(ensemble_size=3, scale_mode="fixed", scale_fixed_scale=2.0, scale_fixed_shift=0.5)
     result = DepthPipeline(estimator, config).process(rgb, camera)
     assert result.uncertainty.shape == result.prediction.values.shape and np.isfinite(result.prediction.values).all()
     with pytest.raises(ConfigError, match="deterministic"):
@@ -197,18 +197,18 @@ def test_members_batched_through_onnx_and_torch_equal_single_passes(tmp_path: Pa
 
 
 def test_ensemble_parameters_from_a_params_file(tmp_path: Path) -> None:
-    from depth_node.ros.params import load_params_file, pipeline_config
+    from depth_node.core.parameters import load
 
     path = tmp_path / "p.yaml"
     path.write_text("/**:\n  ros__parameters:\n    ensemble_size: 4\n    tta_scales: [1, 0.5]\n    ensemble_reduction: mean\n")
-    config = pipeline_config(load_params_file(path))
+    config = load(path)
     assert (config.ensemble_size, config.tta_scales, config.ensemble_reduction) == (4, (1.0, 0.5), "mean")
     path.write_text("/**:\n  ros__parameters:\n    tta_scales: fast\n")
     with pytest.raises(ConfigError, match="tta_scales must be a list"):
-        load_params_file(path)
+        load(path)
     path.write_text("/**:\n  ros__parameters:\n    ensemble_members: jitter\n")
     with pytest.raises(ConfigError, match="ensemble_members must be one of"):
-        load_params_file(path)
+        load(path)
 
 
 @pytest.mark.parametrize(("setting", "mode"), [("single pass (gradient heuristic)", "affine"), ("ensemble_size 4", "metric")])
@@ -219,7 +219,7 @@ def test_confidence_ranks_errors_better_than_a_random_order_on_rendered_rooms(se
     do not beat a random order there (heuristic / metric 1.00 ×, 4 members / aligned 0.97 ×; docs/benchmarks.md,
     `bench_ensemble.py confidence`, which renders these frames); real frames: the rgbd_dev test below."""
     from depth_node.eval.metrics import EvalRange, ause, score_frame
-    from depth_node.tools.synth.writer import SynthSpec, generate
+    from depth_node.synth.writer import SynthSpec, generate
 
     intrinsics = (207.0, 207.0, 127.5, 95.5)
     frames = list(generate(SynthSpec(scenes=("room", "corridor"), frames=3, width=256, height=192, seed=555, intrinsics=intrinsics)))

@@ -21,7 +21,7 @@ from depth_node.core.scale import (
     sample_reference,
 )
 from depth_node.core.spaces import Invariance, OutputSpace, from_metres, to_metres
-from depth_node.tools.synth.writer import SynthSpec, generate
+from depth_node.synth.writer import SynthSpec, generate
 
 
 def scenes(frames: int = 3, size: tuple[int, int] = (320, 240)):
@@ -197,9 +197,10 @@ def test_pipeline_ground_plane_puts_the_floor_at_the_camera_height(model_dir):
     down = gravity(12.0)
     plane_model(folder, camera.resized(320, 240), down, 2.0)
     rgb = np.zeros((480, 640, 3), np.uint8)
-    for invariance, pitch in (("scale", math.nan), ("affine", 12.0)):
+    for invariance, pitch in (("scale", None), ("affine", 12.0)):
         card = write_card(folder / f"{invariance}.yaml", "plane.onnx", {"space": "disparity", "invariance": invariance})
-        config = PipelineConfig(scale_mode="ground_plane", camera_height=0.8, camera_pitch_deg=pitch, max_range=100.0)
+        config = PipelineConfig(scale_mode="ground_plane", scale_camera_height=0.8, scale_camera_pitch_known=pitch is not None,
+                                scale_camera_pitch_deg=pitch or 0.0, max_range=100.0)
         result = DepthPipeline(load_estimator(card), config).process(rgb, camera)
         assert result.scale.ok and result.scale.source == "ground_plane" and result.scale.quality > 0.99
         points = result.points[2:-2, 2:-2, :3].reshape(-1, 3)  # the border rows: the resize's clamped edge
@@ -237,5 +238,6 @@ def test_ground_plane_needs_a_height_and_affine_models_a_pitch(model_dir):
     folder.mkdir(exist_ok=True)
     affine = load_estimator(conv_model(folder, invariance="affine"))
     with pytest.raises(ConfigError, match="camera_pitch_deg"):
-        DepthPipeline(affine, PipelineConfig(scale_mode="ground_plane", camera_height=1.0))
-    DepthPipeline(affine, PipelineConfig(scale_mode="ground_plane", camera_height=1.0, camera_pitch_deg=5.0))
+        DepthPipeline(affine, PipelineConfig(scale_mode="ground_plane", scale_camera_height=1.0))
+    DepthPipeline(affine, PipelineConfig(scale_mode="ground_plane", scale_camera_height=1.0, scale_camera_pitch_known=True,
+                                         scale_camera_pitch_deg=5.0))

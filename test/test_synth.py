@@ -13,8 +13,8 @@ import pytest
 
 from depth_node.core.camera import PinholeCamera
 from depth_node.ros.convert import camera_from_info, image_to_array, image_to_rgb
-from depth_node.tools.synth.scene import SCENE_KINDS
-from depth_node.tools.synth.writer import TOPICS, SynthSpec, generate, write
+from depth_node.synth.scene import SCENE_KINDS
+from depth_node.synth.writer import TOPICS, SynthSpec, generate, write
 
 SPEC = SynthSpec(scenes=("room", "corridor", "street"), frames=2, width=96, height=72, seed=3)
 
@@ -90,7 +90,7 @@ def test_synth_cli(tmp_path: Path) -> None:
 
 
 def test_narrow_corridors_render_without_furniture_errors() -> None:
-    from depth_node.tools.synth.scene import indoor_room
+    from depth_node.synth.scene import indoor_room
 
     for seed in range(200):  # widths down to 1.8 m: furniture must fit beside the lane or be left out
         scene = indoor_room(np.random.default_rng(seed), corridor=True)

@@ -28,7 +28,7 @@ needs_train_dir = pytest.mark.skipif(not (TRAIN_DIR / "index.csv").is_file(), re
 
 def rendered(count: int, size: int = 64, seed: int = 5) -> Samples:
     """Rendered rooms with exact depth (metres, NaN beyond 80 m), square frames of ``size``."""
-    from depth_node.tools.synth.writer import SynthSpec, generate
+    from depth_node.synth.writer import SynthSpec, generate
 
     focal = 0.8 * size
     spec = SynthSpec(scenes=("room",), frames=count, width=size, height=size, seed=seed, intrinsics=(focal, focal, (size - 1) / 2, (size - 1) / 2))

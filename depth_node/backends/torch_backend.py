@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from depth_node.core.estimator import PRECISIONS
 from depth_node.errors import ModelLoadError
-
-PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 def torch_device(device: str) -> Any:
@@ -61,7 +60,7 @@ def _norms_in_fp32(module: Any) -> int:
 
 
 def prepare_module(
-    module: Any, device: str = "cpu", precision: str = "fp32", channels_last: bool = False, compile_mode: str = "off"
+    module: Any, device: str, precision: str, channels_last: bool = False, compile_mode: str = "off"
 ) -> tuple[Any, Any, Any]:
     """Move ``module`` to its device and precision for inference, optionally ``torch.compile`` it (fixed shapes:
     a new camera resolution recompiles once; ``reduce-overhead`` also captures CUDA graphs on a GPU).

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from depth_node.core.estimator import DepthEstimator
 from depth_node.errors import ConfigError
-from depth_node.estimators.base import DepthEstimator
 
 MEMBER_KINDS = ("auto", "noise", "tta")
 
@@ -72,11 +72,8 @@ def run_members(estimator: DepthEstimator, rgb: np.ndarray, plan: list[Member]) 
     inputs = []
     for member in plan:
         image = np.ascontiguousarray(rgb[:, ::-1]) if member.flip else rgb
-        estimator.input_scale = member.scale
-        try:
+        with estimator.scaled_input(member.scale):
             inputs.append(estimator.preprocess(image))
-        finally:
-            estimator.input_scale = 1.0
     predictions = estimator.infer_many(inputs)
     height, width = predictions[0].values.shape
     stack = np.empty((len(plan), height, width), np.float32)

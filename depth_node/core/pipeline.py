@@ -16,6 +16,8 @@ Stages, each timed under its own name in ``DepthResult.timings_ms``:
                 back-projection (+ packed colour) (``core.cloud_filter``, ``core.cloud``)
 ``colorize``    fixed-range colormap for people
 
+Configuration: :class:`PipelineConfig` (``core.parameters``), one field per node parameter.
+
 Output grid: ``output_resolution='input'`` publishes on the camera image's grid (pixel-registered with the
 RGB), ``'model'`` on the model's output grid (cheaper); ``DepthResult.camera`` always describes the grid.
 """
@@ -30,124 +32,32 @@ import numpy as np
 
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.cloud import backproject
-from depth_node.core.cloud_filter import DECIMATION_MODES, EDGE_FILTERS, block_camera, block_colour, block_median, edge_radius, flying_pixels, sky_mask
-from depth_node.core.colorize import COLORMAPS, colorize_depth
+from depth_node.core.cloud_filter import (
+    block_camera,
+    block_colour,
+    block_median,
+    edge_radius,
+    flying_pixels,
+    sky_mask,
+)
+from depth_node.core.colorize import colorize_depth
 from depth_node.core.confidence import gradient_confidence, uncertainty_confidence
-from depth_node.core.members import MEMBER_KINDS, Member, member_plan, run_members
-from depth_node.core.scale import SCALE_MODES, GroundRegion, ScaleState, ScaleTracker, fit_ground_plane, fit_sparse, focal_scale, shift_known
+from depth_node.core.estimator import DepthEstimator, Prediction
+from depth_node.core.members import Member, member_plan, run_members
+from depth_node.core.parameters import PipelineConfig
+from depth_node.core.scale import (
+    GroundRegion,
+    ScaleState,
+    ScaleTracker,
+    fit_ground_plane,
+    fit_sparse,
+    focal_scale,
+    shift_known,
+)
 from depth_node.core.spaces import Invariance, to_metres
 from depth_node.core.temporal import TemporalFilter
 from depth_node.core.timing import StageTimer
 from depth_node.errors import ConfigError, InputError
-from depth_node.estimators.base import DepthEstimator, Prediction
-
-OUTPUT_RESOLUTIONS = ("input", "model")
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """Everything the core needs besides the model. Units: metres; confidence in [0, 1]."""
-
-    output_resolution: str = "input"
-    scale_mode: str = "model"
-    fixed_scale: float = 1.0
-    fixed_shift: float = 0.0
-    reference_focal_px: float = 0.0         # scale_mode model: focal length the model was trained at (0 = off)
-    camera_height: float = 0.0              # ground_plane: metres from the optical centre down to the floor
-    camera_pitch_deg: float = math.nan      # ground_plane: down-pitch of the optical axis; NaN = unknown
-    ground_region: tuple[float, float, float, float] = (0.2, 0.55, 0.8, 1.0)  # left, top, right, bottom fractions
-    ground_inlier_threshold: float = 0.02   # distance to the floor plane, relative to depth
-    sparse_inlier_threshold: float = 0.1    # relative depth error of an inlier reference pixel
-    scale_smoothing: float = 0.3            # weight of a new fit in the log-space average (1 = no smoothing)
-    scale_outlier_log: float = 0.2          # |ln(new / tracked)| beyond which a fit is rejected …
-    scale_accept_after: int = 3             # … unless this many consecutive fits agree on the jump
-    scale_min_quality: float = 0.3          # fits with a lower inlier ratio are ignored
-    confidence_gradient_scale: float = 0.05
-    confidence_threshold: float = 0.0
-    cloud_decimation: int = 1
-    cloud_decimation_mode: str = "stride"   # stride | median (one point per block at its median depth)
-    cloud_edge_filter: str = "ratio"        # off | ratio | normal: flying pixels at depth edges (core.cloud_filter)
-    cloud_edge_max_ratio: float = 0.05      # ratio: largest relative depth jump to a neighbour
-    cloud_edge_max_angle_deg: float = 80.0  # normal: largest angle between surface normal and viewing ray
-    cloud_edge_radius: int = 0              # neighbours compared up to this many pixels away; 0 = from the resize
-    cloud_min_confidence: float = 0.0       # cloud points below this confidence become NaN (depth keeps them)
-    sky_disparity_fraction: float = 0.02    # disparity models: below this fraction of the near field = sky (0 = off)
-    min_range: float = 0.0
-    max_range: float = math.inf
-    colormap: str = "turbo"
-    colormap_min_m: float = 0.3
-    colormap_max_m: float = 10.0
-    ensemble_size: int = 1                  # 1 = off
-    ensemble_members: str = "auto"          # auto | noise | tta (core.members)
-    ensemble_reduction: str = "median"      # median (uncertainty = MAD) | mean (uncertainty = std)
-    tta_scales: tuple[float, ...] = (1.0, 0.75, 1.25)
-    confidence_tta: bool = False            # single pass: confidence from agreement with a flipped pass
-    confidence_uncertainty_scale: float = 0.05  # relative depth uncertainty at which confidence is 0.5
-    denoising_steps: int = 0                # multi-step models (Marigold): DDIM steps per pass; 0 = the card's
-    temporal_smoothing: bool = False        # core.temporal: EMA of the frame-to-frame scale/shift, reset on cuts
-    temporal_alpha: float = 0.25            # weight of the new frame's own scale/shift
-    temporal_reset_residual: float = 0.15   # median relative disagreement after alignment that resets
-    temporal_max_correction: float = 0.3    # cap of the scale correction (|ln s|)
-
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first bad field."""
-        if self.output_resolution not in OUTPUT_RESOLUTIONS:
-            raise ConfigError(f"output_resolution must be one of {OUTPUT_RESOLUTIONS}, got {self.output_resolution!r}")
-        if self.scale_mode not in SCALE_MODES:
-            raise ConfigError(f"scale.mode must be one of {SCALE_MODES}, got {self.scale_mode!r}")
-        if not (math.isfinite(self.fixed_scale) and self.fixed_scale > 0):
-            raise ConfigError(f"scale.fixed_scale must be a positive number, got {self.fixed_scale}")
-        if not math.isfinite(self.fixed_shift):
-            raise ConfigError(f"scale.fixed_shift must be finite, got {self.fixed_shift}")
-        if not (self.reference_focal_px >= 0 and math.isfinite(self.reference_focal_px)):
-            raise ConfigError(f"scale.reference_focal_px must be >= 0 (0 = off), got {self.reference_focal_px}")
-        if self.scale_mode == "ground_plane" and not (self.camera_height > 0 and math.isfinite(self.camera_height)):
-            raise ConfigError("scale.mode ground_plane needs scale.camera_height: the optical centre's height above the "
-                              f"floor in metres (got {self.camera_height})")
-        if not (math.isnan(self.camera_pitch_deg) or -90 < self.camera_pitch_deg < 90):
-            raise ConfigError(f"scale.camera_pitch_deg must be in (-90, 90) or NaN (unknown), got {self.camera_pitch_deg}")
-        try:
-            GroundRegion(*self.ground_region)
-        except (TypeError, ValueError) as error:
-            raise ConfigError(f"scale.ground_region [left, top, right, bottom]: {error}") from None
-        if not (0 < self.ground_inlier_threshold < 1 and 0 < self.sparse_inlier_threshold < 1):
-            raise ConfigError("scale.ground_inlier_threshold and scale.sparse_inlier_threshold must be in (0, 1)")
-        if not (0 < self.scale_smoothing <= 1 and self.scale_outlier_log > 0 and self.scale_accept_after >= 1
-                and 0 <= self.scale_min_quality <= 1):
-            raise ConfigError("need 0 < scale.smoothing <= 1, scale.outlier_log > 0, scale.accept_after >= 1, "
-                              "0 <= scale.min_quality <= 1")
-        if not self.confidence_gradient_scale > 0:
-            raise ConfigError(f"confidence_gradient_scale must be > 0, got {self.confidence_gradient_scale}")
-        if not 0.0 <= self.confidence_threshold <= 1.0:
-            raise ConfigError(f"confidence_threshold must be in [0, 1], got {self.confidence_threshold}")
-        if self.cloud_decimation < 1:
-            raise ConfigError(f"cloud_decimation must be >= 1, got {self.cloud_decimation}")
-        if self.cloud_decimation_mode not in DECIMATION_MODES:
-            raise ConfigError(f"cloud_decimation_mode must be one of {DECIMATION_MODES}, got {self.cloud_decimation_mode!r}")
-        if self.cloud_edge_filter not in EDGE_FILTERS:
-            raise ConfigError(f"cloud_edge_filter must be one of {EDGE_FILTERS}, got {self.cloud_edge_filter!r}")
-        if not (self.cloud_edge_max_ratio > 0 and 0 < self.cloud_edge_max_angle_deg < 90 and self.cloud_edge_radius >= 0):
-            raise ConfigError("need cloud_edge_max_ratio > 0, 0 < cloud_edge_max_angle_deg < 90, cloud_edge_radius >= 0")
-        if not (0.0 <= self.cloud_min_confidence <= 1.0 and 0.0 <= self.sky_disparity_fraction < 1.0):
-            raise ConfigError("need 0 <= cloud_min_confidence <= 1 and 0 <= sky_disparity_fraction < 1")
-        if not 0.0 <= self.min_range < self.max_range:
-            raise ConfigError(f"need 0 <= min_range < max_range, got {self.min_range}, {self.max_range}")
-        if self.colormap not in COLORMAPS:
-            raise ConfigError(f"colormap must be one of {sorted(COLORMAPS)}, got {self.colormap!r}")
-        if self.ensemble_members not in MEMBER_KINDS:
-            raise ConfigError(f"ensemble_members must be one of {MEMBER_KINDS}, got {self.ensemble_members!r}")
-        if self.ensemble_reduction not in ("median", "mean"):
-            raise ConfigError(f"ensemble_reduction must be median or mean, got {self.ensemble_reduction!r}")
-        if not 0.0 < self.temporal_alpha <= 1.0:
-            raise ConfigError(f"temporal_alpha must be in (0, 1], got {self.temporal_alpha}")
-        if not (self.temporal_reset_residual > 0 and self.temporal_max_correction > 0):
-            raise ConfigError("temporal_reset_residual and temporal_max_correction must be > 0")
-        if self.denoising_steps < 0:
-            raise ConfigError(f"denoising_steps must be >= 0 (0 = the model card's), got {self.denoising_steps}")
-        if not self.confidence_uncertainty_scale > 0:
-            raise ConfigError(f"confidence_uncertainty_scale must be > 0, got {self.confidence_uncertainty_scale}")
-        if not self.colormap_min_m < self.colormap_max_m:
-            raise ConfigError(f"need colormap_min_m < colormap_max_m, got {self.colormap_min_m}, {self.colormap_max_m}")
 
 
 @dataclass
@@ -179,7 +89,7 @@ class DepthResult:
 
 
 class DepthPipeline:
-    """An estimator plus a :class:`PipelineConfig`; ``config`` may be replaced between frames."""
+    """An estimator plus a :class:`PipelineConfig` (``core.parameters``); ``config`` may be replaced between frames."""
 
     def __init__(self, estimator: DepthEstimator, config: PipelineConfig | None = None) -> None:
         self.estimator = estimator
@@ -194,22 +104,20 @@ class DepthPipeline:
         config.validate()
         spec = self.estimator.output
         if config.scale_mode == "model" and spec.invariance is not Invariance.METRIC and not (
-                config.reference_focal_px > 0 and spec.invariance is Invariance.SCALE):
+                config.scale_reference_focal_px > 0 and spec.invariance is Invariance.SCALE):
             raise ConfigError(
                 f"model '{self.estimator.name}' outputs {spec.describe()}, which is not metres: set scale.mode to "
                 "ground_plane (with scale.camera_height), sparse (with a reference depth topic) or fixed "
                 "(scale.fixed_scale/fixed_shift for your camera)"
             )
-        if config.scale_mode == "ground_plane" and not shift_known(spec.invariance) and math.isnan(config.camera_pitch_deg):
+        if config.scale_mode == "ground_plane" and not shift_known(spec.invariance) and not config.scale_camera_pitch_known:
             raise ConfigError(
                 f"model '{self.estimator.name}' outputs {spec.describe()}: its shift is unknown, so ground_plane needs "
                 "the camera's pitch too: set scale.camera_pitch_known: true and scale.camera_pitch_deg (degrees, looking down positive)")
-        if config.denoising_steps:
-            if not (self.estimator.stochastic and hasattr(self.estimator, "denoising_steps")):
-                raise ConfigError(f"denoising_steps applies to multi-step models (Marigold); '{self.estimator.name}' "
-                                  "runs a single step: set denoising_steps: 0")
-        if hasattr(self.estimator, "denoising_steps"):
-            self.estimator.denoising_steps = config.denoising_steps
+        try:
+            self.estimator.set_denoising_steps(config.denoising_steps)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         self._plan = member_plan(config.ensemble_size, config.ensemble_members, tuple(config.tta_scales),
                                  self.estimator.stochastic, self.estimator.flexible_input)
         if config.confidence_tta and config.ensemble_size == 1:
@@ -248,16 +156,17 @@ class DepthPipeline:
         resolution with the camera's field of view (``scale_mode`` sparse)."""
         cfg, spec = self.config, self.estimator.output
         if cfg.scale_mode == "fixed":
-            return ScaleState(cfg.fixed_scale, cfg.fixed_shift, "fixed", 1.0, ok=True)
+            return ScaleState(cfg.scale_fixed_scale, cfg.scale_fixed_shift, "fixed", 1.0, ok=True)
         if cfg.scale_mode == "model":
-            s = focal_scale(camera, cfg.reference_focal_px, spec.space) if cfg.reference_focal_px > 0 else 1.0
+            s = focal_scale(camera, cfg.scale_reference_focal_px, spec.space) if cfg.scale_reference_focal_px > 0 else 1.0
             return ScaleState(s, 0.0, "model", 1.0, ok=True)
         if cfg.scale_mode == "ground_plane":
-            fit = fit_ground_plane(prediction, spec.space, spec.invariance, camera, cfg.camera_height, cfg.camera_pitch_deg,
-                                   GroundRegion(*cfg.ground_region), cfg.ground_inlier_threshold)
+            fit = fit_ground_plane(prediction, spec.space, spec.invariance, camera, cfg.scale_camera_height,
+                                   cfg.scale_camera_pitch_deg if cfg.scale_camera_pitch_known else math.nan,
+                                   GroundRegion(*cfg.scale_ground_region), cfg.scale_ground_inlier_threshold)
         else:
             fit = None if reference_depth_m is None else fit_sparse(prediction, spec.space, spec.invariance,
-                                                                   reference_depth_m, cfg.sparse_inlier_threshold)
+                                                                   reference_depth_m, cfg.scale_sparse_inlier_threshold)
         return self._tracker.update(fit)
 
     def process(
@@ -267,7 +176,6 @@ class DepthPipeline:
         *,
         confidence: bool = True,
         points: bool = True,
-        cloud_color: bool = True,
         colorized: bool = False,
         timer: StageTimer | None = None,
         reference_depth_m: np.ndarray | None = None,
@@ -337,7 +245,7 @@ class DepthPipeline:
         if points:
             with timer.stage("cloud"):
                 colour = None
-                if cloud_color:
+                if cfg.cloud_color:
                     colour = rgb if (height, width) == rgb.shape[:2] else cv2.resize(
                         rgb, (width, height), interpolation=cv2.INTER_AREA
                     )

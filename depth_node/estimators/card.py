@@ -39,9 +39,9 @@ from typing import Any
 
 import yaml
 
+from depth_node.core.estimator import OutputSpec
 from depth_node.core.spaces import Invariance, OutputSpace
 from depth_node.errors import ModelLoadError
-from depth_node.estimators.base import OutputSpec
 
 _INTERPOLATIONS = ("area", "linear", "cubic")
 

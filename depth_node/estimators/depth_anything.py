@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from depth_node.backends.torch_backend import prepare_module, rules_to_tensor
+from depth_node.core.estimator import DepthEstimator, Prediction
+from depth_node.estimators.runtime import RuntimeOptions
 from depth_node.core.spaces import Invariance, OutputSpace
 from depth_node.errors import ModelLoadError
-from depth_node.estimators.base import DepthEstimator, Prediction, RuntimeOptions
 from depth_node.estimators.card import ModelCard
 from depth_node.estimators.output import prediction_values
 
@@ -39,7 +40,7 @@ class DepthAnythingV2Estimator(DepthEstimator):
 
     backend = "torch"
 
-    def __init__(self, card: ModelCard, device: str = "cpu", options: RuntimeOptions = RuntimeOptions()) -> None:
+    def __init__(self, card: ModelCard, device: str, options: RuntimeOptions) -> None:
         import torch
 
         folder = card.weights

@@ -23,6 +23,7 @@ Folder layout (diffusers): ``unet/``, ``vae/``, ``scheduler/``, ``text_encoder/`
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from depth_node.backends.torch_backend import image_to_tensor, prepare_module, rules_to_tensor
+from depth_node.backends.torch_backend import (
+    image_to_tensor,
+    prepare_module,
+    rules_to_tensor,
+)
+from depth_node.core.estimator import DepthEstimator, Prediction
+from depth_node.estimators.runtime import RuntimeOptions
 from depth_node.errors import ModelLoadError
-from depth_node.estimators.base import DepthEstimator, Prediction, RuntimeOptions
 from depth_node.estimators.card import ModelCard
 
 VARIANTS = {
@@ -104,7 +110,6 @@ def _load(kind: str, folder: Path, card: ModelCard) -> Any:
         cls = getattr(diffusers, kind, None) or getattr(transformers, kind)
         kwargs: dict[str, Any] = {}
         if issubclass(cls, diffusers.ModelMixin):
-            import importlib.util
 
             kwargs["low_cpu_mem_usage"] = importlib.util.find_spec("accelerate") is not None
         return cls.from_pretrained(str(folder), local_files_only=True, **kwargs)
@@ -149,7 +154,7 @@ class DiffusionDepthEstimator(DepthEstimator):
 
     backend = "torch"
 
-    def __init__(self, card: ModelCard, device: str = "cpu", options: RuntimeOptions = RuntimeOptions()) -> None:
+    def __init__(self, card: ModelCard, device: str, options: RuntimeOptions) -> None:
         import torch
 
         precision, compile_mode = options.precision, options.compile_mode
@@ -210,6 +215,15 @@ class DiffusionDepthEstimator(DepthEstimator):
     @property
     def stochastic(self) -> bool:
         return bool(self.settings.stochastic)
+
+    @property
+    def multi_step(self) -> bool:
+        return bool(self.settings.stochastic)  # the stochastic variants are the multi-step (DDIM) ones
+
+    def set_denoising_steps(self, steps: int) -> None:
+        if not self.multi_step:
+            super().set_denoising_steps(steps)
+        self.denoising_steps = steps
 
     def preprocess(self, rgb: np.ndarray) -> Any:
         self._last_rgb = rgb  # the CIDE conditioner sees the image too

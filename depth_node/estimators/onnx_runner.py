@@ -7,12 +7,14 @@ the same field of view as its input.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
+from depth_node.backends.torch_backend import rules_to_tensor
+from depth_node.core.estimator import DepthEstimator, Prediction
 from depth_node.errors import ModelLoadError
-from depth_node.estimators.base import DepthEstimator, Prediction
 from depth_node.estimators.card import ModelCard
 from depth_node.estimators.output import confidence_values, prediction_values
 from depth_node.estimators.preprocess import to_model_input
@@ -30,7 +32,7 @@ class OnnxEstimator(DepthEstimator):
 
     backend = "onnxruntime"
 
-    def __init__(self, card: ModelCard, device: str = "cpu", num_threads: int = 0) -> None:
+    def __init__(self, card: ModelCard, device: str, num_threads: int) -> None:
         import onnxruntime as ort
 
         self.card = card
@@ -88,7 +90,6 @@ class OnnxEstimator(DepthEstimator):
                 pass
 
     def _static_size(self, shape: list[Any]) -> Any:
-        from dataclasses import replace
 
         if len(shape) == 4:
             h, w = (shape[2], shape[3]) if self.card.input.layout == "nchw" else (shape[1], shape[2])
@@ -100,7 +101,6 @@ class OnnxEstimator(DepthEstimator):
         if self._cuda is not None:
             import torch
 
-            from depth_node.backends.torch_backend import rules_to_tensor
 
             return rules_to_tensor(rgb, self.input_rules, self._cuda, torch.float32)
         return to_model_input(rgb, self.input_rules)

@@ -11,13 +11,18 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
+from depth_node.core.estimator import DepthEstimator
+from depth_node.estimators.runtime import RuntimeOptions
+from depth_node.core.parameters import parameter_default, parse_backend_list
 from depth_node.errors import ModelLoadError
-from depth_node.estimators.base import DepthEstimator, RuntimeOptions
 from depth_node.estimators.card import ModelCard, load_card
+from depth_node.estimators.onnx_runner import OnnxEstimator
+from depth_node.estimators.tensorrt_runner import TensorrtEstimator
+from depth_node.estimators.tflite_runner import TfliteEstimator
+from depth_node.paths import resolve_card
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch", "tflite")
 Factory = Callable[[ModelCard, str, str, RuntimeOptions], DepthEstimator]
 
 
@@ -43,10 +48,8 @@ def _onnx(card: ModelCard, backend: str, device: str, options: RuntimeOptions) -
     if backend == "auto" and device != "cpu" and tensorrt_ready(card):
         chosen = "tensorrt"  # the fastest runtime there is for a fixed-shape ONNX model on an NVIDIA GPU
     if chosen == "tensorrt":
-        from depth_node.estimators.tensorrt_runner import TensorrtEstimator
 
         return TensorrtEstimator(card, precision=options.precision)
-    from depth_node.estimators.onnx_runner import OnnxEstimator
 
     return OnnxEstimator(card, device=device, num_threads=options.num_threads)
 
@@ -65,7 +68,6 @@ def _torch_family(module: str, class_name: str) -> Factory:
 
 
 def _tflite(card: ModelCard, backend: str, device: str, options: RuntimeOptions) -> DepthEstimator:
-    from depth_node.estimators.tflite_runner import TfliteEstimator
 
     _require(card, backend, ("tflite",))
     return TfliteEstimator(card, device=device, num_threads=options.num_threads)
@@ -80,14 +82,45 @@ FAMILIES: dict[str, Factory] = {
 
 
 def load_estimator(
-    card_path: str | Path, backend: str = "auto", device: str = "cpu", num_threads: int = 0, precision: str = "fp32",
-    compile_mode: str = "off", channels_last: bool = False,
+    card_path: str | Path, backend: str | None = None, device: str | None = None, num_threads: int | None = None,
+    precision: str | None = None, compile_mode: str | None = None, channels_last: bool | None = None,
 ) -> DepthEstimator:
-    """Load the model a card describes; raises :class:`ModelLoadError` saying which file and what to do."""
+    """Load the model a card describes on ``backend``/``device`` with those runtime options (None: the parameter's
+    default); raises :class:`ModelLoadError` saying which file and what to do."""
     card = load_card(card_path)
     factory = FAMILIES.get(card.family)
     if factory is None:
         raise ModelLoadError(
             f"model card {card.path}: unknown family {card.family!r}; known families: {', '.join(sorted(FAMILIES))}"
         )
-    return factory(card, backend, device, RuntimeOptions(num_threads, precision, compile_mode, channels_last))
+    given = {"num_threads": num_threads, "precision": precision, "compile_mode": compile_mode, "channels_last": channels_last}
+    options = RuntimeOptions(**{k: v for k, v in given.items() if v is not None})
+    return factory(card, parameter_default("backend") if backend is None else backend,
+                   parameter_default("device") if device is None else device, options)
+
+
+def backend_attempts(config: Any) -> list[tuple[str, str]]:
+    """(backend, device) in the order the node tries them: the parameters', then each ``backend_fallback`` entry
+    (``config``: a :class:`~depth_node.core.parameters.PipelineConfig`)."""
+    return [(config.backend, config.device)] + [
+        (b, d or config.device) for b, d in parse_backend_list(config.backend_fallback)]
+
+
+def load_model(config: Any, start: int = 0) -> tuple[DepthEstimator, list[str], int]:
+    """The model the parameters name, on the first of :func:`backend_attempts` from index ``start`` that loads;
+    returns (estimator, why each earlier attempt failed, the index used). Raises :class:`ModelLoadError` when
+    all fail."""
+    card = resolve_card(config.model_card)
+    failures = []
+    for index, (backend, device) in enumerate(backend_attempts(config)):
+        if index < start:
+            continue
+        try:
+            estimator = load_estimator(card, backend, device, config.num_threads, config.precision,
+                                       config.torch_compile, config.channels_last)
+            return estimator, failures, index
+        except ModelLoadError as exc:
+            failures.append(f"{backend}:{device}: {exc}")
+    if not failures:
+        raise ModelLoadError("no backend_fallback entry left to try")
+    raise ModelLoadError(failures[0] if len(failures) == 1 else "every backend failed — " + " | ".join(failures))

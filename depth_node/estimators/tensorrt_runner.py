@@ -7,10 +7,17 @@ from typing import Any
 
 import numpy as np
 
-from depth_node.backends.tensorrt_engine import DEFAULT_CACHE, EngineCache, TensorrtRunner, build_engine, engine_key, import_tensorrt
+from depth_node.backends.tensorrt_engine import (
+    DEFAULT_CACHE,
+    EngineCache,
+    TensorrtRunner,
+    build_engine,
+    engine_key,
+    import_tensorrt,
+)
 from depth_node.backends.torch_backend import rules_to_tensor, torch_device
+from depth_node.core.estimator import DepthEstimator, Prediction
 from depth_node.errors import ModelLoadError
-from depth_node.estimators.base import DepthEstimator, Prediction
 from depth_node.estimators.card import ModelCard
 from depth_node.estimators.output import confidence_values, prediction_values
 
@@ -18,7 +25,7 @@ from depth_node.estimators.output import confidence_values, prediction_values
 class TensorrtEstimator(DepthEstimator):
     backend = "tensorrt"
 
-    def __init__(self, card: ModelCard, precision: str = "fp16", cache_dir: Any = None) -> None:
+    def __init__(self, card: ModelCard, precision: str, cache_dir: Any = None) -> None:
         import torch
 
         if card.weights.suffix != ".onnx" or not card.weights.is_file():

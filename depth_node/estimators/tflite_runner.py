@@ -12,8 +12,8 @@ from dataclasses import replace
 
 import numpy as np
 
+from depth_node.core.estimator import DepthEstimator, Prediction
 from depth_node.errors import ModelLoadError
-from depth_node.estimators.base import DepthEstimator, Prediction
 from depth_node.estimators.card import ModelCard
 from depth_node.estimators.output import prediction_values
 from depth_node.estimators.preprocess import to_model_input
@@ -22,7 +22,7 @@ from depth_node.estimators.preprocess import to_model_input
 class TfliteEstimator(DepthEstimator):
     backend = "tflite"
 
-    def __init__(self, card: ModelCard, device: str = "cpu", num_threads: int = 0) -> None:
+    def __init__(self, card: ModelCard, device: str, num_threads: int) -> None:
         if device != "cpu":
             raise ModelLoadError(f"the tflite family runs on the CPU only, not {device!r}")
         if not card.weights.is_file():

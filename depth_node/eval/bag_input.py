@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+from rosbags.convert.converter import migrate_message
+from rosbags.highlevel import AnyReader
+from rosbags.typesys import Stores, get_typestore
 
 from depth_node.errors import DepthNodeError
 from depth_node.ros import convert
@@ -68,7 +71,6 @@ def stamp_of(msg: Any) -> int:
 
 
 def kilted_typestore():  # noqa: ANN201 - rosbags Typestore
-    from rosbags.typesys import Stores, get_typestore
 
     return get_typestore(Stores.ROS2_KILTED)
 
@@ -83,7 +85,6 @@ class MessageReader:
     def __call__(self, msgtype: str, raw: bytes | memoryview) -> tuple[Any, bytes]:
         if self.reader.is2:
             return self.reader.deserialize(raw, msgtype), bytes(raw)
-        from rosbags.convert.converter import migrate_message
 
         ros1 = self.reader.deserialize(raw, msgtype)
         msg = migrate_message(self.reader.typestore, self.kilted, msgtype, msgtype, self._cache, ros1)
@@ -91,7 +92,6 @@ class MessageReader:
 
 
 def open_reader(bag: Path):  # noqa: ANN201 - rosbags AnyReader, open; the caller closes it
-    from rosbags.highlevel import AnyReader
 
     bag = Path(bag)
     if not bag.exists():

@@ -13,6 +13,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
 
 from depth_node.core.camera import PinholeCamera
 
@@ -31,8 +33,6 @@ class BagWriter:
     """A rosbag2 bag being written; use as a context manager (closing it writes metadata.yaml)."""
 
     def __init__(self, path: Path, storage: str = "mcap") -> None:
-        from rosbags.rosbag2 import StoragePlugin, Writer
-        from rosbags.typesys import Stores, get_typestore
 
         if storage not in STORAGES:
             raise ValueError(f"bag storage must be one of {', '.join(STORAGES)}, got {storage!r}")

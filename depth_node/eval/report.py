@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from depth_node.eval.metrics import LOWER_IS_BETTER, METRICS, MODES
-from depth_node.eval.runner import EVAL_STAGES, STAGES, EvalOptions, Evaluation, Evaluator, save_summary
+from depth_node.eval.runner import (
+    EVAL_STAGES,
+    STAGES,
+    EvalOptions,
+    Evaluation,
+    Evaluator,
+    save_summary,
+)
 
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
 METRIC_LABELS = {"abs_rel": "AbsRel", "sq_rel": "SqRel", "rmse": "RMSE (m)", "rmse_log": "RMSE-log", "silog": "SILog",
@@ -223,12 +230,12 @@ def write_report(path: Path, evaluations: Sequence[Evaluation], summaries: Seque
     return path
 
 
-def run_and_report(source: Any, values: dict[str, Any], frames: Any, out_dir: Path, options: EvalOptions, label: str,
+def run_and_report(source: Any, config: Any, frames: Any, out_dir: Path, options: EvalOptions, label: str,
                    info: dict[str, Any], title: str, progress: Any = None) -> tuple[Evaluation, dict[str, Any]]:
     """One configuration on one bag, start to finish: run the :class:`Evaluator`; for a live node, add its own
     /diagnostics and stop it (also when the run fails); write ``metrics.json`` and ``report.html``."""
     try:
-        evaluation = Evaluator(source, values, frames, out_dir, options, label, info).run(progress)
+        evaluation = Evaluator(source, config, frames, out_dir, options, label, info).run(progress)
         if hasattr(source, "final_diagnostics"):  # what the node itself counted and measured
             evaluation.info["node_diagnostics"] = source.final_diagnostics()
     finally:

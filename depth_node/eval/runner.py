@@ -21,29 +21,37 @@ from typing import Any, Callable
 
 import cv2
 import numpy as np
+from builtin_interfaces.msg import Time
+from rclpy.serialization import serialize_message
+from std_msgs.msg import Header
 
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.colorize import colorize_depth, display_range
-from depth_node.core.depth_encoding import encode_depth
+from depth_node.core.estimator import OutputSpec
+from depth_node.core.parameters import PipelineConfig
 from depth_node.core.pipeline import DepthPipeline, DepthResult
 from depth_node.core.spaces import Invariance, OutputSpace
-from depth_node.estimators.base import OutputSpec
 from depth_node.errors import DepthNodeError
 from depth_node.eval.bag_input import COMPRESSED, IMAGE, INFO, BagFrames, EvalFrame
 from depth_node.eval.bag_output import BagWriter
 from depth_node.eval.groundtruth import gt_camera, gt_metres, resample_to
 from depth_node.eval.metrics import (
-    METRICS, MODES, SPARSIFICATION_FRACTIONS, EvalRange, FrameScore, apply_fit, ause, random_order_ause, scale_flicker,
+    METRICS,
+    MODES,
+    SPARSIFICATION_FRACTIONS,
+    EvalRange,
+    FrameScore,
+    apply_fit,
+    ause,
+    random_order_ause,
+    scale_flicker,
     score_frame,
 )
 from depth_node.ros import convert
+from depth_node.ros.outputs import OUTPUTS, output_messages
 
-OUTPUT_TOPICS = {  # as the node publishes them (default name, no namespace)
-    "depth": "/depth/image",
-    "camera_info": "/depth/camera_info",
-    "confidence": "/depth/confidence",
-    "points": "/depth/points",
-}
+BAG_OUTPUTS = ("depth", "camera_info", "confidence", "points")  # what the output bag holds (as the node publishes them)
+
 EVAL_STAGES = ("read", "decode", "gt", "score", "write")  # the evaluation's own work besides the pipeline
 STAGES = ("read", "decode", "preprocess", "infer", "ensemble", "temporal", "scale", "metric", "confidence", "cloud", "roundtrip", "gt", "score", "write")
 THUMB_WIDTH = 240
@@ -75,8 +83,8 @@ class PipelineSource:
     """The node's pipeline in this process (no DDS): fast and deterministic. The published messages are built by
     the node's own converters (``depth_node.ros.convert``) and serialized by rclpy."""
 
-    def __init__(self, pipeline: DepthPipeline, values: dict[str, Any], points: bool = True, sparse_reference: float = 0.0) -> None:
-        self.pipeline, self.values, self.points = pipeline, values, points
+    def __init__(self, pipeline: DepthPipeline, config: PipelineConfig, points: bool = True, sparse_reference: float = 0.0) -> None:
+        self.pipeline, self.config, self.points = pipeline, config, points
         self.spec = pipeline.estimator.output
         self.sparse_reference = sparse_reference
 
@@ -88,26 +96,17 @@ class PipelineSource:
             truth = gt_metres(frame.depth)
             keep = np.random.default_rng(frame.index).random(truth.shape) < self.sparse_reference
             reference = np.where(keep, truth, np.float32(np.nan))
-        result = self.pipeline.process(rgb, camera, confidence=True, points=self.points, cloud_color=bool(self.values["cloud_color"]),
+        result = self.pipeline.process(rgb, camera, confidence=True, points=self.points,
                                        reference_depth_m=reference)
         return Outcome(result.depth_m, result.confidence, result.camera, result.timings_ms,
                        lambda: self._messages(frame, result, camera))
 
     def _messages(self, frame: EvalFrame, result: DepthResult, camera: PinholeCamera) -> list[tuple[str, str, bytes]]:
-        from builtin_interfaces.msg import Time
-        from rclpy.serialization import serialize_message
-        from std_msgs.msg import Header
 
         stamp = frame.image.header.stamp
         header = Header(stamp=Time(sec=int(stamp.sec), nanosec=int(stamp.nanosec)), frame_id=str(frame.image.header.frame_id))
-        encoding = self.values["depth_encoding"]
-        out = [(OUTPUT_TOPICS["depth"], convert.array_to_image(encode_depth(result.depth_m, encoding), encoding, header)),
-               (OUTPUT_TOPICS["camera_info"], convert.camera_info_for_grid(frame.camera_info, camera, result.camera, header))]
-        if result.confidence is not None:
-            out.append((OUTPUT_TOPICS["confidence"], convert.array_to_image(result.confidence, "32FC1", header)))
-        if result.points is not None:
-            out.append((OUTPUT_TOPICS["points"], convert.points_to_cloud(result.points, header)))
-        return [(topic, f"sensor_msgs/msg/{type(msg).__name__}", serialize_message(msg)) for topic, msg in out]
+        messages = output_messages(result, header, frame.camera_info, camera, self.config.depth_encoding, BAG_OUTPUTS)
+        return [(f"/{OUTPUTS[name][0]}", f"sensor_msgs/msg/{type(msg).__name__}", serialize_message(msg)) for name, msg in messages.items()]
 
 
 @dataclass(frozen=True)
@@ -214,13 +213,13 @@ class Evaluator:
     a :class:`DepthPipeline` (run here, as :class:`PipelineSource`) or any callable returning an :class:`Outcome`
     with a ``spec`` attribute (e.g. the live node of :mod:`depth_node.eval.live`)."""
 
-    def __init__(self, source: DepthPipeline | Any, values: dict[str, Any], frames: BagFrames, out_dir: Path,
+    def __init__(self, source: DepthPipeline | Any, config: PipelineConfig, frames: BagFrames, out_dir: Path,
                  options: EvalOptions = EvalOptions(), label: str = "", info: dict[str, Any] | None = None) -> None:
         if isinstance(source, DepthPipeline):
             label = label or source.estimator.name
-            source = PipelineSource(source, values, points=options.write_bag and options.bag_points,
+            source = PipelineSource(source, config, points=options.write_bag and options.bag_points,
                                     sparse_reference=options.sparse_reference)
-        self.source, self.values, self.frames, self.options = source, values, frames, options
+        self.source, self.config, self.frames, self.options = source, config, frames, options
         self.out_dir = Path(out_dir)
         if (self.out_dir / "frames.csv").exists():
             raise FileExistsError(f"{self.out_dir} already holds an evaluation: choose a new --output folder")
@@ -299,7 +298,7 @@ class Evaluator:
         height, width = rgb.shape[:2]
         if frame.camera_info is not None:
             return rgb, convert.camera_from_info(frame.camera_info, width, height)
-        hfov = float(self.values["fallback_hfov_deg"])
+        hfov = self.config.fallback_hfov_deg
         if hfov <= 0:
             raise DepthNodeError("the bag has no camera_info for the image and fallback_hfov_deg is 0: give --camera-info-topic")
         return rgb, PinholeCamera.from_hfov(width, height, hfov)

@@ -13,6 +13,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.depth_encoding import decode_depth
@@ -157,8 +158,7 @@ def _bytes_of(array_: np.ndarray) -> array.array:
 
 def array_to_image(pixels: np.ndarray, encoding: str, header: Any, msg_type: Any = None) -> Any:
     """(H, W[, C]) array → Image with ``header`` (little-endian, no padding)."""
-    if msg_type is None:
-        from sensor_msgs.msg import Image as msg_type
+    msg_type = msg_type or Image
     dtype, channels = IMAGE_ENCODINGS[encoding]
     if pixels.dtype != dtype or (pixels.shape[2] if pixels.ndim == 3 else 1) != channels:
         raise ValueError(f"{encoding} needs {dtype} with {channels} channel(s), got {pixels.dtype} {pixels.shape}")
@@ -216,9 +216,7 @@ def camera_info_for_grid(
     K (a rectified camera's P is rescaled, its Tx/Ty baselines scale with fx/fy); D, R and the distortion
     model are kept. Header is ``header`` (the input image's), as depth_image_proc expects.
     """
-    if msg_type is None:
-        from sensor_msgs.msg import CameraInfo as msg_type
-    out = msg_type()
+    out = (msg_type or CameraInfo)()
     out.header = header
     out.width, out.height = depth_camera.width, depth_camera.height
     kd = depth_camera
@@ -250,8 +248,7 @@ def points_to_cloud(points: np.ndarray, header: Any, msg_type: Any = None, field
     """Interleaved float32 (h, w, 3 | 4) from :func:`depth_node.core.cloud.interleave` → organized PointCloud2
     (fields x, y, z[, rgb], ``is_dense`` false, NaN for invalid)."""
     if msg_type is None:
-        from sensor_msgs.msg import PointCloud2 as msg_type
-        from sensor_msgs.msg import PointField as field_type
+        msg_type, field_type = PointCloud2, PointField
     if points.dtype != np.float32 or points.ndim != 3 or points.shape[2] not in (3, 4):
         raise ValueError(f"points must be float32 (h, w, 3|4), got {points.dtype} {points.shape}")
     names = ("x", "y", "z", "rgb")[: points.shape[2]]

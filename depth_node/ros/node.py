@@ -24,23 +24,45 @@ from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-from rclpy.exceptions import InvalidParameterValueException
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from rclpy.signals import SignalHandlerOptions
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from depth_node.core.camera import PinholeCamera
-from depth_node.core.depth_encoding import encode_depth
-from depth_node.core.pipeline import DepthPipeline, PipelineConfig
+from depth_node.core.estimator import DepthEstimator
+from depth_node.core.parameters import (
+    PARAMS,
+    PARAMS_BY_NAME,
+    Param,
+    ParameterError,
+    PipelineConfig,
+    coerce,
+    cross_field_problems,
+    resolve,
+)
+from depth_node.core.pipeline import DepthPipeline
 from depth_node.core.timing import StageTimer
 from depth_node.errors import ConfigError, InputError, ModelLoadError
-from depth_node.estimators.base import DepthEstimator
-from depth_node.ros import convert
+from depth_node.estimators.registry import backend_attempts, load_model
+from depth_node.ros import arguments, convert
 from depth_node.ros.allocator import keep_frame_buffers_mapped
-from depth_node.ros.diagnostics import ERROR, WARN, FrameStats, WarningBoard, build_status
-from depth_node.ros.params import PARAMS, PARAMS_BY_NAME, backend_attempts, check_value, load_model, pipeline_config
+from depth_node.ros.diagnostics import (
+    ERROR,
+    WARN,
+    FrameStats,
+    WarningBoard,
+    build_status,
+)
+from depth_node.ros.outputs import OUTPUTS, output_messages
 from depth_node.ros.sync import LAST, MATCHED, NONE, StampedCache, stamp_ns
 
 INPUT_QOS = QoSProfile(depth=1, reliability=qos_profile_sensor_data.reliability, history=qos_profile_sensor_data.history)
@@ -49,33 +71,48 @@ STARTUP_GRACE_S = 1.0  # how long to wait for a first camera_info before falling
 FAILURES_BEFORE_FALLBACK = 3  # frames failing in a row before the next backend_fallback entry is loaded
 
 
-def _descriptor(spec: Any) -> ParameterDescriptor:
-    text = spec.description
-    if spec.choices:
-        text += f" One of: {', '.join(spec.choices)}."
-    descriptor = ParameterDescriptor(description=text, read_only=not spec.dynamic)
-    if spec.range is not None:
-        if isinstance(spec.default, int) and not isinstance(spec.default, bool):
-            descriptor.integer_range = [IntegerRange(from_value=int(spec.range[0]), to_value=int(spec.range[1]), step=0)]
-        else:
-            descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.range[0]), to_value=float(spec.range[1]), step=0.0)]
+def _descriptor(param: Param) -> ParameterDescriptor:
+    text = param.doc + (f" Unit: {param.unit}." if param.unit else "")
+    if param.choices:
+        text += f" One of: {', '.join(param.choices)}."
+    descriptor = ParameterDescriptor(description=text, read_only=not param.dynamic)
+    if param.range is not None and param.kind == "integer":
+        descriptor.integer_range = [IntegerRange(from_value=int(param.range[0]), to_value=int(param.range[1]), step=0)]
+    elif param.range is not None and param.kind == "double":
+        descriptor.floating_point_range = [FloatingPointRange(from_value=float(param.range[0]), to_value=float(param.range[1]), step=0.0)]
     return descriptor
+
+
+def _as_declared(params: list[Parameter]) -> list[Parameter]:
+    """``ros2 param set`` of an integer for a double parameter (``max_range 5``): the double 5.0, as users mean it."""
+    out = []
+    for param in params:
+        spec = PARAMS_BY_NAME.get(param.name)
+        if spec is not None and spec.kind in ("double", "double array"):
+            try:
+                param = Parameter(param.name, value=coerce(spec, param.value) if spec.kind == "double" else list(coerce(spec, param.value)))
+            except ParameterError:
+                pass  # left as it is: the type check says what is wrong
+        out.append(param)
+    return out
 
 
 class DepthNode(Node):
     """See the module docstring. ``close()`` stops the worker; call it before ``destroy_node()``."""
 
-    def __init__(self, node_name: str = "depth_node", **kwargs: Any) -> None:
+    def __init__(self, node_name: str = "depth_node", origins: dict[str, str] | None = None, **kwargs: Any) -> None:
+        """``origins``: where each parameter override came from (``ros.arguments.check``), for the error line.
+        Raises :class:`ParameterError` for an override that is not a valid value of a known parameter."""
         super().__init__(node_name, **kwargs)
+        origins = origins or {}
+        overrides = [(origins.get(name, "parameter override"), {name: p.value}) for name, p in self._parameter_overrides.items()]
+        self.config: PipelineConfig = resolve(overrides)  # the node's parameters, checked as every tool checks them
         for spec in PARAMS:
-            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
-        self._values = {spec.name: self.get_parameter(spec.name).value for spec in PARAMS}
-        for spec in PARAMS:
-            problem = check_value(spec, self._values[spec.name])
-            if problem:
-                raise ConfigError(problem)
-        config = pipeline_config(self._values)
-        config.validate()
+            value = getattr(self.config, spec.field)
+            self.declare_parameter(spec.name, list(value) if isinstance(value, tuple) else value, _descriptor(spec),
+                                   ignore_override=True)
+        config = self.config
+        self.add_pre_set_parameters_callback(_as_declared)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self.stats = FrameStats()
@@ -98,34 +135,30 @@ class DepthNode(Node):
         self._last_start = 0.0
         self._camera_source = NONE
 
-        self.pub_depth = self.create_publisher(Image, "depth/image", OUTPUT_QOS)
-        self.pub_info = self.create_publisher(CameraInfo, "depth/camera_info", OUTPUT_QOS)
-        self.pub_confidence = self.create_publisher(Image, "depth/confidence", OUTPUT_QOS)
-        self.pub_points = self.create_publisher(PointCloud2, "depth/points", OUTPUT_QOS)
-        self.pub_colorized = self.create_publisher(Image, "depth/colorized", OUTPUT_QOS)
+        self.publishers_by_output = {name: self.create_publisher(msg_type, topic, OUTPUT_QOS)
+                                     for name, (topic, msg_type) in OUTPUTS.items()}
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
-        if self._values["input_transport"] == "compressed":
+        if self.config.input_transport == "compressed":
             self.sub_image = self.create_subscription(CompressedImage, "image/compressed", self._on_image, INPUT_QOS)
         else:
             self.sub_image = self.create_subscription(Image, "image", self._on_image, INPUT_QOS)
         self.sub_info = self.create_subscription(CameraInfo, "camera_info", self._cache.add, qos_profile_sensor_data)
         self.sub_reference = self.create_subscription(Image, "reference_depth", self._reference.add, qos_profile_sensor_data)
-        self.create_timer(self._values["diagnostics_period_s"], self.publish_diagnostics)
+        self.create_timer(self.config.diagnostics_period_s, self.publish_diagnostics)
 
         self._worker = threading.Thread(target=self._work, name="depth_node_worker", daemon=True)
         self._worker.start()
         self.get_logger().info(
-            f"subscribed to {self.sub_image.topic_name} ({self._values['input_transport']}) and "
+            f"subscribed to {self.sub_image.topic_name} ({self.config.input_transport}) and "
             f"{self.sub_info.topic_name}; model: {self._model_summary()}"
         )
 
     # ----------------------------------------------------------------- model and parameters
     def _load_model(self, config: PipelineConfig) -> None:
         """Load the card on backend/device, else on each backend_fallback entry in order (reported as WARN)."""
-        values = self._values
         try:
-            self.estimator, failures, self._attempt = load_model(values)
+            self.estimator, failures, self._attempt = load_model(config)
         except ModelLoadError as exc:
             self.warnings.raise_("model", str(exc), ERROR, sticky=True)
             self.get_logger().error(f"no model, publishing nothing until restarted with a working model: {exc}")
@@ -134,8 +167,8 @@ class DepthNode(Node):
             message = f"running on fallback {self.estimator.backend}:{self.estimator.device} because " + " | ".join(failures)
             self.warnings.raise_("backend_fallback", message, WARN, sticky=True)
             self.get_logger().warning(message)
-        if values["precision"] != self.estimator.precision:
-            message = (f"precision {values['precision']} is not what {self.estimator.backend} runs: it runs this model in "
+        if config.precision != self.estimator.precision:
+            message = (f"precision {config.precision} is not what {self.estimator.backend} runs: it runs this model in "
                        f"{self.estimator.precision}; backend torch runs fp16/bf16, tensorrt fp16")
             self.warnings.raise_("precision", message, WARN, sticky=True)
             self.get_logger().warning(message)
@@ -146,13 +179,13 @@ class DepthNode(Node):
     def _fall_back(self, reason: str) -> None:
         """Frames keep failing on the loaded backend: load the next ``backend_fallback`` entry, if any is left
         (the node keeps running and reporting ERROR either way; it never exits on its own)."""
-        if self._attempt + 1 >= len(backend_attempts(self._values)) or self.pipeline is None:
+        if self._attempt + 1 >= len(backend_attempts(self.config)) or self.pipeline is None:
             return
         failed = self.estimator
         try:
-            estimator, failures, attempt = load_model(self._values, start=self._attempt + 1)
+            estimator, failures, attempt = load_model(self.config, start=self._attempt + 1)
         except ModelLoadError as exc:
-            self._attempt = len(backend_attempts(self._values))  # nothing left: stay on the failing one
+            self._attempt = len(backend_attempts(self.config))  # nothing left: stay on the failing one
             self.get_logger().error(f"no backend_fallback entry loads: {exc}")
             return
         config = self.pipeline.config
@@ -183,19 +216,18 @@ class DepthNode(Node):
         return f"{est.name} ({est.output.describe()}) on {est.backend}/{est.device}"
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
-        values = dict(self._values)
-        for param in params:
-            spec = PARAMS_BY_NAME.get(param.name)
-            if spec is None:
-                continue  # use_sim_time and other rclpy-owned parameters
-            if not spec.dynamic:
-                return SetParametersResult(successful=False, reason=f"{param.name} is read-only at run time: restart the node to change it")
-            problem = check_value(spec, param.value)
-            if problem:
-                return SetParametersResult(successful=False, reason=problem)
-            values[param.name] = param.value
+        values = self.config.parameters()
         try:
-            config = pipeline_config(values)
+            for param in params:
+                spec = PARAMS_BY_NAME.get(param.name)
+                if spec is None:
+                    continue  # use_sim_time and other rclpy-owned parameters
+                if not spec.dynamic:
+                    return SetParametersResult(successful=False, reason=f"{param.name} is read-only at run time: restart the node to change it")
+                values[param.name] = coerce(spec, param.value)
+            for _, problem in cross_field_problems(values):
+                raise ParameterError(problem)
+            config = PipelineConfig.from_parameters(values)
             if self.pipeline is not None:
                 self.pipeline.config = config  # validates, including the model's output space
             else:
@@ -204,7 +236,7 @@ class DepthNode(Node):
                     self._install_pipeline(config)  # may fix a model/parameter mismatch from start-up
         except ConfigError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
-        self._values = values
+        self.config = config
         return SetParametersResult(successful=True)
 
     # ----------------------------------------------------------------- input
@@ -219,16 +251,16 @@ class DepthNode(Node):
 
     def _camera_for(self, header: Any, width: int, height: int) -> tuple[PinholeCamera, Any | None] | None:
         """The image's intrinsics and the camera_info they came from; None = skip this frame for now."""
-        values = self._values
-        slop_ns = int(values["sync_slop_s"] * 1e9)
+        config = self.config
+        slop_ns = int(config.sync_slop_s * 1e9)
         info = None
         if self._cache.received:
-            info = self._cache.wait_nearest(stamp_ns(header.stamp), slop_ns, timeout_s=min(values["sync_slop_s"], 0.2))
+            info = self._cache.wait_nearest(stamp_ns(header.stamp), slop_ns, timeout_s=min(config.sync_slop_s, 0.2))
             self._camera_source = MATCHED
             if info is None:
-                if not values["use_last_camera_info"]:
+                if not config.use_last_camera_info:
                     raise InputError(
-                        f"no camera_info within sync_slop_s={values['sync_slop_s']} s of the image stamp: raise "
+                        f"no camera_info within sync_slop_s={config.sync_slop_s} s of the image stamp: raise "
                         "sync_slop_s or set use_last_camera_info: true"
                     )
                 info = self._cache.latest()
@@ -238,7 +270,7 @@ class DepthNode(Node):
         # No camera_info ever: give the driver a moment, then fall back to an assumed field of view.
         if time.monotonic() - (self._first_frame_s or 0.0) < STARTUP_GRACE_S:
             return None
-        hfov = values["fallback_hfov_deg"]
+        hfov = config.fallback_hfov_deg
         topic = self.sub_info.topic_name
         if hfov <= 0:
             self.warnings.raise_("camera_info", f"no camera_info on {topic}; waiting (fallback_hfov_deg is 0)")
@@ -264,7 +296,7 @@ class DepthNode(Node):
 
     def _reference_for(self, header: Any) -> Any | None:
         """This frame's reference depth in metres (NaN invalid), or None (the scale is then held)."""
-        slop_s = self._values["scale.reference_slop_s"]
+        slop_s = self.config.scale_reference_slop_s
         msg = self._reference.wait_nearest(stamp_ns(header.stamp), int(slop_s * 1e9), timeout_s=min(slop_s, 0.2))
         topic = self.sub_reference.topic_name
         if msg is None:
@@ -303,7 +335,7 @@ class DepthNode(Node):
             if item is None:
                 return
             msg, received = item
-            max_rate = self._values["max_rate_hz"]
+            max_rate = self.config.max_rate_hz
             if max_rate > 0 and received - self._last_start < 1.0 / max_rate:
                 self.stats.count("throttled")
                 continue
@@ -328,14 +360,9 @@ class DepthNode(Node):
                 if self._failures_in_a_row >= FAILURES_BEFORE_FALLBACK:
                     self._fall_back(f"{type(exc).__name__}: {exc}")
 
-    def _wanted(self) -> dict[str, bool]:
-        return {
-            "depth": self.pub_depth.get_subscription_count() > 0,
-            "info": self.pub_info.get_subscription_count() > 0,
-            "confidence": self.pub_confidence.get_subscription_count() > 0,
-            "points": self.pub_points.get_subscription_count() > 0,
-            "colorized": self.pub_colorized.get_subscription_count() > 0,
-        }
+    def _wanted(self) -> set[str]:
+        """The outputs somebody subscribes to."""
+        return {name for name, publisher in self.publishers_by_output.items() if publisher.get_subscription_count() > 0}
 
     def _process(self, msg: Any, received: float) -> None:
         if self._first_frame_s is None:
@@ -351,37 +378,27 @@ class DepthNode(Node):
         camera, info = found
         self._check_stamp(stamp_ns(msg.header.stamp), pipeline)
         want = self._wanted()
-        if not any(want.values()):
+        if not want:
             return  # nobody listens: don't burn the CPU/GPU
-        values = self._values
+        config = self.config
         reference = None
-        if values["scale.mode"] == "sparse":
+        if config.scale_mode == "sparse":
             with timer.stage("convert_reference"):
                 reference = self._reference_for(msg.header)
         result = pipeline.process(
             rgb,
             camera,
-            confidence=want["confidence"],
-            points=want["points"],
-            cloud_color=values["cloud_color"],
-            colorized=want["colorized"],
+            confidence="confidence" in want,
+            points="points" in want,
+            colorized="colorized" in want,
             timer=timer,
             reference_depth_m=reference,
         )
         self._report_scale(result.scale)
         header = msg.header
         with timer.stage("publish"):
-            if want["depth"]:
-                encoding = values["depth_encoding"]
-                self.pub_depth.publish(convert.array_to_image(encode_depth(result.depth_m, encoding), encoding, header))
-            if want["info"]:
-                self.pub_info.publish(convert.camera_info_for_grid(info, camera, result.camera, header))
-            if want["confidence"] and result.confidence is not None:
-                self.pub_confidence.publish(convert.array_to_image(result.confidence, "32FC1", header))
-            if want["points"] and result.points is not None:
-                self.pub_points.publish(convert.points_to_cloud(result.points, header))
-            if want["colorized"] and result.colorized is not None:
-                self.pub_colorized.publish(convert.array_to_image(result.colorized, "rgb8", header))
+            for name, message in output_messages(result, header, info, camera, config.depth_encoding, want).items():
+                self.publishers_by_output[name].publish(message)
         now_ns = self.get_clock().now().nanoseconds
         self.stats.frame_done((now_ns - stamp_ns(header.stamp)) / 1e6, (time.monotonic() - received) * 1e3, timer.ms)
 
@@ -394,9 +411,9 @@ class DepthNode(Node):
             "backend": f"{est.backend}/{est.device}" if est else "none",
             "input_topic": self.sub_image.topic_name,
             "camera_info_source": self._camera_source,
-            "output_resolution": self._values["output_resolution"],
-            "depth_encoding": self._values["depth_encoding"],
-            "scale_mode": self._values["scale.mode"],
+            "output_resolution": self.config.output_resolution,
+            "depth_encoding": self.config.depth_encoding,
+            "scale_mode": self.config.scale_mode,
             **self._scale_info(),
         }
 
@@ -433,11 +450,19 @@ class DepthNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """``ros2 run depth_node depth_node [--ros-args ...]``. Exits 0 on SIGINT/SIGTERM."""
-    from rclpy.signals import SignalHandlerOptions
 
     args = sys.argv if args is None else args
+    try:
+        origins = arguments.check(args)  # before rcl reads them: one line naming the value, not rcl's traceback
+    except ParameterError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 2
     keep_frame_buffers_mapped()
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except Exception as exc:  # RCLError: a command line rcl reads differently from us
+        print(f"ERROR: ROS could not read the command line: {' '.join(str(exc).split(', at ')[0].split())}", file=sys.stderr)
+        return 2
     stop = threading.Event()
 
     def request_stop(signum: int, frame: Any) -> None:
@@ -450,9 +475,9 @@ def main(args: list[str] | None = None) -> int:
     spin = threading.Thread(target=executor.spin, name="depth_node_executor", daemon=True)
     try:
         try:
-            node = DepthNode()
-        except (ConfigError, InvalidParameterValueException) as exc:
-            print(f"ERROR: invalid parameter: {exc}", file=sys.stderr)
+            node = DepthNode(origins=origins)
+        except ConfigError as exc:
+            print(f"ERROR: {exc}", file=sys.stderr)
             return 2
         executor.add_node(node)
         spin.start()

@@ -7,7 +7,18 @@ import sys
 
 from depth_node import __version__
 from depth_node.errors import DepthNodeError
-from depth_node.tools import bench_cmd, dataset_cmd, demo_cmd, engine_cmd, eval_cmd, export_cmd, models_cmd, run_cmd, synth_cmd, train_cmd
+from depth_node.tools import (
+    bench_cmd,
+    dataset_cmd,
+    demo_cmd,
+    engine_cmd,
+    eval_cmd,
+    export_cmd,
+    models_cmd,
+    run_cmd,
+    synth_cmd,
+    train_cmd,
+)
 
 VERBS = (run_cmd, demo_cmd, eval_cmd, bench_cmd, dataset_cmd, synth_cmd, train_cmd, models_cmd, export_cmd, engine_cmd)
 

@@ -12,7 +12,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from depth_node.tools.progress import ProgressBar
+from depth_node.eval.bag_output import STORAGES, BagWriter, rgbd_messages, write_rgbd
+from depth_node.eval.datasets import (
+    LAYOUTS,
+    count_frames,
+    detect_layout,
+    kitti_frames,
+    rgbd_dev_frames,
+    tum_frames,
+)
+from depth_node.progress import ProgressBar
 from depth_node.tools.synth_cmd import _intrinsics
 
 EPILOG = """examples:
@@ -23,8 +32,6 @@ then: depth-node eval out/rgbd_dev_bag -p model_card:=fastdepth"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from depth_node.eval.bag_output import STORAGES
-    from depth_node.eval.datasets import LAYOUTS
 
     p = sub.add_parser("dataset-to-bag", help="convert an RGB-D folder dataset (rgbd_dev, TUM, KITTI) to a bag",
                        description=__doc__.split(":", 1)[1].strip(), epilog=EPILOG,
@@ -41,8 +48,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
-    from depth_node.eval.bag_output import BagWriter, rgbd_messages, write_rgbd
-    from depth_node.eval.datasets import count_frames, detect_layout, kitti_frames, rgbd_dev_frames, tum_frames
 
     if not args.dataset.is_dir():
         raise FileNotFoundError(f"no dataset folder at {args.dataset}")

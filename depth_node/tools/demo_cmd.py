@@ -1,25 +1,12 @@
-"""``depth-node demo``: the whole product on the embedded default model, in under two minutes.
-
-Renders a synthetic RGB-D scene bag (exact depth), then plays it — and the real RGB-D bag of
-../shared/data/bags when present — into the real node (``depth-node run``, a separate process, Fast DDS), scores
-what the node publishes against the bags' ground truth, and prints frames in/out, latency and accuracy, where the
-published outputs were recorded, and a picture RGB | depth | confidence | point cloud.
-"""
+"""``depth-node demo``: its arguments; the job is :mod:`depth_node.workflows.demo`."""
 
 from __future__ import annotations
 
 import argparse
-import math
-import shutil
 from pathlib import Path
-from typing import Any
 
-import cv2
-import numpy as np
-
-MARKER = ".depth_node_demo"
-REAL_BAG = Path("../shared/data/bags/slambook_rgbd_ros2_mcap")
-KINECT = (518.0, 519.0, 325.5, 253.5)  # the real bag's camera: the synthetic scene uses the same intrinsics
+from depth_node.workflows import demo
+from depth_node.workflows.demo import REAL_BAG, run_demo
 
 EPILOG = """examples:
   make demo                                     # = depth-node demo --out demo_out
@@ -30,7 +17,7 @@ then: open demo_out/demo.png and demo_out/*_eval/report.html; ros2 bag play demo
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the node on the default model against a synthetic and a real bag, and score it",
-                       description=__doc__.split(":", 1)[1].strip(), epilog=EPILOG,
+                       description=demo.__doc__.split(":", 1)[1].strip(), epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder (replaced if an earlier demo made it)")
     p.add_argument("--model", default="default", help="model card (default: the embedded default model)")
@@ -40,109 +27,4 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
-    from depth_node.estimators.card import load_card
-    from depth_node.eval.bag_input import BagFrames, choose_topics, open_reader
-    from depth_node.eval.live import LiveNode
-    from depth_node.eval.metrics import EvalRange
-    from depth_node.eval.report import run_and_report
-    from depth_node.eval.runner import EvalOptions
-    from depth_node.paths import config_file, resolve_card
-    from depth_node.ros.params import load_params_file
-    from depth_node.tools.progress import ProgressBar
-    from depth_node.tools.synth.writer import SynthSpec, write
-
-    out = args.out
-    if out.exists():
-        if not (out / MARKER).is_file():
-            raise FileExistsError(f"{out} exists and was not made by depth-node demo: choose another --out")
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    (out / MARKER).touch()
-    card = load_card(resolve_card(args.model))
-    params = config_file("depth.yaml")
-    values = load_params_file(params, overrides={"model_card": args.model})
-    say = print
-    say(f"depth_node demo — model {card.name} ({card.output.describe()}), run by the node in its own process")
-    write(SynthSpec(scenes=("room", "corridor"), frames=max(1, args.frames // 2), intrinsics=KINECT, seed=7),
-          out / "synthetic", folder=False, progress=ProgressBar("rendering a synthetic scene"))
-    bags = [("synthetic", "synthetic scene (exact depth)", out / "synthetic" / "bag")]
-    if args.real_bag.exists():
-        bags.append(("real", f"real RGB-D bag {args.real_bag.name}", args.real_bag))
-    else:
-        say(f"(no real bag at {args.real_bag}: only the synthetic scene)")
-    lines, picture_source = [], None
-    for name, title, bag in bags:
-        reader = open_reader(bag)
-        topics = choose_topics(reader)
-        reader.close()
-        frames = BagFrames(bag, topics)
-        target = out / f"{name}_eval"
-        node = LiveNode(params, [f"model_card:={args.model}"], topics, card.output, target / "node.log", timeout_s=60.0,
-                        points=True, diagnostics_period_s=values["diagnostics_period_s"])
-        evaluation, summary = run_and_report(node, values, frames, target, EvalOptions(EvalRange(1e-3, 20.0)), card.name,
-                                             {"bag": str(bag), "model": card.name}, f"demo: {card.name} on {title}",
-                                             ProgressBar(f"{name}: node"))
-        lines.append(_summary_lines(title, summary, target))
-        if picture_source is None or name == "real":
-            picture_source = (evaluation, target / "bag", topics.image)
-    picture = out / "demo.png"
-    _picture(*picture_source, picture)
-    say("")
-    for block in lines:
-        say(block)
-    say(f"picture: {picture}  (RGB | depth | confidence | point cloud, the median frame of the last bag)")
-    return 0
-
-
-def _summary_lines(title: str, s: dict[str, Any], folder: Path) -> str:
-    node = s.get("node_diagnostics") or {}
-    m, a = s["metrics"]["metric"], s["metrics"]["affine"]
-
-    def f(v: float, digits: int = 3) -> str:
-        return f"{v:.{digits}f}" if isinstance(v, float) and math.isfinite(v) else "n/a"
-
-    return "\n".join([
-        f"{title}:",
-        f"  frames    in {node.get('frames_received', '?')}, out {node.get('frames_processed', '?')}, dropped "
-        f"{node.get('frames_dropped', '?')} (the node's count); {s['frames']['scored']} of {s['frames']['images']} scored",
-        f"  latency   receive→publish {node.get('processing_p50_ms', '?')} ms p50, {node.get('processing_p95_ms', '?')} ms p95 "
-        f"(the node's /diagnostics); round trip over DDS {f(s['latency_ms'].get('roundtrip', {}).get('p50', math.nan), 1)} ms",
-        f"  accuracy  AbsRel {f(m['abs_rel'])} as published (metres), {f(a['abs_rel'])} scale+shift aligned; "
-        f"δ1 {f(m['delta1'])} / {f(a['delta1'])}; RMSE {f(m['rmse'])} m",
-        f"  recorded  {folder / 'bag'} (ros2 bag play it), report {folder / 'report.html'}",
-    ])
-
-
-def _picture(evaluation: Any, bag: Path, image_topic: str, path: Path) -> None:
-    """The four-panel picture of the median frame (by headline AbsRel), from what the node published."""
-    from depth_node.core.depth_encoding import decode_depth
-    from depth_node.eval.bag_input import open_reader
-    from depth_node.eval.picture import four_panel
-    from depth_node.ros.convert import compressed_to_rgb, image_to_array, image_to_rgb
-
-    mode = evaluation.headline
-    scored = [r for r in evaluation.rows if r.score is not None and math.isfinite(r.score.metrics[mode]["abs_rel"])]
-    rows = sorted(scored, key=lambda r: r.score.metrics[mode]["abs_rel"]) or evaluation.rows
-    stamp = rows[len(rows) // 2].stamp_ns
-    found: dict[str, Any] = {}
-    reader = open_reader(bag)
-    try:
-        for conn, _, raw in reader.messages():
-            if conn.topic in (image_topic, "/depth/image", "/depth/confidence", "/depth/points"):
-                msg = reader.deserialize(raw, conn.msgtype)
-                if msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec == stamp:
-                    found[conn.topic] = msg
-    finally:
-        reader.close()
-    image = found[image_topic]
-    rgb = compressed_to_rgb(image) if hasattr(image, "format") else image_to_rgb(image)
-    depth_msg = found["/depth/image"]
-    depth = decode_depth(image_to_array(depth_msg), depth_msg.encoding)
-    confidence = image_to_array(found["/depth/confidence"]) if "/depth/confidence" in found else None
-    points = None
-    if "/depth/points" in found:
-        cloud = found["/depth/points"]
-        points = np.frombuffer(cloud.data, np.float32).reshape(cloud.height, cloud.width, cloud.point_step // 4)
-    strip = four_panel(rgb, depth, confidence, points)
-    cv2.imwrite(str(path), strip[..., ::-1])
-
+    return run_demo(args.out, args.model, args.frames, args.real_bag)

@@ -6,6 +6,10 @@ import argparse
 import time
 from pathlib import Path
 
+from depth_node.estimators.card import load_card
+from depth_node.estimators.tensorrt_runner import TensorrtEstimator
+from depth_node.paths import resolve_card
+
 EPILOG = """examples:
   depth-node export depth_anything_v2_small && depth-node build-engine models/weights/depth_anything_v2_small.yaml
   depth-node build-engine my_model.yaml --precision fp32 --cache /data/engines
@@ -22,9 +26,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
-    from depth_node.estimators.card import load_card
-    from depth_node.estimators.tensorrt_runner import TensorrtEstimator
-    from depth_node.paths import resolve_card
 
     start = time.monotonic()
     estimator = TensorrtEstimator(load_card(resolve_card(args.card)), precision=args.precision, cache_dir=args.cache)

@@ -8,13 +8,12 @@ topics plus /depth/image, /depth/camera_info, /depth/confidence, /depth/points, 
 from __future__ import annotations
 
 import argparse
-import math
-import re
-import sys
 from pathlib import Path
-from typing import Any
 
 from depth_node.errors import ConfigError
+from depth_node.eval.metrics import EvalRange
+from depth_node.eval.runner import EvalOptions
+from depth_node.eval.session import EvalRequest, TopicNames, evaluate
 
 EPILOG = """examples:
   depth-node eval ../shared/data/bags/slambook_rgbd_ros2_mcap -o out/eval -p model_card:=fastdepth
@@ -33,19 +32,6 @@ def _crop(text: str) -> tuple[float, float, float, float]:
         return values  # type: ignore[return-value]
     except ValueError:
         raise argparse.ArgumentTypeError(f"crop must be TOP,BOTTOM,LEFT,RIGHT fractions, e.g. 0,0.88,0,1; got {text!r}") from None
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """['scale.mode:=fixed', 'num_threads:=2'] → {'scale.mode': 'fixed', 'num_threads': 2} (YAML-typed values)."""
-    import yaml
-
-    overrides = {}
-    for item in items:
-        name, sep, value = item.partition(":=")
-        if not sep or not name:
-            raise ConfigError(f"-p takes NAME:=VALUE like ros2 run, got {item!r}")
-        overrides[name.strip()] = yaml.safe_load(value) if value.strip() else ""
-    return overrides
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -85,105 +71,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
-    from depth_node.core.pipeline import DepthPipeline
-    from depth_node.eval.bag_input import BagFrames, choose_topics, open_reader
-    from depth_node.eval.metrics import EvalRange
-    from depth_node.eval.report import run_and_report, write_report
-    from depth_node.estimators.card import load_card
-    from depth_node.eval.live import LiveNode
-    from depth_node.eval.runner import EvalOptions
-    from depth_node.paths import config_file, resolve_card
-    from depth_node.ros.params import load_model, load_params_file, pipeline_config
-    from depth_node.tools.progress import ProgressBar
-
     try:
         eval_range = EvalRange(args.min_depth, args.max_depth, args.crop)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    overrides = parse_overrides(args.param)
-    params_files = list(args.compare) if args.compare else [args.params or config_file("depth.yaml")]
-    configs = []
-    for params in params_files:
-        values = load_params_file(params, overrides=overrides)
-        if args.live:  # the node loads the model; here only its card, for the output space
-            card = load_card(resolve_card(values["model_card"]))
-            configs.append((Path(params).stem if args.compare else card.name, params, values, card))
-            continue
-        estimator, failures, _ = load_model(values)
-        for failure in failures:
-            print(f"WARNING: {params}: fell back past {failure}", file=sys.stderr)
-        pipeline = DepthPipeline(estimator, pipeline_config(values))
-        label = Path(params).stem if args.compare else estimator.name
-        configs.append((label, params, values, pipeline))
-    if not 0.0 <= args.sparse_reference <= 1.0:
-        raise ValueError(f"--sparse-reference is a share of pixels in [0, 1], got {args.sparse_reference}")
-    if args.sparse_reference and args.live:
-        raise ValueError("--sparse-reference feeds the in-process pipeline; with --live publish a reference_depth topic instead")
-    options = EvalOptions(eval_range, write_bag=not args.no_bag, bag_points=not args.no_points, thumbnails=not args.no_thumbnails,
-                          sparse_reference=args.sparse_reference)
-    status = 0
-    for bag in args.bags:
-        reader = open_reader(bag)
-        try:
-            topics = choose_topics(reader, args.image_topic, args.camera_info_topic, args.gt_topic, args.gt_info_topic)
-        finally:
-            reader.close()
-        frames = BagFrames(bag, topics, args.slop, args.max_frames)
-        print(f"{bag}: {len(frames)} images\n{topics.describe()}", file=sys.stderr)
-        for problem in frames.problems:
-            print(f"WARNING: {bag}: {problem}; {len(frames)} image(s) read before it", file=sys.stderr)
-        if topics.depth and frames.unmatched_gt:
-            print(f"note: {frames.unmatched_gt} image(s) have no ground truth within --slop {args.slop} s", file=sys.stderr)
-        bag_out = args.output / _name(bag) if len(args.bags) > 1 else args.output
-        evaluations, summaries = [], []
-        for label, params, values, model in configs:
-            out_dir = bag_out / _name(Path(label)) if args.compare else bag_out
-            if args.live:
-                source = LiveNode(params, args.param, topics, model.output, out_dir / "node.log", args.live_timeout,
-                                  points=not (args.no_bag or args.no_points), diagnostics_period_s=values["diagnostics_period_s"])
-                model_name, backend, space = model.name, f"node {values['backend']}/{values['device']} (live)", model.output.describe()
-            else:
-                source = model
-                model_name, space = model.estimator.name, model.estimator.output.describe()
-                backend = f"{model.estimator.backend}/{model.estimator.device}"
-            info = {"model": model_name, "backend": backend, "output_space": space, "params_file": str(params), "bag": str(bag),
-                    "topics": {"image": topics.image, "camera_info": topics.camera_info, "depth": topics.depth,
-                               "depth_info": topics.depth_info},
-                    "eval_range": {"min_depth": eval_range.min_depth, "max_depth": eval_range.max_depth, "crop": list(eval_range.crop)},
-                    "parameters": values}
-            evaluation, summary = run_and_report(source, values, frames, out_dir, options, label, info, f"{label} on {bag.name}",
-                                                 ProgressBar(f"{label} on {bag.name}"))
-            evaluations.append(evaluation)
-            summaries.append(summary)
-            print(_one_line(summary) + f"\n  wrote {out_dir}/report.html, metrics.json, frames.csv" +
-                  ("" if args.no_bag else ", bag/"), file=sys.stderr)
-            failed = [r for r in evaluation.rows if r.error]
-            if failed:
-                print(f"WARNING: {len(failed)} frame(s) not scored; first, frame {failed[0].index}: {failed[0].error} "
-                      "(every one is in frames.csv, column 'error')", file=sys.stderr)
-            if evaluation.interrupted:
-                status = 130
-                break
-        if args.compare and len(evaluations) == 2:
-            path = write_report(bag_out / "report.html", evaluations, summaries, f"{' vs '.join(s['label'] for s in summaries)} on {bag.name}")
-            print(f"  comparison: {path}", file=sys.stderr)
-        if status:
-            print("interrupted: the outputs above hold the frames done so far", file=sys.stderr)
-            return status
-    return status
-
-
-def _name(path: Path) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", path.stem if path.suffix in (".bag", ".yaml", ".yml") else path.name) or "bag"
-
-
-def _one_line(summary: dict[str, Any]) -> str:
-    mode = summary["headline_mode"]
-    m = summary["metrics"][mode]
-
-    def f(v: float) -> str:
-        return f"{v:.4f}" if math.isfinite(v) else "n/a"
-
-    return (f"{summary['label']}: {summary['frames']['scored']}/{summary['frames']['images']} frames scored, "
-            f"{mode}: AbsRel {f(m['abs_rel'])}, RMSE {f(m['rmse'])} m, δ1 {f(m['delta1'])}; "
-            f"{f(summary['frames_per_s'])} frames/s")
+    return evaluate(EvalRequest(
+        bags=list(args.bags), output=args.output, params_files=list(args.compare) if args.compare else [args.params],
+        assignments=list(args.param), compare=bool(args.compare), live=args.live, live_timeout_s=args.live_timeout,
+        topics=TopicNames(args.image_topic, args.camera_info_topic, args.gt_topic, args.gt_info_topic), slop_s=args.slop,
+        max_frames=args.max_frames, options=EvalOptions(eval_range, write_bag=not args.no_bag, bag_points=not args.no_points,
+                                                         thumbnails=not args.no_thumbnails, sparse_reference=args.sparse_reference)))

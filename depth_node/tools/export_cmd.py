@@ -16,7 +16,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from depth_node.backends.onnx_export import export_onnx
+from depth_node.backends.torch_backend import image_to_tensor
 from depth_node.errors import DepthNodeError
+from depth_node.estimators.card import load_card
+from depth_node.estimators.registry import load_estimator
+from depth_node.paths import resolve_card
 
 EPILOG = """examples:
   depth-node export depth_anything_v2_small               # models/weights/depth_anything_v2_small.onnx + .yaml
@@ -47,8 +52,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
-    from depth_node.estimators.card import load_card
-    from depth_node.paths import resolve_card
 
     card_path = resolve_card(args.card)
     if load_card(card_path).weights.suffix == ".tflite":
@@ -57,8 +60,6 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
 
 
 def _export_torch(args: argparse.Namespace, card_path: Path) -> int:
-    from depth_node.backends.onnx_export import export_onnx
-    from depth_node.estimators.registry import load_estimator
 
     estimator = load_estimator(card_path, backend="torch")
     if not hasattr(estimator, "export_module"):
@@ -80,9 +81,7 @@ def _export_tflite(args: argparse.Namespace, card_path: Path) -> int:
     """The TFLite card's network in float (dynamic batch, height, width), verified on a batch of two images."""
     import torch
 
-    from depth_node.backends.onnx_export import export_onnx
-    from depth_node.backends.torch_backend import image_to_tensor
-    from depth_node.train.network import MEAN, STD, card_reference, import_tflite, input_block
+    from depth_node.train.network import MEAN, STD, card_reference, import_tflite, input_block  # torch
 
     network, source = import_tflite(str(card_path))
     output = args.output or source.weights.parent / f"{source.name}_float.onnx"

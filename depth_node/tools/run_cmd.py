@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import subprocess
 from pathlib import Path
 
 from depth_node.paths import config_file
+from depth_node.ros.harness import PROFILE, apply_fastdds_profile
+from depth_node.ros.node import main
 
 DESCRIPTION = """Start the depth node with a parameters file and the shipped Fast DDS profile
 (a 64 MB shared-memory transport, so 640x480 images and clouds cross processes intact).
@@ -20,9 +19,6 @@ EPILOG = """examples:
   depth-node run --ros-args -r image:=/camera/color/image_raw -r camera_info:=/camera/color/camera_info
   depth-node run --ros-args -r __ns:=/front -p input_transport:=compressed"""
 
-PROFILE = "fastdds_shm.xml"
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the depth node (what depth.launch.py does)", description=DESCRIPTION,
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -33,37 +29,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def apply_fastdds_profile(choice: str | None) -> str | None:
-    """Point Fast DDS at the profile unless the user already did or asked for none; returns the file used."""
-    if choice == "none":
-        return None
-    if choice is None and os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
-        return os.environ["FASTDDS_DEFAULT_PROFILES_FILE"]
-    path = Path(choice) if choice else config_file(PROFILE)
-    if not path.is_file():
-        raise FileNotFoundError(f"Fast DDS profile not found: {path}")
-    os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(path)
-    return str(path)
-
-
-def interrupt(process: subprocess.Popen, timeout_s: float = 20.0) -> int:
-    """Stop a node process as Ctrl-C would (SIGINT), killing it only if it has not exited after ``timeout_s``;
-    returns its exit code."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.returncode
-
-
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     params = args.params_file or config_file("depth.yaml")
     if not Path(params).is_file():
         raise FileNotFoundError(f"parameters file not found: {params}")
     apply_fastdds_profile(args.fastdds_profile)  # before rclpy creates the DDS participant
-    from depth_node.ros.node import main
-
     return main(["depth-node", "--ros-args", "--params-file", str(params), *ros_args])

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from depth_node.tools.progress import ProgressBar
-from depth_node.tools.synth.scene import SCENE_KINDS
+from depth_node.progress import ProgressBar
+from depth_node.synth.scene import SCENE_KINDS
+from depth_node.synth.writer import SynthSpec, write
 
 EPILOG = """examples:
   depth-node synth out/synth                                  # 10 frames of a room, mcap bag + folder
@@ -65,7 +66,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
-    from depth_node.tools.synth.writer import SynthSpec, write
 
     if args.frames <= 0 or args.rate <= 0 or not 0 < args.hfov < 180:
         raise ValueError("--frames and --rate must be positive and --hfov in (0, 180)")

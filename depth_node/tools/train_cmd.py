@@ -8,6 +8,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from depth_node.train.trainer import TrainConfig, train
+
 EPILOG = """examples:
   depth-node train out/ft                                   # the default's network, 1000 steps on ../shared/data/train
   depth-node train out/quick --steps 100 --limit 40         # a quick look
@@ -39,7 +41,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
-    from depth_node.train.trainer import TrainConfig, train
 
     cfg = TrainConfig(out=args.out, train_dir=args.train_dir, init=args.init, freeze_encoder=args.freeze_encoder, steps=args.steps,
                       batch=args.batch, lr=args.lr, seed=args.seed, threads=args.threads, limit=args.limit, log_every=args.log_every)

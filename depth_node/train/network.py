@@ -21,6 +21,9 @@ import yaml
 from torch import nn
 from torch.nn import functional as F
 
+from depth_node.estimators.card import load_card
+from depth_node.paths import models_dir, resolve_card
+
 # the input normalization of every network this project exports (ImageNet's): cards say so in input.mean / input.std
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -57,8 +60,6 @@ class ImportedNet(nn.Module):
 
 def import_tflite(card_spec: str) -> tuple[ImportedNet, Any]:
     """The float network of a TFLite card (a path or a name in models/) and the card (:class:`ModelCard`)."""
-    from depth_node.estimators.card import load_card
-    from depth_node.paths import resolve_card
     from depth_node.train.tflite_import import load_tflite_graph
 
     card = load_card(resolve_card(card_spec))
@@ -72,7 +73,6 @@ def import_tflite(card_spec: str) -> tuple[ImportedNet, Any]:
 def tflite_card_of(card_path: str | Path) -> tuple[Path, dict[str, Any]]:
     """The TFLite card behind a card — itself, or the one its ``network:`` block names (a card file beside it, else a
     name in models/) — and the card as a mapping."""
-    from depth_node.paths import resolve_card
 
     path = resolve_card(str(card_path))
     try:
@@ -92,7 +92,6 @@ def tflite_card_of(card_path: str | Path) -> tuple[Path, dict[str, Any]]:
 def card_reference(card_path: Path, folder: Path) -> str:
     """How a card written in ``folder`` names ``card_path``: its name when it is one of the package's models/ (so the
     reference holds wherever the package is installed), else a path relative to ``folder``."""
-    from depth_node.paths import models_dir
 
     card_path = Path(card_path).resolve()
     if card_path.parent == models_dir().resolve():
@@ -103,7 +102,6 @@ def card_reference(card_path: Path, folder: Path) -> str:
 def load_depth_network(card_path: str | Path) -> tuple[ImportedNet, dict[str, Any]]:
     """The torch network behind a card (eval mode, no gradients) and the card as a mapping: a TFLite card's network
     as float, or the network a card's ``network:`` block names, with its fine-tuned weights when it lists some."""
-    from depth_node.paths import resolve_card
 
     path = resolve_card(str(card_path))
     tflite, card = tflite_card_of(path)

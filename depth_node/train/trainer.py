@@ -25,6 +25,11 @@ import cv2
 import numpy as np
 import yaml
 
+from depth_node.backends.onnx_export import export_onnx
+from depth_node.estimators.card import load_card
+from depth_node.eval.metrics import EvalRange, score_frame
+from depth_node.paths import resolve_card
+from depth_node.progress import ProgressBar
 from depth_node.train.data import VALIDATION_SOURCES, Samples, augment, real_rgbd
 
 
@@ -85,7 +90,6 @@ def validate(model: Any, sets: dict[str, Samples]) -> dict[str, float]:
     """Per validation set: AbsRel and δ1 as published (the network's metres) and AbsRel scale+shift aligned."""
     import torch
 
-    from depth_node.eval.metrics import EvalRange, score_frame
 
     model.eval()
     out: dict[str, float] = {}
@@ -118,9 +122,6 @@ def train(cfg: TrainConfig, say: Callable[[str], None] = print,
     """Fine-tune ``cfg.init``'s network; ``data`` (training frames, validation sets) replaces loading them."""
     import torch
 
-    from depth_node.estimators.card import load_card
-    from depth_node.paths import resolve_card
-    from depth_node.tools.progress import ProgressBar
     from depth_node.train.losses import GRADIENT_WEIGHT, gradient_loss, silog_loss
     from depth_node.train.network import load_depth_network, parameter_count
 
@@ -185,7 +186,6 @@ def _save(model: Any, cfg: TrainConfig, start_card: Any, size: tuple[int, int], 
     import torch
     from safetensors.torch import save_file
 
-    from depth_node.backends.onnx_export import export_onnx
     from depth_node.train.network import card_reference, input_block, tflite_card_of
 
     out = Path(cfg.out)

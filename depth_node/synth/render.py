@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from depth_node.core.camera import PinholeCamera, normalized_rays
-from depth_node.tools.synth.scene import Box, Cylinder, Material, Scene
+from depth_node.synth.scene import Box, Cylinder, Material, Scene
 
 EPS = 1e-6
 

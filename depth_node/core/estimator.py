@@ -1,4 +1,4 @@
-"""The estimator interface every model family implements.
+"""The estimator protocol every model family implements, and the runtime choices a node can ask for.
 
 An estimator turns an RGB image into a :class:`Prediction` in the model's *own* output space and knows
 nothing about scale, confidence thresholds or point clouds. Two steps, timed separately by the pipeline:
@@ -9,6 +9,8 @@ pass and the copy back to a float32 array on the model's output grid).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
@@ -16,20 +18,11 @@ import numpy as np
 
 from depth_node.core.spaces import Invariance, OutputSpace
 
-
+# The runtime choices (parameters ``backend``, ``device``, ``precision``, ``torch_compile``), declared once here.
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch", "tflite")
+DEVICES = ("cpu", "cuda", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "bf16")
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
-
-
-@dataclass(frozen=True)
-class RuntimeOptions:
-    """How to run a model, whatever its family: CPU threads (0 = runtime default), numeric precision of torch
-    models, ``torch.compile`` mode for them (``reduce-overhead`` captures CUDA graphs for the fixed shape), and
-    channels-last memory format (faster convolutions on tensor-core GPUs)."""
-
-    num_threads: int = 0
-    precision: str = "fp32"
-    compile_mode: str = "off"
-    channels_last: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,10 +92,32 @@ class DepthEstimator(ABC):
             raise ValueError(f"model '{self.name}' takes a fixed input size; test-time scales need a long-side rule in its card")
         return replace(rules, long_side=max(rules.multiple_of, round(rules.long_side * self.input_scale / rules.multiple_of) * rules.multiple_of))
 
+    @contextmanager
+    def scaled_input(self, scale: float) -> Iterator[None]:
+        """``preprocess`` inside this block resizes to the input long side × ``scale`` (a test-time augmentation
+        member); raises ValueError for a fixed-size model when ``scale`` is not 1."""
+        self.input_scale = scale
+        try:
+            self.input_rules  # noqa: B018 -- raises now for a fixed-size model, not in the middle of a batch
+            yield
+        finally:
+            self.input_scale = 1.0
+
     @property
     def stochastic(self) -> bool:
         """True when two passes over the same input differ (seeded noise): noise ensembling helps only then."""
         return False
+
+    @property
+    def multi_step(self) -> bool:
+        """True for models that run several denoising steps per pass (Marigold): ``set_denoising_steps`` applies."""
+        return False
+
+    def set_denoising_steps(self, steps: int) -> None:
+        """Denoising steps per pass (0 = the card's); only multi-step models take a non-zero value."""
+        if steps:
+            raise ValueError(f"denoising_steps applies to multi-step models (Marigold); '{self.name}' runs a single step: "
+                             "set denoising_steps: 0")
 
     @abstractmethod
     def preprocess(self, rgb: np.ndarray) -> Any:

@@ -24,8 +24,8 @@ import numpy as np
 
 from depth_node.core.camera import PinholeCamera
 from depth_node.eval.bag_output import RGBD_TOPICS, BagWriter, rgbd_messages, write_rgbd
-from depth_node.tools.synth.render import CameraPose, render, trajectory
-from depth_node.tools.synth.scene import SCENE_KINDS
+from depth_node.synth.render import CameraPose, render, trajectory
+from depth_node.synth.scene import SCENE_KINDS
 
 TOPICS = {key: topic for key, (topic, _) in RGBD_TOPICS.items()}
 START_NS = 1_700_000_000_000_000_000

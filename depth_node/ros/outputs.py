@@ -1,0 +1,46 @@
+"""The node's output messages for one frame, built in one place: the node publishes them, ``depth-node eval``
+writes them into its output bag.
+
+Topic names are relative (the node's namespace and remappings apply); each message carries the input image's
+header, so stamps and frame ids pass through unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container
+from typing import Any
+
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from depth_node.core.camera import PinholeCamera
+from depth_node.core.depth_encoding import encode_depth
+from depth_node.core.pipeline import DepthResult
+from depth_node.ros import convert
+
+# output → (topic, message type); the order is the order they are published in
+OUTPUTS: dict[str, tuple[str, Any]] = {
+    "depth": ("depth/image", Image),
+    "camera_info": ("depth/camera_info", CameraInfo),
+    "confidence": ("depth/confidence", Image),
+    "points": ("depth/points", PointCloud2),
+    "colorized": ("depth/colorized", Image),
+}
+
+
+def output_messages(result: DepthResult, header: Any, camera_info: Any | None, camera: PinholeCamera, depth_encoding: str,
+                    wanted: Container[str] = tuple(OUTPUTS)) -> dict[str, Any]:
+    """{output: message} for the ``wanted`` outputs the result holds. ``camera_info``/``camera``: the input's
+    (message or None, and the intrinsics the pipeline ran with); ``depth/camera_info`` is rescaled from them to the
+    depth grid (``result.camera``)."""
+    messages: dict[str, Any] = {}
+    if "depth" in wanted:
+        messages["depth"] = convert.array_to_image(encode_depth(result.depth_m, depth_encoding), depth_encoding, header)
+    if "camera_info" in wanted:
+        messages["camera_info"] = convert.camera_info_for_grid(camera_info, camera, result.camera, header)
+    if "confidence" in wanted and result.confidence is not None:
+        messages["confidence"] = convert.array_to_image(result.confidence, "32FC1", header)
+    if "points" in wanted and result.points is not None:
+        messages["points"] = convert.points_to_cloud(result.points, header)
+    if "colorized" in wanted and result.colorized is not None:
+        messages["colorized"] = convert.array_to_image(result.colorized, "rgb8", header)
+    return messages
