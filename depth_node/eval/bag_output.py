@@ -33,7 +33,6 @@ class BagWriter:
     """A rosbag2 bag being written; use as a context manager (closing it writes metadata.yaml)."""
 
     def __init__(self, path: Path, storage: str = "mcap") -> None:
-
         if storage not in STORAGES:
             raise ValueError(f"bag storage must be one of {', '.join(STORAGES)}, got {storage!r}")
         self.path = Path(path)

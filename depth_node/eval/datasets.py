@@ -23,6 +23,8 @@ import cv2
 import numpy as np
 
 from depth_node.core.camera import PinholeCamera
+from depth_node.eval.bag_output import BagWriter, rgbd_messages, write_rgbd
+from depth_node.progress import ProgressBar
 
 LAYOUTS = ("rgbd_dev", "tum", "kitti")
 TUM_INTRINSICS = {  # fx, fy, cx, cy of the RGB cameras (vision.in.tum.de/data/datasets/rgbd-dataset/file_formats)
@@ -153,3 +155,29 @@ def count_frames(folder: Path, layout: str, include_synthetic: bool = True, scen
     if layout == "tum":
         return len(tum_pairs(folder))
     return len(list((folder / "image").glob("*.png")))
+
+
+def dataset_to_bag(dataset: Path, out: Path, layout: str | None = None, storage: str = "mcap",
+                   intrinsics: tuple[float, float, float, float] | None = None, rate_hz: float = DEFAULT_RATE_HZ,
+                   include_synthetic: bool = True, scene: str | None = None) -> tuple[int, str]:
+    """Write a folder dataset as an RGB-D bag (the topics of ``eval.bag_output.rgbd_messages``) with a progress bar;
+    returns (frames written, the layout read). ``layout`` None: detected from the files."""
+    if not dataset.is_dir():
+        raise FileNotFoundError(f"no dataset folder at {dataset}")
+    if rate_hz <= 0:
+        raise ValueError("--rate must be positive")
+    layout = layout or detect_layout(dataset)
+    frames = {
+        "rgbd_dev": lambda: rgbd_dev_frames(dataset, rate_hz, include_synthetic, scene),
+        "tum": lambda: tum_frames(dataset, intrinsics),
+        "kitti": lambda: kitti_frames(dataset, rate_hz),
+    }[layout]()
+    total = count_frames(dataset, layout, include_synthetic, scene)
+    progress = ProgressBar(f"{layout} → bag")
+    written = 0
+    with BagWriter(out, storage) as writer:
+        for frame in frames:
+            write_rgbd(writer, frame.stamp_ns, rgbd_messages(writer.typestore, frame.stamp_ns, frame.rgb, frame.depth_m, frame.camera))
+            written += 1
+            progress(written, total)
+    return written, layout

@@ -102,7 +102,6 @@ class PipelineSource:
                        lambda: self._messages(frame, result, camera))
 
     def _messages(self, frame: EvalFrame, result: DepthResult, camera: PinholeCamera) -> list[tuple[str, str, bytes]]:
-
         stamp = frame.image.header.stamp
         header = Header(stamp=Time(sec=int(stamp.sec), nanosec=int(stamp.nanosec)), frame_id=str(frame.image.header.frame_id))
         messages = output_messages(result, header, frame.camera_info, camera, self.config.depth_encoding, BAG_OUTPUTS)

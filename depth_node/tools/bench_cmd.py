@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from depth_node.core.parameters import INPUT_TRANSPORTS
 from depth_node.workflows import bench
 from depth_node.workflows.bench import SOAK_S, BenchOptions, run_bench
 
@@ -26,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=float, default=30.0, help="camera frames per second (default 30)")
     p.add_argument("--size", default="640x480", help="camera image WIDTHxHEIGHT (default 640x480)")
     p.add_argument("--encoding", choices=("rgb8", "bgr8", "mono8"), default="rgb8", help="raw image encoding (default rgb8)")
-    p.add_argument("--transport", choices=("raw", "compressed"), default="raw", help="raw Image or JPEG CompressedImage")
+    p.add_argument("--transport", choices=INPUT_TRANSPORTS, default="raw", help="raw Image or JPEG CompressedImage")
     p.add_argument("--duration", type=float, default=20.0, help="seconds of camera stream (default 20)")
     p.add_argument("--soak", action="store_true", help=f"a soak run: --duration {SOAK_S:.0f}")
     p.add_argument("--all-outputs", action="store_true",

@@ -12,16 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from depth_node.eval.bag_output import STORAGES, BagWriter, rgbd_messages, write_rgbd
-from depth_node.eval.datasets import (
-    LAYOUTS,
-    count_frames,
-    detect_layout,
-    kitti_frames,
-    rgbd_dev_frames,
-    tum_frames,
-)
-from depth_node.progress import ProgressBar
+from depth_node.eval.bag_output import STORAGES
+from depth_node.eval.datasets import LAYOUTS, dataset_to_bag
 from depth_node.tools.synth_cmd import _intrinsics
 
 EPILOG = """examples:
@@ -32,7 +24,6 @@ then: depth-node eval out/rgbd_dev_bag -p model_card:=fastdepth"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-
     p = sub.add_parser("dataset-to-bag", help="convert an RGB-D folder dataset (rgbd_dev, TUM, KITTI) to a bag",
                        description=__doc__.split(":", 1)[1].strip(), epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -48,25 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
-
-    if not args.dataset.is_dir():
-        raise FileNotFoundError(f"no dataset folder at {args.dataset}")
-    if args.rate <= 0:
-        raise ValueError("--rate must be positive")
-    layout = args.layout or detect_layout(args.dataset)
-    frames = {
-        "rgbd_dev": lambda: rgbd_dev_frames(args.dataset, args.rate, not args.real_only, args.scene),
-        "tum": lambda: tum_frames(args.dataset, args.intrinsics),
-        "kitti": lambda: kitti_frames(args.dataset, args.rate),
-    }[layout]()
-    total = count_frames(args.dataset, layout, not args.real_only, args.scene)
-    progress = ProgressBar(f"{layout} → bag")
-    written = 0
-    with BagWriter(args.out, args.storage) as writer:
-        for n, frame in enumerate(frames, 1):
-            write_rgbd(writer, frame.stamp_ns, rgbd_messages(writer.typestore, frame.stamp_ns, frame.rgb, frame.depth_m, frame.camera))
-            written += 1
-            progress(n, total)
+    written, layout = dataset_to_bag(args.dataset, args.out, args.layout, args.storage, args.intrinsics, args.rate,
+                                     not args.real_only, args.scene)
     if written == 0:
         print(f"ERROR: no frames matched in {args.dataset} ({layout}); nothing but an empty bag at {args.out}", file=sys.stderr)
         return 2

@@ -26,7 +26,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
-
     start = time.monotonic()
     estimator = TensorrtEstimator(load_card(resolve_card(args.card)), precision=args.precision, cache_dir=args.cache)
     print(f"{estimator.name}: {estimator.load_info} in {time.monotonic() - start:.1f} s")

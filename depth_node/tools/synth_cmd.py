@@ -66,7 +66,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
-
     if args.frames <= 0 or args.rate <= 0 or not 0 < args.hfov < 180:
         raise ValueError("--frames and --rate must be positive and --hfov in (0, 180)")
     storage = None if args.storage == "none" else args.storage

@@ -41,7 +41,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
-
     cfg = TrainConfig(out=args.out, train_dir=args.train_dir, init=args.init, freeze_encoder=args.freeze_encoder, steps=args.steps,
                       batch=args.batch, lr=args.lr, seed=args.seed, threads=args.threads, limit=args.limit, log_every=args.log_every)
     cfg.check()  # before loading anything
