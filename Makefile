@@ -4,7 +4,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt setup.py | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: help venv test demo bench clean
+ROS2_SRC   ?= ../shared/vendor/ros2
+ROS2_BUILD := build/ros2
+
+.PHONY: help venv ros2 test demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -18,7 +21,13 @@ $(STAMP): requirements.txt setup.py
 
 venv: $(STAMP)  ## create .venv with ROS 2 Kilted wheels, torch (CPU), onnxruntime, ... (pinned)
 
-test: $(STAMP)  ## run the whole test suite (installs first if needed)
+$(ROS2_BUILD)/.built: $(STAMP) requirements-ros2.txt scripts/ros2_tools.sh
+	@if [ -d $(ROS2_SRC)/launch ]; then scripts/ros2_tools.sh $(VENV) $(ROS2_SRC) $(ROS2_BUILD); \
+	else echo "no ROS 2 sources at $(ROS2_SRC): the ros2 CLI is not installed and its tests skip"; fi
+
+ros2: $(ROS2_BUILD)/.built  ## ros2 launch / param / topic / lifecycle from source into .venv; then: . build/ros2/setup.bash
+
+test: $(STAMP) $(ROS2_BUILD)/.built  ## run the whole test suite (installs first if needed)
 	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)  ## the main job: the node on the embedded default model, a synthetic + the real RGB-D bag, scored

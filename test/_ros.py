@@ -60,7 +60,11 @@ class Harness:
         self.context = Context()
         rclpy.init(context=self.context)
         overrides = [Parameter(k, value=v) for k, v in parameters.items()]
-        self.node = DepthNode(context=self.context, parameter_overrides=overrides, **(node_kwargs or {}))
+        try:
+            self.node = DepthNode(context=self.context, parameter_overrides=overrides, **(node_kwargs or {}))
+        except BaseException:
+            rclpy.shutdown(context=self.context)
+            raise
         self.peer = rclpy.create_node("peer", context=self.context)
         self.received: dict[str, list[Any]] = {name: [] for name in (*outputs, "/diagnostics")}
         self._lock = threading.Lock()

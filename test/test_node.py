@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import rclpy
 from rclpy.parameter import Parameter
 
 from _models import conv_model, plane_disparity, plane_model, write_card
 from _ros import Harness, camera_info, header, jpeg_image, rgb_image
 from depth_node.core.camera import PinholeCamera
+from depth_node.errors import ModelLoadError
 from depth_node.ros.convert import image_to_array
 
 CAM = PinholeCamera(640, 480, 500.0, 500.0, 319.5, 239.5)
@@ -174,16 +178,34 @@ def test_bad_input_is_skipped_with_a_warning_and_the_node_keeps_going(conv_card:
 
 
 @pytest.mark.parametrize("problem, message", [("missing", "weights file not found"), ("corrupt", "could not load")])
-def test_bad_model_reports_error_and_stays_up(tmp_path: Path, problem: str, message: str) -> None:
+def test_a_model_that_cannot_load_stops_the_node_and_fails_configure(tmp_path: Path, problem: str, message: str) -> None:
+    """The plain node refuses to start (main exits 1: respawn and supervisors see it); the managed node's
+    configure fails with the reason and it stays unconfigured, ready for a configure with a good card."""
+    from rclpy.context import Context
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from depth_node.ros.node import DepthLifecycleNode, DepthNode
+
     if problem == "corrupt":
         (tmp_path / "gone.onnx").write_bytes(b"not an onnx file")
     card = write_card(tmp_path / "gone.yaml", "gone.onnx", {"space": "depth", "invariance": "metric"})
-    with Harness({"model_card": str(card)}, outputs=("depth/image",)) as h:
-        diag = h.diagnostics()
-        assert diag["level"] == 2 and "gone.onnx" in diag["message"] and message in diag["message"], diag
-        h.send(rgb_image(0, 64, 48), camera_info(0, 64, 48))
-        assert not h.wait_for(lambda: h.count("depth/image") > 0, 1.0)
-        assert h.node.stats.counts["received"] == 1
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        with pytest.raises(ModelLoadError, match=message):
+            DepthNode(context=context, parameter_overrides=[Parameter("model_card", value=str(card))])
+        managed = DepthLifecycleNode(context=context, parameter_overrides=[Parameter("model_card", value=str(card))])
+        try:
+            assert managed.on_configure(None) == TransitionCallbackReturn.FAILURE
+            assert managed.estimator is None and not managed.publishers_by_output
+        finally:
+            managed.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+    run = subprocess.run([sys.executable, "-m", "depth_node.tools.cli", "run", "--ros-args", "-p", f"model_card:={card}"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1 and "ERROR: cannot load the model" in run.stderr and message in run.stderr, run.stderr
+    assert "Traceback" not in run.stderr
 
 
 @pytest.mark.parametrize("fallback", ["", "onnxruntime:cpu"])
@@ -192,11 +214,12 @@ def test_backend_fallback_is_used_and_reported(conv_card: Path, fallback: str) -
 
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this machine has the CUDA provider: the primary backend would not fail")
+    if not fallback:
+        with pytest.raises(ModelLoadError, match="CUDAExecutionProvider is not available"):
+            Harness({"model_card": str(conv_card), "device": "cuda"}, outputs=("depth/image",))
+        return
     with Harness({"model_card": str(conv_card), "device": "cuda", "backend_fallback": fallback}, outputs=("depth/image",)) as h:
         diag = h.diagnostics()
-        if not fallback:
-            assert diag["level"] == 2 and "CUDAExecutionProvider is not available" in diag["message"], diag
-            return
         assert diag["level"] == 1 and "running on fallback onnxruntime:cpu" in diag["message"], diag
         assert diag["backend"] == "onnxruntime/cpu"
         h.send(rgb_image(0, 64, 48), camera_info(0, 64, 48, [50.0, 0, 31.5, 0, 50.0, 23.5, 0, 0, 1]))

@@ -31,6 +31,8 @@ from rcl_interfaces.msg import (
     SetParametersResult,
 )
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.lifecycle import State as LifecycleState
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -97,13 +99,18 @@ def _as_declared(params: list[Parameter]) -> list[Parameter]:
     return out
 
 
-class DepthNode(Node):
-    """See the module docstring. ``close()`` stops the worker; call it before ``destroy_node()``."""
+class _DepthNodeBody:
+    """What the plain node and the managed (lifecycle) node share. Parameters are declared at construction (so
+    ``ros2 param`` works in every state); then the lifecycle's steps:
 
-    def __init__(self, node_name: str = "depth_node", origins: dict[str, str] | None = None, **kwargs: Any) -> None:
-        """``origins``: where each parameter override came from (``ros.arguments.check``), for the error line.
-        Raises :class:`ParameterError` for an override that is not a valid value of a known parameter."""
-        super().__init__(node_name, **kwargs)
+    configure   load the model (the first of backend, backend_fallback that loads; ModelLoadError when none does),
+                build the pipeline, create the publishers
+    activate    subscriptions, the diagnostics timer, the worker thread
+    deactivate  the reverse of activate: nothing is received, computed or published
+    cleanup     the reverse of configure: publishers and the model released
+    """
+
+    def _declare(self, origins: dict[str, str] | None) -> None:
         origins = origins or {}
         overrides = [(origins.get(name, "parameter override"), {name: p.value}) for name, p in self._parameter_overrides.items()]
         self.config: PipelineConfig = resolve(overrides)  # the node's parameters, checked as every tool checks them
@@ -111,42 +118,48 @@ class DepthNode(Node):
             value = getattr(self.config, spec.field)
             self.declare_parameter(spec.name, list(value) if isinstance(value, tuple) else value, _descriptor(spec),
                                    ignore_override=True)
-        config = self.config
         self.add_pre_set_parameters_callback(_as_declared)
         self.add_on_set_parameters_callback(self._on_set_parameters)
-
         self.stats = FrameStats()
         self.warnings = WarningBoard()
         self.estimator: DepthEstimator | None = None
         self.pipeline: DepthPipeline | None = None
+        self.publishers_by_output: dict[str, Any] = {}
+        self.pub_diagnostics: Any = None
         self._attempt = 0            # index into backend_attempts of the loaded backend
         self._last_stamp_ns: int | None = None
         self._failures_in_a_row = 0
-        self._load_model(config)
-
         self._cache = StampedCache()
         self._reference = StampedCache(capacity=8)
         self._scale_state: Any = None
         self._pending: tuple[Any, float] | None = None
         self._cond = threading.Condition()
         self._stop = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._subscriptions: list[Any] = []
+        self._timer: Any = None
         self._first_frame_s: float | None = None
         self._warned_fallback = False
         self._last_start = 0.0
         self._camera_source = NONE
 
+    def _configure(self) -> None:
+        """Load the model and create the publishers; raises :class:`ModelLoadError` (nothing is kept then)."""
+        self._load_model(self.config)
         self.publishers_by_output = {name: self.create_publisher(msg_type, topic, OUTPUT_QOS)
                                      for name, (topic, msg_type) in OUTPUTS.items()}
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
+    def _activate(self) -> None:
         if self.config.input_transport == "compressed":
             self.sub_image = self.create_subscription(CompressedImage, "image/compressed", self._on_image, INPUT_QOS)
         else:
             self.sub_image = self.create_subscription(Image, "image", self._on_image, INPUT_QOS)
         self.sub_info = self.create_subscription(CameraInfo, "camera_info", self._cache.add, qos_profile_sensor_data)
         self.sub_reference = self.create_subscription(Image, "reference_depth", self._reference.add, qos_profile_sensor_data)
-        self.create_timer(self.config.diagnostics_period_s, self.publish_diagnostics)
-
+        self._subscriptions = [self.sub_image, self.sub_info, self.sub_reference]
+        self._timer = self.create_timer(self.config.diagnostics_period_s, self.publish_diagnostics)
+        self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="depth_node_worker", daemon=True)
         self._worker.start()
         self.get_logger().info(
@@ -154,15 +167,29 @@ class DepthNode(Node):
             f"{self.sub_info.topic_name}; model: {self._model_summary()}"
         )
 
+    def _deactivate(self) -> None:
+        for subscription in self._subscriptions:
+            self.destroy_subscription(subscription)
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+        self._subscriptions, self._timer = [], None
+        self.close()
+        with self._cond:
+            self._pending = None
+
+    def _cleanup(self) -> None:
+        for publisher in [*self.publishers_by_output.values(), self.pub_diagnostics]:
+            if publisher is not None:
+                self.destroy_publisher(publisher)
+        self.publishers_by_output, self.pub_diagnostics = {}, None
+        self.estimator = self.pipeline = None
+        self._attempt = 0
+
     # ----------------------------------------------------------------- model and parameters
     def _load_model(self, config: PipelineConfig) -> None:
-        """Load the card on backend/device, else on each backend_fallback entry in order (reported as WARN)."""
-        try:
-            self.estimator, failures, self._attempt = load_model(config)
-        except ModelLoadError as exc:
-            self.warnings.raise_("model", str(exc), ERROR, sticky=True)
-            self.get_logger().error(f"no model, publishing nothing until restarted with a working model: {exc}")
-            return
+        """Load the card on backend/device, else on each backend_fallback entry in order (reported as WARN);
+        raises :class:`ModelLoadError` when none loads."""
+        self.estimator, failures, self._attempt = load_model(config)
         if failures:
             message = f"running on fallback {self.estimator.backend}:{self.estimator.device} because " + " | ".join(failures)
             self.warnings.raise_("backend_fallback", message, WARN, sticky=True)
@@ -444,14 +471,76 @@ class DepthNode(Node):
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        if self._worker.is_alive() and threading.current_thread() is not self._worker:
+        if self._worker is not None and self._worker.is_alive() and threading.current_thread() is not self._worker:
             self._worker.join(timeout=30.0)
 
 
+class DepthNode(_DepthNodeBody, Node):
+    """The depth node: configured and active from construction. Raises :class:`ParameterError` for a bad parameter
+    and :class:`ModelLoadError` when no backend loads the model (``main`` then exits non-zero, so launch's respawn
+    and supervisors see it). ``close()`` stops the worker; call it before ``destroy_node()``."""
+
+    def __init__(self, node_name: str = "depth_node", origins: dict[str, str] | None = None, **kwargs: Any) -> None:
+        """``origins``: where each parameter override came from (``ros.arguments``), for the error line."""
+        super().__init__(node_name, **kwargs)
+        self._declare(origins)
+        try:
+            self._configure()
+        except ModelLoadError as exc:
+            self.get_logger().error(f"cannot load the model: {exc}")
+            self.destroy_node()
+            raise
+        self._activate()
+
+
+class DepthLifecycleNode(_DepthNodeBody, LifecycleNode):
+    """The depth node as a managed node (REP 2002 / Nav2 lifecycle managers): parameters at construction, then
+    ``configure`` loads the model (a model that cannot load fails the transition with the reason: the node stays
+    unconfigured), ``activate`` starts receiving and publishing, ``deactivate`` stops both and the worker, ``cleanup``
+    releases the model, ``shutdown`` all of it."""
+
+    def __init__(self, node_name: str = "depth_node", origins: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._declare(origins)
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except ModelLoadError as exc:
+            self.get_logger().error(f"configure failed: cannot load the model: {exc}")
+            self._cleanup()
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(f"configured: {self._model_summary()}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._activate()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._deactivate()
+        self.get_logger().info("deactivated: not receiving or publishing")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._cleanup()
+        self.get_logger().info("cleaned up: model released")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._deactivate()
+        self._cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+
 def main(args: list[str] | None = None) -> int:
-    """``ros2 run depth_node depth_node [--ros-args ...]``. Exits 0 on SIGINT/SIGTERM."""
+    """``ros2 run depth_node depth_node [--lifecycle] [--ros-args ...]``: the node, or with ``--lifecycle`` the
+    managed node (unconfigured until a lifecycle manager configures it). Exit code 0 on SIGINT/SIGTERM, 2 for a bad
+    parameter or command line, 1 when the plain node cannot load its model (so respawn and supervisors act)."""
 
     args = sys.argv if args is None else args
+    ours = args[1: args.index("--ros-args")] if "--ros-args" in args else args[1:]
+    lifecycle = "--lifecycle" in ours
     try:
         origins = arguments.check(args)  # before rcl reads them: one line naming the value, not rcl's traceback
     except ParameterError as exc:
@@ -475,10 +564,13 @@ def main(args: list[str] | None = None) -> int:
     spin = threading.Thread(target=executor.spin, name="depth_node_executor", daemon=True)
     try:
         try:
-            node = DepthNode(origins=origins)
+            node = (DepthLifecycleNode if lifecycle else DepthNode)(origins=origins)
         except ConfigError as exc:
             print(f"ERROR: {exc}", file=sys.stderr)
             return 2
+        except ModelLoadError as exc:
+            print(f"ERROR: cannot load the model: {exc}", file=sys.stderr)
+            return 1
         executor.add_node(node)
         spin.start()
         while not stop.wait(0.5) and rclpy.ok():

@@ -23,6 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the depth node (what depth.launch.py does)", description=DESCRIPTION,
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--params-file", type=Path, default=None, help="node parameters YAML (default: the package's config/depth.yaml)")
+    p.add_argument("--lifecycle", action="store_true",
+                   help="run the managed (lifecycle) node: unconfigured until configured, e.g. by "
+                        "'ros2 lifecycle set /depth_node configure' or a Nav2 lifecycle manager")
     p.add_argument("--fastdds-profile", default=None,
                    help=f"Fast DDS XML profile, or 'none' to keep the middleware defaults (default: config/{PROFILE}; "
                    "an already set FASTDDS_DEFAULT_PROFILES_FILE wins)")
@@ -34,4 +37,4 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     if not Path(params).is_file():
         raise FileNotFoundError(f"parameters file not found: {params}")
     apply_fastdds_profile(args.fastdds_profile)  # before rclpy creates the DDS participant
-    return main(["depth-node", "--ros-args", "--params-file", str(params), *ros_args])
+    return main(["depth-node", *(["--lifecycle"] if args.lifecycle else []), "--ros-args", "--params-file", str(params), *ros_args])
