@@ -44,7 +44,7 @@ def test_every_output_with_header_encoding_and_geometry(plane_card: str) -> None
             assert msg.header == expected_header, topic
         depth = image_to_array(h.last("depth/image"))
         assert h.last("depth/image").encoding == "32FC1" and depth.shape == (480, 640)
-        np.testing.assert_allclose(1 / depth[2:-2, 2:-2], plane_disparity(CAM, NORMAL, 2.0)[2:-2, 2:-2], rtol=1e-5)
+        np.testing.assert_allclose(1 / depth[2:-2, 2:-2], plane_disparity(CAM, NORMAL, 2.0)[2:-2, 2:-2], rtol=1e-5)  # z < 2.44 m
         info = h.last("depth/camera_info")
         assert (info.width, info.height) == (640, 480) and list(info.k) == pytest.approx(list(camera_info(1).k))
         confidence = image_to_array(h.last("depth/confidence"))
@@ -57,6 +57,69 @@ def test_every_output_with_header_encoding_and_geometry(plane_card: str) -> None
         ranges = np.linalg.norm(xyz, axis=-1)
         assert np.isnan(xyz[..., 2]).any() and not (ranges > 3.0 + 1e-4).any()  # max_range 3 m → NaN, not dropped
         assert h.last("depth/colorized").encoding == "rgb8"
+
+
+@pytest.mark.parametrize("no_return", ["inf", "nan"])
+def test_rep117_out_of_range_depth(plane_card: str, no_return: str) -> None:
+    """REP 117 in depth/image: -Inf closer than min_range, +Inf beyond max_range, finite between; with
+    depth_no_return nan all of them are NaN. depth/points has NaN for both, whatever the setting."""
+    params = {"model_card": plane_card, "min_range": 1.9, "max_range": 2.3, "depth_no_return": no_return}  # z: 1.83 .. 2.44 m
+    with Harness(params, outputs=("depth/image", "depth/points")) as h:
+        h.send(rgb_image(1), camera_info(1))
+        assert h.wait_for(lambda: h.count("depth/image") and h.count("depth/points"))
+        depth = image_to_array(h.last("depth/image"))[2:-2, 2:-2]
+        truth = (1 / plane_disparity(CAM, NORMAL, 2.0))[2:-2, 2:-2]
+        inside = (truth > 1.9 + 1e-3) & (truth < 2.3 - 1e-3)
+        far, close = truth > 2.3 + 1e-3, truth < 1.9 - 1e-3
+        assert inside.any() and far.any() and close.any()
+        np.testing.assert_allclose(depth[inside], truth[inside], rtol=1e-5)
+        if no_return == "inf":
+            assert np.isposinf(depth[far]).all() and np.isneginf(depth[close]).all()
+        else:
+            assert np.isnan(depth[far]).all() and np.isnan(depth[close]).all()
+        assert not np.isinf(cloud_xyz(h.last("depth/points"))).any()
+
+
+def test_sky_is_positive_infinity_and_no_scale_is_nan() -> None:
+    """A disparity model's sky is +Inf in the published depth (a costmap clears through it), NaN in the cloud; a
+    frame without a metric scale yet is NaN everywhere but the sky (no estimate, not 'nothing there')."""
+    from depth_node.core.parameters import PipelineConfig
+    from depth_node.core.pipeline import DepthResult
+    from depth_node.ros.outputs import published_depth
+
+    depth = np.full((4, 5), 2.0, np.float32)
+    depth[0] = np.nan                                      # the pipeline's sky: NaN in depth_m and the cloud
+    depth[1, 0] = np.nan                                   # an invalid pixel
+    sky = np.zeros((4, 5), bool)
+    sky[0] = True
+    result = DepthResult(depth, None, CAM.resized(5, 4), None, None, None, {}, no_return=sky)
+    out = published_depth(result, PipelineConfig())
+    assert np.isposinf(out[0]).all() and np.isnan(out[1, 0]) and (out[2:] == 2.0).all()
+    assert np.isnan(published_depth(result, PipelineConfig(depth_no_return="nan"))[0]).all()
+    mm = published_depth(result, PipelineConfig(depth_encoding="16UC1"))
+    assert mm.dtype == np.uint16 and (mm[0] == 0).all() and (mm[2:] == 2000).all()   # REP 118: 0 = no value
+
+
+def test_reference_depth_is_subscribed_only_in_sparse_mode_and_qos_overrides_apply(conv_card: Path) -> None:
+    from rclpy.qos import ReliabilityPolicy
+
+    def topics(node) -> set[str]:  # noqa: ANN001
+        return {sub.topic_name for sub in node.subscriptions}
+
+    params = {"model_card": str(conv_card), "qos_overrides./image.subscription.reliability": "reliable",
+              "qos_overrides./depth/image.publisher.depth": 7}
+    with Harness(params, outputs=("depth/image",)) as h:
+        assert "/reference_depth" not in topics(h.node) and "/image" in topics(h.node)
+        assert h.node.sub_image.qos_profile.reliability == ReliabilityPolicy.RELIABLE        # overridden
+        assert h.node.sub_info.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT      # sensor data
+        assert h.node.publishers_by_output["depth"].qos_profile.depth == 7
+        assert h.node.set_parameters([Parameter("scale.mode", value="sparse")])[0].successful
+        assert "/reference_depth" in topics(h.node)
+        assert h.node.set_parameters([Parameter("scale.mode", value="model")])[0].successful
+        assert "/reference_depth" not in topics(h.node)
+    from depth_node.ros.node import INPUT_QOS, OUTPUT_QOS
+
+    assert INPUT_QOS.reliability == ReliabilityPolicy.BEST_EFFORT and OUTPUT_QOS.depth == 2  # overrides stay per node
 
 
 def test_model_grid_output_rescales_camera_info_and_16uc1(plane_card: str) -> None:

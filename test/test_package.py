@@ -70,6 +70,13 @@ def test_package_xml_and_setup() -> None:
     assert root.get("format") == "3" and root.findtext("name") == "depth_node"
     deps = {e.text for e in root if e.tag.endswith("depend")}
     assert {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "python3-numpy", "python3-opencv", "python3-pytest"} <= deps
+    # only rosdep keys that exist (rosdistro's base.yaml / python.yaml), so `rosdep install -y` does not stop
+    known = {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "rcl_interfaces", "ament_index_python", "launch",
+             "launch_ros", "lifecycle_msgs", "python3-numpy", "python3-opencv", "python3-yaml", "python3-onnxruntime-pip",
+             "python3-pytest"}
+    assert deps <= known, deps - known
+    readme = (REPO / "README.md").read_text()
+    assert "pip install rosbags ai-edge-litert" in readme and "make ros2" in readme
     assert root.find("export/build_type").text == "ament_python"
     setup = (REPO / "setup.py").read_text()
     for needle in ("resource/{PACKAGE}", "launch/*.launch.py", "config/*.yaml", "config/*.xml", "models/*", "package.xml",

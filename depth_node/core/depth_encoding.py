@@ -1,6 +1,7 @@
 """The one place that knows how depth is stored in an image (REP 118).
 
-- ``32FC1``: float32 metres along the optical axis, NaN = invalid (0 would be a point at the origin).
+- ``32FC1``: float32 metres along the optical axis, NaN = invalid (0 would be a point at the origin); with REP 117
+  (:func:`no_return_values`) +Inf = no return within range (sky, beyond the largest range), -Inf = too close.
 - ``16UC1``: uint16 millimetres, 0 = invalid; values above 65.535 m cannot be stored and become invalid.
 
 Inside depth_node, depth is always float32 metres with NaN invalid; these two functions convert at the edge.
@@ -13,6 +14,7 @@ import numpy as np
 from depth_node.errors import ConfigError, InputError
 
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
+NO_RETURN_VALUES = ("inf", "nan")  # REP 117 ±Inf for out of range, or NaN for every pixel without a measurement
 _MM_MAX = np.iinfo(np.uint16).max
 
 
@@ -28,6 +30,19 @@ def encode_depth(depth_m: np.ndarray, encoding: str) -> np.ndarray:
         out[valid] = mm[valid].astype(np.uint16)
         return out
     raise ConfigError(f"depth encoding must be one of {DEPTH_ENCODINGS}, got {encoding!r}")
+
+
+def no_return_values(depth_m: np.ndarray, no_return: np.ndarray | None, min_range: float, max_range: float) -> np.ndarray:
+    """REP 117 for a published 32FC1 image: a copy of ``depth_m`` (metres along the optical axis, NaN invalid) with
+    +Inf where nothing returns within range — ``no_return`` (e.g. sky) and depth beyond ``max_range`` — and -Inf
+    where the depth is closer than ``min_range``; NaN stays NaN (invalid: no estimate at all)."""
+    out = np.array(depth_m, dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        out[out > max_range] = np.inf
+        out[out < min_range] = -np.inf
+    if no_return is not None:
+        out[no_return] = np.inf
+    return out
 
 
 def decode_depth(stored: np.ndarray, encoding: str) -> np.ndarray:

@@ -30,7 +30,7 @@ import yaml
 
 from depth_node.core.cloud_filter import DECIMATION_MODES, EDGE_FILTERS
 from depth_node.core.colorize import COLORMAPS
-from depth_node.core.depth_encoding import DEPTH_ENCODINGS
+from depth_node.core.depth_encoding import DEPTH_ENCODINGS, NO_RETURN_VALUES
 from depth_node.core.estimator import BACKENDS, COMPILE_MODES, DEVICES, PRECISIONS
 from depth_node.core.members import MEMBER_KINDS
 from depth_node.core.scale import SCALE_MODES, GroundRegion
@@ -115,6 +115,7 @@ PARAMS: tuple[Param, ...] = (
     # --- output ---
     P("output_resolution", "input", "Grid of the published depth: input (the camera image's) or model (the model's output grid, cheaper).", choices=OUTPUT_RESOLUTIONS),
     P("depth_encoding", "32FC1", "32FC1: metres, NaN invalid; 16UC1: millimetres, 0 invalid (REP 118).", choices=DEPTH_ENCODINGS),
+    P("depth_no_return", "inf", "32FC1 depth/image pixels without a return in range: inf (REP 117: +Inf for sky and beyond max_range, -Inf closer than min_range, NaN only where there is no estimate) or nan (NaN for all of them). depth/points always uses NaN.", choices=NO_RETURN_VALUES),
     # --- metric scale (core.scale, docs/scale.md) ---
     P("scale.mode", "model", "How the prediction becomes metres: model (metric models), fixed (scale/shift below), ground_plane (floor at scale.camera_height) or sparse (fit to the reference_depth topic); see docs/scale.md.", choices=SCALE_MODES),
     P("scale.fixed_scale", 1.0, "Scale s in the model's output space for scale.mode fixed (depth = s*p + t; disparity: 1/(s*p + t)).", range=(1e-9, 1e9)),
@@ -154,10 +155,10 @@ PARAMS: tuple[Param, ...] = (
     P("cloud_edge_max_angle_deg", 80.0, "normal filter: largest angle between the surface normal and the viewing ray.", "deg", range=(1.0, 89.9)),
     P("cloud_edge_radius", 0, "Edge filters compare neighbours up to this many pixels away (0 = from the model-to-output resize factor).", "px", range=(0, 32)),
     P("cloud_min_confidence", 0.0, "depth/points: points with confidence below this become NaN (depth/image keeps them; 0 = keep all).", range=(0.0, 1.0)),
-    P("sky_disparity_fraction", 0.02, "Disparity models: pixels below this fraction of the frame's near-field disparity are sky, NaN in depth and cloud (0 = off).", range=(0.0, 0.5)),
+    P("sky_disparity_fraction", 0.02, "Disparity models: pixels below this fraction of the frame's near-field disparity are sky: +Inf in depth/image (see depth_no_return), NaN in depth/points (0 = off).", range=(0.0, 0.5)),
     P("cloud_color", True, "Add a packed rgb field to depth/points."),
-    P("min_range", 0.0, "Cloud points closer than this (Euclidean) become NaN.", "m", range=(0.0, 1000.0)),
-    P("max_range", 20.0, "Cloud points farther than this (Euclidean) become NaN.", "m", range=(0.01, 1000.0)),
+    P("min_range", 0.0, "Closer than this: -Inf in depth/image (depth along the optical axis, see depth_no_return), NaN in depth/points (Euclidean).", "m", range=(0.0, 1000.0)),
+    P("max_range", 20.0, "Farther than this: +Inf in depth/image (depth along the optical axis, see depth_no_return), NaN in depth/points (Euclidean).", "m", range=(0.01, 1000.0)),
     # --- pictures and diagnostics ---
     P("colormap", "turbo", "Colormap of depth/colorized.", choices=tuple(COLORMAPS)),
     P("colormap_min_m", 0.3, "Depth shown as the first colour of depth/colorized (fixed, not per frame).", "m", range=(0.0, 1000.0)),

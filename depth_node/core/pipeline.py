@@ -86,6 +86,7 @@ class DepthResult:
     timings_ms: dict[str, float]
     uncertainty: np.ndarray | None = None
     scale: ScaleState | None = None
+    no_return: np.ndarray | None = None  # bool (h, w): nothing to return there (sky of a disparity model), or None
 
 
 class DepthPipeline:
@@ -256,7 +257,7 @@ class DepthPipeline:
             with timer.stage("colorize"):
                 picture = colorize_depth(depth, cfg.colormap_min_m, cfg.colormap_max_m, cfg.colormap)
 
-        return DepthResult(depth, conf, depth_camera, cloud, picture, prediction, timer.ms, uncertainty, scale_state)
+        return DepthResult(depth, conf, depth_camera, cloud, picture, prediction, timer.ms, uncertainty, scale_state, sky)
 
     def _cloud(self, depth: np.ndarray, camera: PinholeCamera, confidence: np.ndarray | None, colour: np.ndarray | None,
                upsampling: float) -> np.ndarray:

@@ -104,7 +104,7 @@ class PipelineSource:
     def _messages(self, frame: EvalFrame, result: DepthResult, camera: PinholeCamera) -> list[tuple[str, str, bytes]]:
         stamp = frame.image.header.stamp
         header = Header(stamp=Time(sec=int(stamp.sec), nanosec=int(stamp.nanosec)), frame_id=str(frame.image.header.frame_id))
-        messages = output_messages(result, header, frame.camera_info, camera, self.config.depth_encoding, BAG_OUTPUTS)
+        messages = output_messages(result, header, frame.camera_info, camera, self.config, BAG_OUTPUTS)
         return [(f"/{OUTPUTS[name][0]}", f"sensor_msgs/msg/{type(msg).__name__}", serialize_message(msg)) for name, msg in messages.items()]
 
 

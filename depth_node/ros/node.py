@@ -6,7 +6,7 @@ Subscribes (relative names, remap them):
   resolution with the camera's field of view; used by ``scale.mode`` sparse, paired by stamp within
   ``scale.reference_slop_s``). Sensor-data QoS (best effort).
 Publishes (each built only while it has a subscriber; header = the input image's):
-  ``depth/image`` (32FC1 m, NaN invalid | 16UC1 mm, 0 invalid), ``depth/camera_info`` (rescaled to the depth grid),
+  ``depth/image`` (32FC1 m, NaN no estimate, ±Inf out of range per REP 117 | 16UC1 mm, 0 no value), ``depth/camera_info`` (rescaled to the depth grid),
   ``depth/confidence`` (32FC1 in [0, 1]), ``depth/points`` (organized PointCloud2), ``depth/colorized`` (rgb8),
   and ``/diagnostics`` at ``diagnostics_period_s``.
 
@@ -16,6 +16,7 @@ publishes. A frame that arrives while the worker is busy replaces the waiting on
 
 from __future__ import annotations
 
+import copy
 import signal
 import sys
 import threading
@@ -36,6 +37,7 @@ from rclpy.lifecycle import State as LifecycleState
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
@@ -67,6 +69,9 @@ from depth_node.ros.diagnostics import (
 from depth_node.ros.outputs import OUTPUTS, output_messages
 from depth_node.ros.sync import LAST, MATCHED, NONE, StampedCache, stamp_ns
 
+# Every input and output takes `qos_overrides./<topic>.<subscription|publisher>.<policy>` parameters (read at start).
+# rclpy writes the overrides into the profile it is given: each entity gets its own copy (see _qos).
+QOS_OVERRIDES = QoSOverridingOptions.with_default_policies()
 INPUT_QOS = QoSProfile(depth=1, reliability=qos_profile_sensor_data.reliability, history=qos_profile_sensor_data.history)
 OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 STARTUP_GRACE_S = 1.0  # how long to wait for a first camera_info before falling back to fallback_hfov_deg
@@ -83,6 +88,11 @@ def _descriptor(param: Param) -> ParameterDescriptor:
     elif param.range is not None and param.kind == "double":
         descriptor.floating_point_range = [FloatingPointRange(from_value=float(param.range[0]), to_value=float(param.range[1]), step=0.0)]
     return descriptor
+
+
+def _qos(profile: QoSProfile) -> QoSProfile:
+    """A copy of ``profile`` for one entity: QoS overrides must not change the shared constants."""
+    return copy.copy(profile)
 
 
 def _as_declared(params: list[Parameter]) -> list[Parameter]:
@@ -137,6 +147,7 @@ class _DepthNodeBody:
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self._subscriptions: list[Any] = []
+        self.sub_reference: Any = None  # only while scale.mode is sparse
         self._timer: Any = None
         self._first_frame_s: float | None = None
         self._warned_fallback = False
@@ -146,19 +157,19 @@ class _DepthNodeBody:
     def _configure(self) -> None:
         """Load the model and create the publishers; raises :class:`ModelLoadError` (nothing is kept then)."""
         self._load_model(self.config)
-        self.publishers_by_output = {name: self.create_publisher(msg_type, topic, OUTPUT_QOS)
+        self.publishers_by_output = {name: self.create_publisher(msg_type, topic, _qos(OUTPUT_QOS), qos_overriding_options=QOS_OVERRIDES)
                                      for name, (topic, msg_type) in OUTPUTS.items()}
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
     def _activate(self) -> None:
-        if self.config.input_transport == "compressed":
-            self.sub_image = self.create_subscription(CompressedImage, "image/compressed", self._on_image, INPUT_QOS)
-        else:
-            self.sub_image = self.create_subscription(Image, "image", self._on_image, INPUT_QOS)
-        self.sub_info = self.create_subscription(CameraInfo, "camera_info", self._cache.add, qos_profile_sensor_data)
-        self.sub_reference = self.create_subscription(Image, "reference_depth", self._reference.add, qos_profile_sensor_data)
-        self._subscriptions = [self.sub_image, self.sub_info, self.sub_reference]
+        compressed = self.config.input_transport == "compressed"
+        self.sub_image = self.create_subscription(CompressedImage if compressed else Image, "image/compressed" if compressed else "image",
+                                                  self._on_image, _qos(INPUT_QOS), qos_overriding_options=QOS_OVERRIDES)
+        self.sub_info = self.create_subscription(CameraInfo, "camera_info", self._cache.add, _qos(qos_profile_sensor_data),
+                                                 qos_overriding_options=QOS_OVERRIDES)
+        self._subscriptions = [self.sub_image, self.sub_info]
         self._timer = self.create_timer(self.config.diagnostics_period_s, self.publish_diagnostics)
+        self._follow_scale_mode()
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="depth_node_worker", daemon=True)
         self._worker.start()
@@ -167,9 +178,21 @@ class _DepthNodeBody:
             f"{self.sub_info.topic_name}; model: {self._model_summary()}"
         )
 
+    def _follow_scale_mode(self) -> None:
+        """Subscribe to ``reference_depth`` exactly while ``scale.mode`` is sparse (and the node is active)."""
+        wanted = self.config.scale_mode == "sparse" and self._timer is not None
+        if wanted and self.sub_reference is None:
+            self.sub_reference = self.create_subscription(Image, "reference_depth", self._reference.add, _qos(qos_profile_sensor_data),
+                                                          qos_overriding_options=QOS_OVERRIDES)
+        elif not wanted and self.sub_reference is not None:
+            self.destroy_subscription(self.sub_reference)
+            self.sub_reference = None
+
     def _deactivate(self) -> None:
-        for subscription in self._subscriptions:
-            self.destroy_subscription(subscription)
+        for subscription in [*self._subscriptions, self.sub_reference]:
+            if subscription is not None:
+                self.destroy_subscription(subscription)
+        self.sub_reference = None
         if self._timer is not None:
             self.destroy_timer(self._timer)
         self._subscriptions, self._timer = [], None
@@ -243,6 +266,8 @@ class _DepthNodeBody:
         return f"{est.name} ({est.output.describe()}) on {est.backend}/{est.device}"
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
+        if not any(p.name in PARAMS_BY_NAME for p in params):
+            return SetParametersResult(successful=True)  # use_sim_time, qos_overrides.* (declared by rclpy)
         values = self.config.parameters()
         try:
             for param in params:
@@ -264,6 +289,7 @@ class _DepthNodeBody:
         except ConfigError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         self.config = config
+        self._follow_scale_mode()
         return SetParametersResult(successful=True)
 
     # ----------------------------------------------------------------- input
@@ -424,7 +450,7 @@ class _DepthNodeBody:
         self._report_scale(result.scale)
         header = msg.header
         with timer.stage("publish"):
-            for name, message in output_messages(result, header, info, camera, config.depth_encoding, want).items():
+            for name, message in output_messages(result, header, info, camera, config, want).items():
                 self.publishers_by_output[name].publish(message)
         now_ns = self.get_clock().now().nanoseconds
         self.stats.frame_done((now_ns - stamp_ns(header.stamp)) / 1e6, (time.monotonic() - received) * 1e3, timer.ms)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Container
 from typing import Any
 
+import numpy as np
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from depth_node.core.camera import PinholeCamera
-from depth_node.core.depth_encoding import encode_depth
+from depth_node.core.depth_encoding import encode_depth, no_return_values
 from depth_node.core.pipeline import DepthResult
 from depth_node.ros import convert
 
@@ -27,14 +28,23 @@ OUTPUTS: dict[str, tuple[str, Any]] = {
 }
 
 
-def output_messages(result: DepthResult, header: Any, camera_info: Any | None, camera: PinholeCamera, depth_encoding: str,
+def published_depth(result: DepthResult, config: Any) -> np.ndarray:
+    """The depth/image array in ``config.depth_encoding``: REP 117's ±Inf for no return (sky), beyond ``max_range``
+    and closer than ``min_range`` — NaN instead with ``depth_no_return: nan``, 0 in 16UC1 (REP 118)."""
+    depth = no_return_values(result.depth_m, result.no_return, config.min_range, config.max_range)
+    if config.depth_no_return == "nan":
+        depth[np.isinf(depth)] = np.nan
+    return encode_depth(depth, config.depth_encoding)
+
+
+def output_messages(result: DepthResult, header: Any, camera_info: Any | None, camera: PinholeCamera, config: Any,
                     wanted: Container[str] = tuple(OUTPUTS)) -> dict[str, Any]:
     """{output: message} for the ``wanted`` outputs the result holds. ``camera_info``/``camera``: the input's
     (message or None, and the intrinsics the pipeline ran with); ``depth/camera_info`` is rescaled from them to the
-    depth grid (``result.camera``)."""
+    depth grid (``result.camera``). ``config``: the :class:`~depth_node.core.parameters.PipelineConfig`."""
     messages: dict[str, Any] = {}
     if "depth" in wanted:
-        messages["depth"] = convert.array_to_image(encode_depth(result.depth_m, depth_encoding), depth_encoding, header)
+        messages["depth"] = convert.array_to_image(published_depth(result, config), config.depth_encoding, header)
     if "camera_info" in wanted:
         messages["camera_info"] = convert.camera_info_for_grid(camera_info, camera, result.camera, header)
     if "confidence" in wanted and result.confidence is not None:
