@@ -114,10 +114,10 @@ def test_bad_compressed_images(data: bytes | None, fmt: str, message: str) -> No
         convert.compressed_to_rgb(msg)
 
 
-def make_info(w: int = 640, h: int = 480, k: list[float] | None = None) -> CameraInfo:
+def make_info(w: int = 640, h: int = 480, k: list[float] | None = None, p: list[float] | None = None) -> CameraInfo:
     info = CameraInfo(width=w, height=h, distortion_model="plumb_bob")
     info.k = k or [500.0, 0.0, 320.0, 0.0, 510.0, 240.0, 0.0, 0.0, 1.0]
-    info.p = [500.0, 0.0, 320.0, -25.0, 0.0, 510.0, 240.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    info.p = p or [500.0, 0.0, 320.0, -25.0, 0.0, 510.0, 240.0, 0.0, 0.0, 0.0, 1.0, 0.0]
     info.d = [0.1, -0.2, 0.0, 0.0, 0.01]
     return info
 
@@ -133,19 +133,29 @@ def test_camera_info_binning_roi_and_rescaling() -> None:
     info.roi = RegionOfInterest(x_offset=100, y_offset=50, width=200, height=100)
     roi = convert.camera_from_info(info, 200, 100)
     assert (roi.cx, roi.cy) == (220.0, 190.0)
-    # published info for a half-size depth grid: K and P rescaled, Tx scaled with fx, D and R kept
+    # published info for a half-size depth grid: K and P rescaled, Tx scaled with fx; D zero, R identity (rectified)
     out = convert.camera_info_for_grid(make_info(), cam, cam.resized(320, 240), Header(frame_id="cam"))
     assert (out.width, out.height, out.header.frame_id) == (320, 240, "cam")
     assert list(out.k) == pytest.approx([250.0, 0, 159.75, 0, 255.0, 119.75, 0, 0, 1])
     assert list(out.p) == pytest.approx([250.0, 0, 159.75, -12.5, 0, 255.0, 119.75, 0, 0, 0, 1, 0])
-    assert list(out.d) == pytest.approx([0.1, -0.2, 0.0, 0.0, 0.01]) and out.binning_x == 0
+    assert list(out.d) == [0.0] * 5 and list(out.r) == [1, 0, 0, 0, 1, 0, 0, 0, 1] and out.binning_x == 0
+
+
+def test_intrinsics_come_from_p_as_image_geometry_reads_them() -> None:
+    """A rectified image's camera is P (K describes the raw image); K only when P is unset."""
+    info = make_info(k=[480.0, 0.0, 310.0, 0.0, 490.0, 230.0, 0.0, 0.0, 1.0])
+    cam = convert.camera_from_info(info, 640, 480)
+    assert (cam.fx, cam.fy, cam.cx, cam.cy) == (500.0, 510.0, 320.0, 240.0)
+    info.p = [0.0] * 12
+    cam = convert.camera_from_info(info, 640, 480)
+    assert (cam.fx, cam.fy, cam.cx, cam.cy) == (480.0, 490.0, 310.0, 230.0)
 
 
 @pytest.mark.parametrize(
     "info, message",
     [
-        (make_info(k=[0.0] * 9), "uncalibrated"),
-        (make_info(k=[np.nan] + [0.0] * 8), "NaN/inf"),
+        (make_info(k=[0.0] * 9, p=[0.0] * 12), "uncalibrated"),
+        (make_info(k=[np.nan] + [0.0] * 8, p=[0.0] * 12), "NaN/inf"),
         (make_info(320, 240), "camera_info is for a 320x240 image"),
     ],
 )
@@ -192,4 +202,5 @@ def test_huge_images_are_refused_before_any_allocation() -> None:
 
 def test_negative_focal_length_is_refused() -> None:
     with pytest.raises(InputError, match="fx=-500"):
-        convert.camera_from_info(make_info(k=[-500.0, 0.0, 320.0, 0.0, 510.0, 240.0, 0.0, 0.0, 1.0]), 640, 480)
+        convert.camera_from_info(make_info(k=[-500.0, 0.0, 320.0, 0.0, 510.0, 240.0, 0.0, 0.0, 1.0],
+                                           p=[-500.0, 0.0, 320.0, 0.0, 0.0, 510.0, 240.0, 0.0, 0.0, 0.0, 1.0, 0.0]), 640, 480)

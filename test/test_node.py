@@ -122,6 +122,50 @@ def test_reference_depth_is_subscribed_only_in_sparse_mode_and_qos_overrides_app
     assert INPUT_QOS.reliability == ReliabilityPolicy.BEST_EFFORT and OUTPUT_QOS.depth == 2  # overrides stay per node
 
 
+def _calibrated_info(i: int, distortion: list[float]):  # noqa: ANN202
+    """A camera_info whose rectified camera P is CAM (what the plane model sees) and whose raw camera K is not."""
+    info = camera_info(i, k=[480.0, 0.0, 322.0, 0.0, 485.0, 236.0, 0.0, 0.0, 1.0])
+    info.p = [CAM.fx, 0.0, CAM.cx, 0.0, 0.0, CAM.fy, CAM.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    info.d = distortion
+    return info
+
+
+@pytest.mark.parametrize("camera_model", ["rectified", "raw"])
+def test_camera_geometry_is_p_and_matches_depth_image_proc(plane_card: str, camera_model: str) -> None:
+    """K ≠ P and D ≠ 0: the cloud is the plane only if P is used; a cloud built from depth/image + depth/camera_info
+    the way depth_image_proc does (P's fx, fy, cx, cy) is our depth/points; raw mode also remaps the image (a dot
+    drawn where the distorted camera sees a point lands, in the cloud's colours, where P projects it)."""
+    import cv2
+
+    d = [-0.25, 0.07, 0.001, -0.001, -0.01]
+    raw_k = np.array([[480.0, 0.0, 322.0], [0.0, 485.0, 236.0], [0.0, 0.0, 1.0]])
+    point = np.array([[0.9, -0.6, 2.0]])          # far from the centre: distorted and rectified places differ by ~20 px
+    raw_uv = cv2.projectPoints(point, np.zeros(3), np.zeros(3), raw_k, np.array(d))[0][0, 0]
+    image = np.zeros((480, 640, 3), np.uint8)
+    cv2.circle(image, (int(round(raw_uv[0])), int(round(raw_uv[1]))), 6, (255, 255, 255), -1)
+    from depth_node.ros.convert import array_to_image
+
+    params = {"model_card": plane_card, "camera_model": camera_model, "max_range": 100.0, "cloud_edge_filter": "off"}
+    with Harness(params, outputs=("depth/image", "depth/camera_info", "depth/points")) as h:
+        h.send(array_to_image(image, "rgb8", header(3)), _calibrated_info(3, d))
+        assert h.wait_for(lambda: h.count("depth/image") and h.count("depth/camera_info") and h.count("depth/points"))
+        info, depth = h.last("depth/camera_info"), image_to_array(h.last("depth/image"))
+        assert list(info.d) == [0.0] * 5 and list(info.k) == pytest.approx([CAM.fx, 0, CAM.cx, 0, CAM.fy, CAM.cy, 0, 0, 1])
+        xyz = cloud_xyz(h.last("depth/points"))
+        assert np.nanmax(np.abs(xyz[2:-2, 2:-2].reshape(-1, 3) @ NORMAL - 2.0)) < 1e-3          # on the plane: P was used
+        fx, cx, fy, cy = info.p[0], info.p[2], info.p[5], info.p[6]                             # depth_image_proc
+        v, u = np.mgrid[0:depth.shape[0], 0:depth.shape[1]]
+        theirs = np.stack([(u - cx) / fx * depth, (v - cy) / fy * depth, depth], axis=-1)
+        np.testing.assert_allclose(theirs, xyz, rtol=1e-5, atol=1e-6)
+        raw = np.frombuffer(bytes(h.last("depth/points").data), np.uint8).reshape(480, 640, 16)
+        u_p, v_p = (CAM.K @ (point[0] / point[0, 2]))[:2]
+        colour_at = raw[int(round(v_p)), int(round(u_p)), 12]                                  # blue byte of rgb
+        if camera_model == "raw":
+            assert colour_at > 200                                                             # the dot, where P sees it
+        else:
+            assert colour_at < 50                                                              # not remapped: elsewhere
+
+
 def test_model_grid_output_rescales_camera_info_and_16uc1(plane_card: str) -> None:
     params = {"model_card": plane_card, "output_resolution": "model", "depth_encoding": "16UC1", "cloud_decimation": 2}
     with Harness(params, outputs=("depth/image", "depth/camera_info", "depth/points")) as h:
@@ -460,3 +504,26 @@ def test_stamps_going_backwards_are_processed_and_reported(conv_card: Path) -> N
         assert h.node.pipeline._temporal.state.reset             # restarted from this frame, not aligned to stamp 6
         diag = h.diagnostics()
         assert diag["level"] == 1 and "stamps went backwards by 0.400 s" in diag["message"], diag
+
+
+def test_the_node_does_not_overwrite_rclpy_node_attributes(conv_card: Path) -> None:
+    """The node subclasses rclpy's Node and LifecycleNode: an attribute of ours with one of their names (e.g.
+    ``_subscriptions``, the executor's list) silently breaks rclpy — here use_sim_time's /clock subscription."""
+    from rclpy.context import Context
+
+    from depth_node.ros.node import DepthNode
+
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        node = DepthNode(context=context, parameter_overrides=[Parameter("model_card", value=str(conv_card)),
+                                                              Parameter("use_sim_time", value=True)])
+        try:
+            topics = {s.topic_name for s in node.subscriptions}
+            assert {"/clock", "/image", "/camera_info"} <= topics                   # rclpy's own, and ours
+            assert {"depth/image", "/diagnostics"} <= {p.topic_name.lstrip("/") for p in node.publishers} | {"/diagnostics"}
+        finally:
+            node.close()
+            node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)

@@ -38,6 +38,7 @@ from depth_node.errors import ConfigError
 
 OUTPUT_RESOLUTIONS = ("input", "model")
 INPUT_TRANSPORTS = ("raw", "compressed")
+CAMERA_MODELS = ("rectified", "raw")
 ENSEMBLE_REDUCTIONS = ("median", "mean")
 # Parameters rclpy itself declares or reads: accepted anywhere, never ours to check.
 ROS_OWNED = ("use_sim_time", "start_type_description_service")
@@ -108,6 +109,7 @@ PARAMS: tuple[Param, ...] = (
     P("num_threads", 0, "CPU threads for the runtime (0 = runtime default).", dynamic=False, range=(0, 64)),
     # --- input ---
     P("input_transport", "raw", "raw: subscribe to 'image' (sensor_msgs/Image); compressed: to 'image/compressed'.", dynamic=False, choices=INPUT_TRANSPORTS),
+    P("camera_model", "rectified", "What the image is: rectified (image_rect; intrinsics from camera_info P, as depth_image_proc projects) or raw (image_raw; undistorted and rectified here with K, D, R, P first). Outputs are in the rectified geometry (depth/camera_info: P rescaled, D zero).", choices=CAMERA_MODELS),
     P("sync_slop_s", 0.05, "The largest image/camera_info stamp difference accepted as a pair.", "s", range=(0.0, 1.0)),
     P("use_last_camera_info", True, "When no camera_info is within sync_slop_s, use the most recent one (bags, drivers with odd stamps)."),
     P("fallback_hfov_deg", 60.0, "Horizontal field of view assumed while no camera_info has ever arrived (0 = wait for camera_info).", "deg", range=(0.0, 179.0)),

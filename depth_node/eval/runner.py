@@ -225,6 +225,7 @@ class Evaluator:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.result = Evaluation(self.out_dir, label or "depth_node", headline_mode(source.spec), info or {})
         self.thumbs = self.out_dir / "thumbs"
+        self._geometry = convert.InputGeometry()
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> Evaluation:
         """Every frame; returns the evaluation. Ctrl-C (SIGINT) stops after the frame in progress, so the CSV, the
@@ -296,7 +297,8 @@ class Evaluator:
         rgb = convert.compressed_to_rgb(frame.image) if compressed else convert.image_to_rgb(frame.image)
         height, width = rgb.shape[:2]
         if frame.camera_info is not None:
-            return rgb, convert.camera_from_info(frame.camera_info, width, height)
+            rgb, camera, _ = self._geometry(rgb, frame.camera_info, self.config.camera_model)
+            return rgb, camera
         hfov = self.config.fallback_hfov_deg
         if hfov <= 0:
             raise DepthNodeError("the bag has no camera_info for the image and fallback_hfov_deg is 0: give --camera-info-topic")

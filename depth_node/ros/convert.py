@@ -17,6 +17,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.depth_encoding import decode_depth
+from depth_node.core.rectify import Calibration, Rectifier
 from depth_node.errors import InputError
 
 # encoding → (dtype, channels). The depth encodings are here so ground-truth depth reads the same way.
@@ -183,11 +184,11 @@ def _grid_of_info(info: Any) -> tuple[float, float, float, float, int, int]:
     return float(x0), float(y0), float(bx), float(by), w // bx, h // by
 
 
-def camera_from_info(info: Any, width: int, height: int) -> PinholeCamera:
-    """Intrinsics of a ``width`` × ``height`` image from its CameraInfo (ROI and binning applied).
-
-    Raises :class:`InputError` for an all-zero/NaN K or a camera_info made for another image size.
-    """
+def _projection(info: Any) -> np.ndarray:
+    """The 3×3 of P (the rectified camera) when P is set, else K (cameras publishing no P); checked."""
+    p = np.asarray(info.p, np.float64)
+    if p.shape == (12,) and np.all(np.isfinite(p)) and p[0] > 0 and p[5] > 0:
+        return p.reshape(3, 4)[:, :3]
     k = np.asarray(info.k, np.float64)
     if k.shape != (9,) or not np.all(np.isfinite(k)):
         raise InputError("camera_info K has NaN/inf entries: fix the camera's calibration file")
@@ -196,6 +197,16 @@ def camera_from_info(info: Any, width: int, height: int) -> PinholeCamera:
             f"camera_info K has fx={k[0]:g}, fy={k[4]:g} (uncalibrated camera?): calibrate it, or stop publishing "
             "camera_info and set fallback_hfov_deg"
         )
+    return k.reshape(3, 3)
+
+
+def camera_from_info(info: Any, width: int, height: int) -> PinholeCamera:
+    """Intrinsics of a ``width`` × ``height`` rectified image from its CameraInfo: P (as image_geometry and
+    depth_image_proc project), K when P is unset; ROI and binning applied.
+
+    Raises :class:`InputError` for an unusable P and K or a camera_info made for another image size.
+    """
+    m = _projection(info)
     x0, y0, bx, by, w, h = _grid_of_info(info)
     if (w, h) != (width, height):
         raise InputError(
@@ -203,8 +214,44 @@ def camera_from_info(info: Any, width: int, height: int) -> PinholeCamera:
             f"{int(bx)}x{int(by)}) but the image is {width}x{height}: remap camera_info to this camera's own topic"
         )
     return PinholeCamera(
-        width, height, k[0] / bx, k[4] / by, (k[2] - x0 + 0.5) / bx - 0.5, (k[5] - y0 + 0.5) / by - 0.5
+        width, height, m[0, 0] / bx, m[1, 1] / by, (m[0, 2] - x0 + 0.5) / bx - 0.5, (m[1, 2] - y0 + 0.5) / by - 0.5
     )
+
+
+def calibration_of(info: Any) -> Calibration:
+    """K, D, R and P's 3×3 of a full-resolution camera_info (no binning, no ROI), for :class:`Rectifier`."""
+    _, _, bx, by, w, h = _grid_of_info(info)
+    if bx != 1 or by != 1 or (w, h) != (int(info.width), int(info.height)):
+        raise InputError("camera_model raw with binning or an ROI in camera_info: rectify upstream (image_proc) and set "
+                         "camera_model: rectified")
+    return Calibration(tuple(float(v) for v in info.k), tuple(float(v) for v in info.d), tuple(float(v) for v in info.r),
+                       tuple(float(v) for v in _projection(info).ravel()), str(info.distortion_model), w, h)
+
+
+class InputGeometry:
+    """An image and its camera_info → the rectified image and its camera, per ``camera_model`` (rectified: the image
+    is rectified already, P is read; raw: the image is remapped with K, D, R, P first). The node and eval share it."""
+
+    def __init__(self) -> None:
+        self._rectifiers: dict[Calibration, Rectifier] = {}
+
+    def __call__(self, rgb: np.ndarray, info: Any, camera_model: str) -> tuple[np.ndarray, PinholeCamera, bool]:
+        """(image, camera, distortion ignored: rectified mode with D ≠ 0 — fine for image_rect, wrong for image_raw)."""
+        height, width = rgb.shape[:2]
+        camera = camera_from_info(info, width, height)
+        distorted = any(float(v) != 0.0 for v in info.d)
+        if camera_model != "raw":
+            return rgb, camera, distorted
+        calibration = calibration_of(info)
+        if not distorted and calibration.r in ((), (0.0,) * 9, (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)) and \
+                calibration.p == tuple(calibration.k):
+            return rgb, camera, False  # nothing to remap
+        rectifier = self._rectifiers.get(calibration)
+        if rectifier is None:
+            if len(self._rectifiers) > 4:
+                self._rectifiers.clear()
+            rectifier = self._rectifiers[calibration] = Rectifier(calibration)
+        return rectifier.rectify(rgb), camera, False
 
 
 def camera_info_for_grid(
@@ -213,8 +260,8 @@ def camera_info_for_grid(
     """CameraInfo for the depth grid ``depth_camera``, derived from the image's ``source`` info (or None).
 
     K and P describe the depth grid directly (binning 1, no ROI); P's projection is transformed exactly like
-    K (a rectified camera's P is rescaled, its Tx/Ty baselines scale with fx/fy); D, R and the distortion
-    model are kept. Header is ``header`` (the input image's), as depth_image_proc expects.
+    K (a rectified camera's P is rescaled, its Tx/Ty baselines scale with fx/fy); D is zero and R identity: the depth
+    image is rectified. Header is ``header`` (the input image's), as depth_image_proc expects.
     """
     out = (msg_type or CameraInfo)()
     out.header = header
@@ -233,13 +280,10 @@ def camera_info_for_grid(
             p[2] = (src_p[2] - x0 + 0.5) * ax - 0.5
             p[5], p[7] = src_p[5] * ay, src_p[7] * ay
             p[6] = (src_p[6] - y0 + 0.5) * ay - 0.5
-        out.distortion_model = source.distortion_model
-        out.d = [float(v) for v in source.d]
-        out.r = [float(v) for v in source.r]
-    else:
-        out.distortion_model = "plumb_bob"
-        out.d = [0.0] * 5
-        out.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    # the depth image is rectified: no distortion, no rectification rotation left (image_rect's convention)
+    out.distortion_model = "plumb_bob"
+    out.d = [0.0] * 5
+    out.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
     out.p = [float(v) for v in p]
     return out
 

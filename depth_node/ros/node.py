@@ -146,11 +146,13 @@ class _DepthNodeBody:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
-        self._subscriptions: list[Any] = []
+        self._inputs: list[Any] = []
         self.sub_reference: Any = None  # only while scale.mode is sparse
         self._timer: Any = None
         self._first_frame_s: float | None = None
         self._warned_fallback = False
+        self._warned_distortion = False
+        self._geometry = convert.InputGeometry()
         self._last_start = 0.0
         self._camera_source = NONE
 
@@ -167,7 +169,7 @@ class _DepthNodeBody:
                                                   self._on_image, _qos(INPUT_QOS), qos_overriding_options=QOS_OVERRIDES)
         self.sub_info = self.create_subscription(CameraInfo, "camera_info", self._cache.add, _qos(qos_profile_sensor_data),
                                                  qos_overriding_options=QOS_OVERRIDES)
-        self._subscriptions = [self.sub_image, self.sub_info]
+        self._inputs = [self.sub_image, self.sub_info]
         self._timer = self.create_timer(self.config.diagnostics_period_s, self.publish_diagnostics)
         self._follow_scale_mode()
         self._stop.clear()
@@ -189,13 +191,13 @@ class _DepthNodeBody:
             self.sub_reference = None
 
     def _deactivate(self) -> None:
-        for subscription in [*self._subscriptions, self.sub_reference]:
+        for subscription in [*self._inputs, self.sub_reference]:
             if subscription is not None:
                 self.destroy_subscription(subscription)
         self.sub_reference = None
         if self._timer is not None:
             self.destroy_timer(self._timer)
-        self._subscriptions, self._timer = [], None
+        self._inputs, self._timer = [], None
         self.close()
         with self._cond:
             self._pending = None
@@ -228,7 +230,7 @@ class _DepthNodeBody:
 
     def _fall_back(self, reason: str) -> None:
         """Frames keep failing on the loaded backend: load the next ``backend_fallback`` entry, if any is left
-        (the node keeps running and reporting ERROR either way; it never exits on its own)."""
+        (once running, the node keeps running and reporting ERROR either way: it never exits on its own)."""
         if self._attempt + 1 >= len(backend_attempts(self.config)) or self.pipeline is None:
             return
         failed = self.estimator
@@ -429,6 +431,15 @@ class _DepthNodeBody:
         if found is None or pipeline is None:
             return
         camera, info = found
+        if info is not None:
+            with timer.stage("rectify"):
+                rgb, camera, ignored = self._geometry(rgb, info, self.config.camera_model)
+            if ignored and not self._warned_distortion:
+                self._warned_distortion = True
+                self.get_logger().warning(
+                    f"camera_info on {self.sub_info.topic_name} has distortion D = {[round(float(v), 4) for v in info.d]}, "
+                    "which camera_model: rectified does not apply (right for image_rect, whose camera_info is the raw "
+                    "image's; for image_raw set camera_model: raw)")
         self._check_stamp(stamp_ns(msg.header.stamp), pipeline)
         want = self._wanted()
         if not want:
