@@ -33,7 +33,7 @@ setup(
     python_requires=">=3.10",
     entry_points={
         "console_scripts": [
-            "depth_node = depth_node.ros.node:main",
+            "depth_node = depth_node.stop_signals:run_node",
             "depth-node = depth_node.tools.cli:main",
         ],
     },

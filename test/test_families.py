@@ -228,3 +228,37 @@ def test_auto_backend_takes_tensorrt_only_when_it_can_run(tmp_path: Path) -> Non
     expected = __import__("importlib").util.find_spec("tensorrt") is not None and torch.cuda.is_available()
     assert tensorrt_ready(sized) == expected
     assert load_estimator(conv_model(tmp_path), backend="auto", device="cpu").backend == "onnxruntime"  # CPU: never TensorRT
+
+
+@pytest.mark.parametrize("damage", ["random", "truncated", "pickle"])
+def test_damaged_torch_weights_are_a_load_error_and_the_fallback_is_tried(tmp_path: Path, damage: str) -> None:
+    """Random or truncated safetensors, or a pickle in their place: one ModelLoadError naming the folder (no
+    SafetensorError / UnpicklingError traceback), so the node goes on to its backend_fallback entries."""
+    from depth_node.estimators.registry import load_model
+
+    card = tiny_depth_anything(tmp_path, "metric")
+    weights = tmp_path / "da_metric" / "model.safetensors"
+    data = weights.read_bytes()
+    if damage == "random":
+        weights.write_bytes(np.random.default_rng(0).bytes(len(data)))
+    elif damage == "truncated":
+        weights.write_bytes(data[: len(data) // 2])
+    else:
+        weights.unlink()
+        (tmp_path / "da_metric" / "pytorch_model.bin").write_bytes(b"\x80\x04\x95garbage, not a pickle")
+    with pytest.raises(ModelLoadError, match="could not load .*da_metric.*download them again"):
+        load_estimator(card)
+    with pytest.raises(ModelLoadError, match="every backend failed — torch:cpu: .* \\| onnxruntime:cpu: "):
+        load_model(PipelineConfig(model_card=str(card), backend="torch", backend_fallback="onnxruntime:cpu"))
+
+
+def test_a_scheduler_config_cannot_name_any_class(tmp_path: Path) -> None:
+    from _models import tiny_diffusion
+
+    card = tiny_diffusion(tmp_path / "sched", "e2e_ft")
+    config = next((tmp_path / "sched").rglob("scheduler_config.json"))
+    data = json.loads(config.read_text())
+    data["_class_name"] = "DiffusionPipeline"                       # a real diffusers class, but not a scheduler
+    config.write_text(json.dumps(data))
+    with pytest.raises(ModelLoadError, match="names class 'DiffusionPipeline'; depth_node loads only DDIMScheduler"):
+        load_estimator(card)

@@ -185,3 +185,18 @@ def test_bench_flood_with_a_slow_model_stays_bounded(model_dir: Path, tmp_path: 
     assert report["frames_dropped_by_node"] > 0 and report["frames_published"] > 10
     assert report["frames_published"] + report["frames_dropped_by_node"] <= report["frames_sent"]
     assert (tmp_path / "bench.md").read_text().startswith("| model |")
+
+
+@pytest.mark.parametrize("command", ["depth_node", "depth-node run"])
+@pytest.mark.parametrize("sig, delay_s", [(signal.SIGINT, 0.3), (signal.SIGTERM, 0.3), (signal.SIGINT, 0.8), (signal.SIGTERM, 1.5)])
+def test_a_signal_during_start_up_exits_zero(conv_card: Path, command: str, sig: int, delay_s: float) -> None:
+    """SIGINT/SIGTERM while the process is still importing rclpy and the runtimes, or loading the model: exit 0,
+    no KeyboardInterrupt traceback, not killed by SIGTERM (rc -15)."""
+    exe = shutil.which(command.split()[0], path=str(Path(sys.executable).parent)) or command.split()[0]
+    proc = subprocess.Popen([exe, *command.split()[1:], "--ros-args", "-p", f"model_card:={conv_card}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(delay_s)
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out, out

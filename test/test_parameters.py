@@ -63,6 +63,10 @@ ROWS = [
         "(bad entry 'openvino'), got 'openvino'"),
     Row("mixed list", ("tta_scales:=[1, a]",), error="-p tta_scales:=[1, a]: tta_scales must be a list of one or more numbers, "
         "each in [0.05, 4], got [1, 'a']", rcl_reads_it=False),
+    Row("infinite list entry", ("tta_scales:=[1.0, .inf]",), error="-p tta_scales:=[1.0, .inf]: tta_scales must be a list of "
+        "one or more numbers, each in [0.05, 4], got [1.0, inf]"),
+    Row("list entry out of range", ("tta_scales:=[1, 12]",), error="-p tta_scales:=[1, 12]: tta_scales must be a list of "
+        "one or more numbers, each in [0.05, 4], got [1, 12]"),
     Row("string for a double in a file", params_file="/**:\n  ros__parameters:\n    max_range: '5'\n",
         error="parameters file {file}: max_range must be a number in [0.01, 1000] (m), got '5'"),
     Row("typo in a file", params_file="/**:\n  ros__parameters:\n    scale.mod: fixed\n",
@@ -192,6 +196,8 @@ def test_run_time_changes_are_checked_like_start_up(conv_card: Path) -> None:
         assert node.config.max_range == 6.0 and node.get_parameter("max_range").value == 6.0
         refused = node.set_parameters([Parameter("min_range", value=50.0)])[0]
         assert not refused.successful and "need min_range < max_range" in refused.reason and node.config.min_range == 0.0
+        refused = node.set_parameters([Parameter("tta_scales", value=[1.0, 12.0])])[0]      # bounded, finite lists
+        assert not refused.successful and "each in [0.05, 4]" in refused.reason
         refused = node.set_parameters([Parameter("model_card", value="other")])[0]
         assert not refused.successful and "read-only" in refused.reason
     finally:

@@ -54,8 +54,10 @@ class DepthAnythingV2Estimator(DepthEstimator):
 
         try:
             model = DepthAnythingForDepthEstimation.from_pretrained(str(folder), local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"transformers could not load {folder} (model card {card.path}): {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - SafetensorError, UnpicklingError, OSError, ...: all mean broken files
+            message = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise ModelLoadError(f"transformers could not load {folder} (model card {card.path}): {type(exc).__name__}: "
+                                 f"{message}; the weights are damaged or not this model's: download them again") from None
         check_output_spec(card, getattr(model.config, "depth_estimation_type", "relative") or "relative")
         if options.num_threads > 0:
             torch.set_num_threads(options.num_threads)

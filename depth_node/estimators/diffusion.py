@@ -94,8 +94,16 @@ class DiffusionSettings:
                    conditioner, decoder, tuple(float(v) for v in task) if task else None, int(raw.get("seed", 0)))
 
 
+# What a weights folder may make us instantiate: a scheduler_config.json names its class, so it is checked here.
+SCHEDULERS = ("DDIMScheduler", "DDPMScheduler", "LCMScheduler", "EulerDiscreteScheduler", "DPMSolverMultistepScheduler")
+COMPONENTS = ("UNet2DConditionModel", "AutoencoderKL", "AutoencoderTiny", "CLIPTextModel", "CLIPTokenizer",
+              "AutoModelForImageClassification", *SCHEDULERS)
+
+
 def _load(kind: str, folder: Path, card: ModelCard) -> Any:
-    """A diffusers / transformers component from ``folder``, or a ModelLoadError naming what is missing."""
+    """A diffusers / transformers component from ``folder``, or a ModelLoadError naming what is missing or broken
+    (any failure of the files — truncated or random safetensors, a pickle, a config naming another class — so the
+    node tries its ``backend_fallback`` entries instead of dying)."""
     if not folder.is_dir():
         raise ModelLoadError(
             f"{card.name}: {folder} is missing (model card {card.path}). The weights folder needs the diffusers "
@@ -107,14 +115,26 @@ def _load(kind: str, folder: Path, card: ModelCard) -> Any:
     try:
         if kind == "scheduler":  # the class the folder's own config names (DDIM for Marigold v1.1, LCM, ...)
             kind = json.loads((folder / "scheduler_config.json").read_text()).get("_class_name", "DDIMScheduler")
+            if kind not in SCHEDULERS:
+                raise ModelLoadError(f"{card.name}: {folder}/scheduler_config.json names class {kind!r}; "
+                                     f"depth_node loads only {', '.join(SCHEDULERS)}")
+        if kind not in COMPONENTS:
+            raise ModelLoadError(f"{card.name}: component class {kind!r} is not one depth_node loads")
         cls = getattr(diffusers, kind, None) or getattr(transformers, kind)
         kwargs: dict[str, Any] = {}
         if issubclass(cls, diffusers.ModelMixin):
 
             kwargs["low_cpu_mem_usage"] = importlib.util.find_spec("accelerate") is not None
         return cls.from_pretrained(str(folder), local_files_only=True, **kwargs)
-    except (OSError, ValueError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{card.name}: could not load {folder} ({exc})") from None
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, UnpicklingError, OSError, ...: all mean broken files
+        raise ModelLoadError(f"{card.name}: could not load {folder} ({type(exc).__name__}: {_first_line(exc)}); "
+                             "the weights are damaged or not this model's: download them again") from None
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:300]
 
 
 class CIDEConditioner:

@@ -17,7 +17,6 @@ publishes. A frame that arrives while the worker is busy replaces the waiting on
 from __future__ import annotations
 
 import copy
-import signal
 import sys
 import threading
 import time
@@ -57,6 +56,7 @@ from depth_node.core.pipeline import DepthPipeline
 from depth_node.core.timing import StageTimer
 from depth_node.errors import ConfigError, InputError, ModelLoadError
 from depth_node.estimators.registry import backend_attempts, load_model
+from depth_node import stop_signals
 from depth_node.ros import arguments, convert
 from depth_node.ros.allocator import keep_frame_buffers_mapped
 from depth_node.ros.diagnostics import (
@@ -589,13 +589,7 @@ def main(args: list[str] | None = None) -> int:
     except Exception as exc:  # RCLError: a command line rcl reads differently from us
         print(f"ERROR: ROS could not read the command line: {' '.join(str(exc).split(', at ')[0].split())}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    stop = stop_signals.catch()  # already caught from the process's first line by the entry points
     node = None
     executor = SingleThreadedExecutor()
     spin = threading.Thread(target=executor.spin, name="depth_node_executor", daemon=True)

@@ -7,6 +7,7 @@ import importlib
 import sys
 
 from depth_node import __version__
+from depth_node import stop_signals
 from depth_node.errors import DepthNodeError
 
 # verb → its module in depth_node.tools. Only the verb asked for is imported: `depth-node run`, the node's own
@@ -32,6 +33,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["run"]:
+        stop_signals.catch()  # the node's process: SIGINT/SIGTERM end it with 0 from here on, imports included
     ros_args: list[str] = []
     if "--ros-args" in argv:  # everything from --ros-args on belongs to ROS, not to argparse
         cut = argv.index("--ros-args")
