@@ -86,7 +86,7 @@ def test_ground_truth_fed_back_as_the_prediction_scores_perfect(tmp_path: Path, 
     frames = BagFrames(bag, topics_of(bag))
     evaluation = Evaluator(pipeline, node_values(), frames, tmp_path / "out", EvalOptions(EvalRange(0.1, 80.0))).run()
     summary = save_summary(evaluation)
-    assert summary["frames"] == {"images": 3, "scored": 3, "errors": 0, "dropped": 0, "without_ground_truth": 0}
+    assert summary["frames"] == {"images": 3, "scored": 3, "errors": 0, "dropped": 0, "without_ground_truth": 0, "unscored": 0}
     for mode, metrics in summary["metrics"].items():
         if gt_grid == "same":
             assert metrics["abs_rel"] == pytest.approx(0, abs=1e-6) and metrics["delta1"] == 1.0, mode
@@ -112,7 +112,8 @@ def test_sparse_scale_mode_evaluates_with_a_share_of_the_ground_truth_as_referen
         options = EvalOptions(EvalRange(0.1, 80.0), write_bag=False, thumbnails=False, sparse_reference=share)
         summary = save_summary(Evaluator(pipeline, values, frames, tmp_path / f"out{share}", options).run())
         if expected is None:
-            assert not summary["coverage"] > 0                 # NaN depth everywhere, never a guess
+            assert summary["coverage"] == 0.0                  # NaN depth everywhere, never a guess ...
+            assert summary["frames"]["unscored"] == summary["frames"]["images"] > 0   # ... and every frame counted
         else:
             assert summary["coverage"] == 1.0 and summary["metrics"]["metric"]["abs_rel"] == pytest.approx(0, abs=1e-4)
 
@@ -223,7 +224,7 @@ def test_a_bad_frame_is_reported_and_the_rest_scored(tmp_path: Path) -> None:
     frames = BagFrames(tmp_path / "bag", topics_of(tmp_path / "bag"))
     pipeline = DepthPipeline(load_estimator(plane_model(tmp_path, camera, NORMAL, 2.0)))
     summary = save_summary(Evaluator(pipeline, node_values(), frames, tmp_path / "out").run())
-    assert summary["frames"] == {"images": 3, "scored": 2, "errors": 1, "dropped": 0, "without_ground_truth": 0}
+    assert summary["frames"] == {"images": 3, "scored": 2, "errors": 1, "dropped": 0, "without_ground_truth": 0, "unscored": 0}
     rows = list(csv.DictReader((tmp_path / "out" / "frames.csv").open()))
     assert "InputError: step 10 is smaller than width" in rows[1]["error"] and rows[0]["error"] == ""
 
@@ -409,7 +410,7 @@ def test_live_scores_what_the_node_publishes_and_matches_offline(tmp_path: Path,
         assert run.returncode == 0, run.stderr + (tmp_path / mode / "node.log").read_text() if mode == "live" else run.stderr
         results[mode] = json.loads((tmp_path / mode / "metrics.json").read_text())
     live, offline = results["live"], results["offline"]
-    assert live["frames"] == {"images": 4, "scored": 4, "errors": 0, "dropped": 0, "without_ground_truth": 0}
+    assert live["frames"] == {"images": 4, "scored": 4, "errors": 0, "dropped": 0, "without_ground_truth": 0, "unscored": 0}
     for mode in offline["metrics"]:
         for name, value in offline["metrics"][mode].items():
             assert live["metrics"][mode][name] == pytest.approx(value, rel=1e-4, abs=1e-6), (mode, name)
@@ -419,11 +420,29 @@ def test_live_scores_what_the_node_publishes_and_matches_offline(tmp_path: Path,
     assert "subscribed to /depth_node_harness_" in (tmp_path / "live" / "node.log").read_text()
 
 
+def test_frames_without_a_valid_prediction_are_counted_and_none_scored_exits_1(tmp_path: Path, synth_bag: Path,
+                                                                              model_dir: Path) -> None:
+    """A model with no metric scale (sparse mode, no reference) publishes NaN everywhere: eval says so, counts the
+    frames as unscored with coverage 0, and exits 1 instead of reporting coverage 1 over nothing."""
+    from _models import conv_model
+
+    folder = model_dir / "affine_eval"
+    folder.mkdir(exist_ok=True)
+    card = conv_model(folder, invariance="affine")
+    run = subprocess.run([*CLI, "eval", str(synth_bag), "-o", str(tmp_path / "out"), "-p", f"model_card:={card}",
+                          "-p", "scale.mode:=sparse", "--no-bag"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stderr
+    assert "frame(s) have ground truth but no valid prediction" in run.stderr and "ERROR: no frame of" in run.stderr
+    summary = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert summary["frames"]["unscored"] == summary["frames"]["images"] == 4 and summary["coverage"] == 0.0
+    assert "nothing to score" in (tmp_path / "out" / "report.html").read_text()
+
+
 def test_live_counts_images_the_node_does_not_answer_in_time(tmp_path: Path, synth_bag: Path, conv_card: Path) -> None:
     run = subprocess.run([*CLI, "eval", str(synth_bag), "-o", str(tmp_path / "out"), "-p", f"model_card:={conv_card}", "--live",
                           "--live-timeout", "0.0001", "--no-bag"], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
     summary = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert run.returncode == (0 if summary["frames"]["scored"] else 1), run.stderr       # 1: nothing could be scored
     assert summary["frames"]["dropped"] + summary["frames"]["scored"] == 4 and summary["frames"]["dropped"] >= 1
     rows = list(csv.DictReader((tmp_path / "out" / "frames.csv").open()))
     assert any(r["error"].startswith("DroppedFrame: no /depth/image") for r in rows)

@@ -121,6 +121,7 @@ def _facts_table(summaries: Sequence[dict[str, Any]]) -> str:
         rows.append(f"<tr><td class='l'>{label}</td>{cells}</tr>")
     extra = [("frames scored / images", lambda s: f"{s['frames']['scored']} / {s['frames']['images']}"),
              ("images without ground truth", lambda s: s["frames"]["without_ground_truth"]),
+             ("frames with ground truth but nothing to score (no valid prediction on it)", lambda s: s["frames"]["unscored"]),
              ("frames with errors", lambda s: s["frames"]["errors"]),
              ("frames dropped (live: no answer in time)", lambda s: s["frames"]["dropped"]),
              ("live: node's own count received / processed / dropped", lambda s: _node_counts(s.get("node_diagnostics"))),

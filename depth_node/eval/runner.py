@@ -141,6 +141,7 @@ class Evaluation:
     def summary(self) -> dict[str, Any]:
         """Everything ``metrics.json`` holds: aggregates (mean over scored frames), latency, temporal, AUSE."""
         scored = [r for r in self.rows if r.score is not None and r.score.scored_pixels >= 2]
+        with_gt = [r for r in self.rows if r.score is not None]  # ground truth paired (scored or not)
         metrics = {mode: {name: _mean([r.score.metrics[mode][name] for r in scored]) for name in METRICS} for mode in MODES}
         curves = [r.score.sparsification for r in scored if r.score.sparsification is not None]
         model_curve = np.nanmean([c[0] for c in curves], axis=0) if curves else None
@@ -156,10 +157,13 @@ class Evaluation:
             "frames": {"images": len(self.rows), "scored": len(scored),
                        "errors": sum(1 for r in self.rows if r.error and not r.error.startswith(DROPPED)),
                        "dropped": sum(1 for r in self.rows if r.error.startswith(DROPPED)),
-                       "without_ground_truth": sum(1 for r in self.rows if not r.error and r.score is None)},
+                       "without_ground_truth": sum(1 for r in self.rows if not r.error and r.score is None),
+                       # ground truth there, but fewer than 2 pixels with both a valid prediction and valid ground truth
+                       "unscored": len(with_gt) - len(scored)},
             "headline_mode": self.headline,
             "metrics": metrics,
-            "coverage": _mean([r.score.coverage for r in scored]),
+            # of the ground-truth pixels of every frame with ground truth, the share with a valid prediction
+            "coverage": _mean([r.score.coverage if r.score.gt_pixels else 0.0 for r in with_gt]),
             "temporal": scale_flicker([r.score.fits["scale"][0] for r in scored]),
             "ause_abs_rel": ause(model_curve, oracle_curve) if model_curve is not None else math.nan,
             "ause_random_abs_rel": random_order_ause(model_curve, oracle_curve) if model_curve is not None else math.nan,

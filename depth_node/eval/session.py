@@ -61,8 +61,9 @@ def _stderr(line: str) -> None:
 
 
 def evaluate(request: EvalRequest, say: Callable[[str], None] = _stderr) -> int:
-    """Run ``request``; returns the exit status (0, or 130 when interrupted: the outputs then hold the frames
-    done). Raises ConfigError / ModelLoadError / BagError with what to change before anything runs."""
+    """Run ``request``; returns the exit status: 0, 1 when a bag had no frame that could be scored, 130 when
+    interrupted (the outputs then hold the frames done). Raises ConfigError / ModelLoadError / BagError with what to
+    change before anything runs."""
     options = request.options
     if not 0.0 <= options.sparse_reference <= 1.0:
         raise ValueError(f"--sparse-reference is a share of pixels in [0, 1], got {options.sparse_reference}")
@@ -87,13 +88,22 @@ def evaluate(request: EvalRequest, say: Callable[[str], None] = _stderr) -> int:
             if failed:
                 say(f"WARNING: {len(failed)} frame(s) not scored; first, frame {failed[0].index}: {failed[0].error} "
                     "(every one is in frames.csv, column 'error')")
+            counts = summary["frames"]
+            if counts["unscored"]:
+                say(f"WARNING: {counts['unscored']} frame(s) have ground truth but no valid prediction on it (NaN or "
+                    "invalid depth, or ground truth of fewer than 2 pixels): counted in coverage, not in the metrics; "
+                    "frames.csv column 'scored' is 0 for them")
+            if not counts["scored"] and counts["images"] and not evaluation.interrupted:
+                say(f"ERROR: no frame of {bag} could be scored ({counts['without_ground_truth']} without ground truth, "
+                    f"{counts['unscored']} without a valid prediction on it, {counts['errors']} failed)")
+                status = status or 1
             if evaluation.interrupted:
                 status = 130
                 break
         if request.compare and len(evaluations) == 2:
             path = write_report(bag_out / "report.html", evaluations, summaries, f"{' vs '.join(s['label'] for s in summaries)} on {bag.name}")
             say(f"  comparison: {path}")
-        if status:
+        if status == 130:
             say("interrupted: the outputs above hold the frames done so far")
             return status
     return status
