@@ -81,7 +81,7 @@ def test_package_xml_and_setup() -> None:
     assert root.find("export/build_type").text == "ament_python"
     setup = (REPO / "setup.py").read_text()
     for needle in ("resource/{PACKAGE}", "launch/*.launch.py", "config/*.yaml", "config/*.xml", "models/*", "package.xml",
-                   "depth_node = depth_node.ros.node:main", "depth-node = depth_node.tools.cli:main", "'test': ['pytest']".replace("'", '"')):
+                   "depth_node = depth_node.stop_signals:run_node", "depth-node = depth_node.tools.cli:main", "'test': ['pytest']".replace("'", '"')):
         assert needle in setup, needle
     assert (REPO / "resource" / "depth_node").is_file()
     requirements = (REPO / "requirements.txt").read_text()

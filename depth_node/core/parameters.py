@@ -195,7 +195,7 @@ def _number(value: Any, integer: bool) -> bool:
 def coerce(param: Param, value: Any, origin: str = "") -> Any:
     """``value`` checked against ``param`` and in its canonical type (int → float for doubles, a list → tuple);
     raises :class:`ParameterError`: '<origin>: max_range must be a number in [0.01, 1000] (m), got true'."""
-    kind = param.kind
+    kind, typed = param.kind, value  # typed: as the user gave it, for the message
     if kind == "bool":
         ok = isinstance(value, bool)
     elif kind == "integer":
@@ -221,7 +221,7 @@ def coerce(param: Param, value: Any, origin: str = "") -> Any:
         except ValueError as error:
             ok, allowed = False, str(error)
     if not ok:
-        raise ParameterError(f"{origin + ': ' if origin else ''}{param.name} must be {allowed}, got {show(value)}")
+        raise ParameterError(f"{origin + ': ' if origin else ''}{param.name} must be {allowed}, got {show(typed)}")
     return value
 
 
