@@ -295,12 +295,17 @@ def did_you_mean(name: str) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def resolve(layers: Iterable[tuple[str, Mapping[str, Any]]]) -> Any:
-    """The :class:`PipelineConfig` of the defaults overlaid with each (origin, {name: value}) layer in order — a
-    parameters file, then ``-p`` overrides, as ROS applies them. Every value is checked where it comes from; an
-    unknown name, a wrong type, a value out of range or a broken cross-field rule raises :class:`ParameterError`
-    whose one line names the parameter, the value, what is allowed and the origin."""
-    values = defaults()
+def _at(origin: str, text: str) -> str:
+    return f"{origin}: {text}" if origin else text
+
+
+def resolve(layers: Iterable[tuple[str, Mapping[str, Any]]], base: Any = None) -> Any:
+    """The :class:`PipelineConfig` of ``base`` (default: the defaults) overlaid with each (origin, {name: value})
+    layer in order — a parameters file, then ``-p`` overrides, as ROS applies them; or a ``ros2 param set`` on the
+    running node's config. Every value is checked where it comes from; an unknown name, a wrong type, a value out of
+    range or a broken cross-field rule raises :class:`ParameterError` whose one line names the parameter, the value,
+    what is allowed and the origin (when one is given)."""
+    values = defaults() if base is None else base.parameters()
     origin_of: dict[str, str] = {}
     for origin, layer in layers:
         for name, value in layer.items():
@@ -308,14 +313,14 @@ def resolve(layers: Iterable[tuple[str, Mapping[str, Any]]]) -> Any:
                 continue
             param = PARAMS_BY_NAME.get(name)
             if param is None:
-                raise ParameterError(f"{origin}: unknown parameter {name!r}{did_you_mean(name)}; "
-                                     "the parameters are listed in docs/node.md and config/depth.yaml")
+                raise ParameterError(_at(origin, f"unknown parameter {name!r}{did_you_mean(name)}; "
+                                                 "the parameters are listed in docs/node.md and config/depth.yaml"))
             values[name] = coerce(param, value, origin)
             origin_of[name] = origin
     for names, problem in cross_field_problems(values):
         changed = [n for n in names if n in origin_of and values[n] != PARAMS_BY_NAME[n].default]  # what the user moved
-        where = sorted({origin_of[n] for n in changed or names if n in origin_of})
-        raise ParameterError(f"{' and '.join(where) or 'defaults'}: {problem}")
+        where = sorted({origin_of[n] for n in changed or names if origin_of.get(n)})
+        raise ParameterError(_at(" and ".join(where) or ("defaults" if base is None else ""), problem))
     return PipelineConfig.from_parameters(values)
 
 

@@ -49,7 +49,6 @@ from depth_node.core.parameters import (
     ParameterError,
     PipelineConfig,
     coerce,
-    cross_field_problems,
     resolve,
 )
 from depth_node.core.pipeline import DepthPipeline
@@ -270,24 +269,16 @@ class _DepthNodeBody:
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
         if not any(p.name in PARAMS_BY_NAME for p in params):
             return SetParametersResult(successful=True)  # use_sim_time, qos_overrides.* (declared by rclpy)
-        values = self.config.parameters()
+        for param in params:
+            spec = PARAMS_BY_NAME.get(param.name)
+            if spec is not None and not spec.dynamic:
+                return SetParametersResult(successful=False, reason=f"{param.name} is read-only at run time: restart the node to change it")
         try:
-            for param in params:
-                spec = PARAMS_BY_NAME.get(param.name)
-                if spec is None:
-                    continue  # use_sim_time and other rclpy-owned parameters
-                if not spec.dynamic:
-                    return SetParametersResult(successful=False, reason=f"{param.name} is read-only at run time: restart the node to change it")
-                values[param.name] = coerce(spec, param.value)
-            for _, problem in cross_field_problems(values):
-                raise ParameterError(problem)
-            config = PipelineConfig.from_parameters(values)
+            config = resolve([("", {p.name: p.value for p in params})], base=self.config)  # the start-up checks
             if self.pipeline is not None:
-                self.pipeline.config = config  # validates, including the model's output space
-            else:
-                config.validate()
-                if self.estimator is not None:
-                    self._install_pipeline(config)  # may fix a model/parameter mismatch from start-up
+                self.pipeline.config = config  # also checks the model's output space
+            elif self.estimator is not None:
+                self._install_pipeline(config)  # may fix a model/parameter mismatch from start-up
         except ConfigError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         self.config = config
