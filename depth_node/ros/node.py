@@ -22,6 +22,7 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (
@@ -40,6 +41,7 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from depth_node import stop_signals
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.estimator import DepthEstimator
 from depth_node.core.parameters import (
@@ -55,7 +57,6 @@ from depth_node.core.pipeline import DepthPipeline
 from depth_node.core.timing import StageTimer
 from depth_node.errors import ConfigError, InputError, ModelLoadError
 from depth_node.estimators.registry import backend_attempts, load_model
-from depth_node import stop_signals
 from depth_node.ros import arguments, convert
 from depth_node.ros.allocator import keep_frame_buffers_mapped
 from depth_node.ros.diagnostics import (
@@ -295,8 +296,10 @@ class _DepthNodeBody:
             self._pending = (msg, now)
             self._cond.notify()
 
-    def _camera_for(self, header: Any, width: int, height: int) -> tuple[PinholeCamera, Any | None] | None:
-        """The image's intrinsics and the camera_info they came from; None = skip this frame for now."""
+    def _camera_for(self, header: Any, rgb: np.ndarray, timer: StageTimer) -> tuple[np.ndarray, PinholeCamera, Any | None] | None:
+        """The image in the rectified geometry (``camera_model``), its intrinsics and the camera_info they came
+        from; None = skip this frame for now."""
+        height, width = rgb.shape[:2]
         config = self.config
         slop_ns = int(config.sync_slop_s * 1e9)
         info = None
@@ -312,7 +315,15 @@ class _DepthNodeBody:
                 info = self._cache.latest()
                 self._camera_source = LAST
             self.warnings.clear("camera_info")
-            return convert.camera_from_info(info, width, height), info
+            with timer.stage("rectify"):
+                rgb, camera, ignored = self._geometry(rgb, info, config.camera_model)
+            if ignored and not self._warned_distortion:
+                self._warned_distortion = True
+                self.get_logger().warning(
+                    f"camera_info on {self.sub_info.topic_name} has distortion D = {[round(float(v), 4) for v in info.d]}, "
+                    "which camera_model: rectified does not apply (right for image_rect, whose camera_info is the raw "
+                    "image's; for image_raw set camera_model: raw)")
+            return rgb, camera, info
         # No camera_info ever: give the driver a moment, then fall back to an assumed field of view.
         if time.monotonic() - (self._first_frame_s or 0.0) < STARTUP_GRACE_S:
             return None
@@ -329,7 +340,7 @@ class _DepthNodeBody:
             self._warned_fallback = True
         self.warnings.raise_("camera_info", f"no camera_info on {topic}; using fallback_hfov_deg={hfov}")
         self._camera_source = "fallback_hfov"
-        return PinholeCamera.from_hfov(width, height, hfov), None
+        return rgb, PinholeCamera.from_hfov(width, height, hfov), None
 
     def _check_stamp(self, stamp: int, pipeline: DepthPipeline) -> None:
         """Stamps going backwards (a bag looping, a clock jump, two cameras on one topic): still processed, but
@@ -416,21 +427,11 @@ class _DepthNodeBody:
         timer = StageTimer()
         with timer.stage("convert_in"):
             rgb = convert.compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else convert.image_to_rgb(msg)
-        height, width = rgb.shape[:2]
-        found = self._camera_for(msg.header, width, height)
+        found = self._camera_for(msg.header, rgb, timer)
         pipeline = self.pipeline
         if found is None or pipeline is None:
             return
-        camera, info = found
-        if info is not None:
-            with timer.stage("rectify"):
-                rgb, camera, ignored = self._geometry(rgb, info, self.config.camera_model)
-            if ignored and not self._warned_distortion:
-                self._warned_distortion = True
-                self.get_logger().warning(
-                    f"camera_info on {self.sub_info.topic_name} has distortion D = {[round(float(v), 4) for v in info.d]}, "
-                    "which camera_model: rectified does not apply (right for image_rect, whose camera_info is the raw "
-                    "image's; for image_raw set camera_model: raw)")
+        rgb, camera, info = found
         self._check_stamp(stamp_ns(msg.header.stamp), pipeline)
         want = self._wanted()
         if not want:
