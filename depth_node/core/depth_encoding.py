@@ -32,16 +32,21 @@ def encode_depth(depth_m: np.ndarray, encoding: str) -> np.ndarray:
     raise ConfigError(f"depth encoding must be one of {DEPTH_ENCODINGS}, got {encoding!r}")
 
 
-def no_return_values(depth_m: np.ndarray, no_return: np.ndarray | None, min_range: float, max_range: float) -> np.ndarray:
-    """REP 117 for a published 32FC1 image: a copy of ``depth_m`` (metres along the optical axis, NaN invalid) with
-    +Inf where nothing returns within range — ``no_return`` (e.g. sky) and depth beyond ``max_range`` — and -Inf
-    where the depth is closer than ``min_range``; NaN stays NaN (invalid: no estimate at all)."""
-    out = np.array(depth_m, dtype=np.float32)
+def no_return_values(depth_m: np.ndarray, no_return: np.ndarray | None, min_range: float, max_range: float,
+                     far: float = np.inf, near: float = -np.inf) -> np.ndarray:
+    """REP 117 for a published 32FC1 image: ``depth_m`` (float32 metres along the optical axis, NaN invalid) with
+    ``far`` (+Inf) where nothing returns within range — ``no_return`` (e.g. sky) and depth beyond ``max_range`` — and
+    ``near`` (-Inf) where the depth is closer than ``min_range``; NaN stays NaN (no estimate at all). A copy only when
+    a pixel changes (``depth_m`` itself is never written)."""
     with np.errstate(invalid="ignore"):
-        out[out > max_range] = np.inf
-        out[out < min_range] = -np.inf
+        beyond, closer = depth_m > max_range, depth_m < min_range
     if no_return is not None:
-        out[no_return] = np.inf
+        beyond |= no_return
+    if not (beyond.any() or closer.any()):
+        return depth_m
+    out = depth_m.copy()
+    out[beyond] = far
+    out[closer] = near
     return out
 
 

@@ -31,10 +31,9 @@ OUTPUTS: dict[str, tuple[str, Any]] = {
 def published_depth(result: DepthResult, config: Any) -> np.ndarray:
     """The depth/image array in ``config.depth_encoding``: REP 117's ±Inf for no return (sky), beyond ``max_range``
     and closer than ``min_range`` — NaN instead with ``depth_no_return: nan``, 0 in 16UC1 (REP 118)."""
-    depth = no_return_values(result.depth_m, result.no_return, config.min_range, config.max_range)
-    if config.depth_no_return == "nan":
-        depth[np.isinf(depth)] = np.nan
-    return encode_depth(depth, config.depth_encoding)
+    far, near = (np.inf, -np.inf) if config.depth_no_return == "inf" else (np.nan, np.nan)
+    return encode_depth(no_return_values(result.depth_m, result.no_return, config.min_range, config.max_range, far, near),
+                        config.depth_encoding)
 
 
 def output_messages(result: DepthResult, header: Any, camera_info: Any | None, camera: PinholeCamera, config: Any,
