@@ -110,7 +110,13 @@ def image_to_tensor(
             x = F.interpolate(x, size=size, mode="area")
         else:
             x = F.interpolate(x, size=size, mode=mode, align_corners=False, antialias=shrinking)
-    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
-    x = (x * scale - mean_t) / std_t
-    return x.to(dtype)
+    return normalize(x, mean, std, scale).to(dtype)
+
+
+def normalize(x: Any, mean: tuple[float, ...], std: tuple[float, ...], scale: float) -> Any:
+    """(B, 3, H, W) float pixel values → (x · scale − mean) / std per channel, on ``x``'s device."""
+    import torch
+
+    mean_t = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    return (x * scale - mean_t) / std_t

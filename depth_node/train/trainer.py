@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 
 from depth_node.backends.onnx_export import export_onnx
+from depth_node.backends.torch_backend import normalize
 from depth_node.estimators.card import load_card
 from depth_node.eval.metrics import EvalRange, score_frame
 from depth_node.paths import resolve_card
@@ -73,8 +74,7 @@ def to_tensor(rgb: np.ndarray) -> Any:
 
     from depth_node.train.network import MEAN, STD
 
-    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(0, 3, 1, 2).float() / 255.0
-    return (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    return normalize(torch.from_numpy(np.ascontiguousarray(rgb)).permute(0, 3, 1, 2).float(), MEAN, STD, 1 / 255.0)
 
 
 def load_data(cfg: TrainConfig, rules: Any, say: Callable[[str], None] = print) -> tuple[Samples, dict[str, Samples]]:
