@@ -36,6 +36,12 @@ class Calibration:
     def distorted(self) -> bool:
         return any(v != 0.0 for v in self.d)
 
+    @property
+    def unchanged_by_rectifying(self) -> bool:
+        """No distortion, no rectification rotation and P's camera = K: the raw image is the rectified one."""
+        identity = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+        return not self.distorted and self.r in ((0.0,) * 9, identity) and self.p == self.k
+
 
 class Rectifier:
     """Remaps raw images of one calibration to its rectified grid (P); the maps are built once."""

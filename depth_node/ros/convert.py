@@ -243,9 +243,8 @@ class InputGeometry:
         if camera_model != "raw":
             return rgb, camera, distorted
         calibration = calibration_of(info)
-        if not distorted and calibration.r in ((), (0.0,) * 9, (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)) and \
-                calibration.p == tuple(calibration.k):
-            return rgb, camera, False  # nothing to remap
+        if calibration.unchanged_by_rectifying:
+            return rgb, camera, False
         rectifier = self._rectifiers.get(calibration)
         if rectifier is None:
             if len(self._rectifiers) > 4:
