@@ -501,7 +501,7 @@ def test_stamps_going_backwards_are_processed_and_reported(conv_card: Path) -> N
             h.send(rgb_image(i, 64, 48), info(i))
             assert h.wait_for(lambda n=n: h.count("depth/image") == n + 1)
         assert h.last("depth/image").header == header(2)
-        assert h.node.pipeline._temporal.state.reset             # restarted from this frame, not aligned to stamp 6
+        assert h.node.pipeline.temporal.state.reset             # restarted from this frame, not aligned to stamp 6
         diag = h.diagnostics()
         assert diag["level"] == 1 and "stamps went backwards by 0.400 s" in diag["message"], diag
 

@@ -14,6 +14,7 @@ from depth_node.core.confidence import uncertainty_confidence
 from depth_node.core.members import Member, member_plan, run_members
 from depth_node.core.pipeline import DepthPipeline, PipelineConfig
 from depth_node.core.spaces import OutputSpace
+from depth_node.core.timing import StageTimer
 from depth_node.errors import ConfigError
 from depth_node.estimators import load_estimator
 
@@ -90,6 +91,38 @@ def test_confidence_tta_publishes_the_plain_pass_with_flip_disagreement(tmp_path
     flipped = estimator.predict(np.ascontiguousarray(rgb[:, ::-1])).values[:, ::-1]
     np.testing.assert_allclose(tta.uncertainty, 0.5 * np.abs(plain.prediction.values - flipped), rtol=1e-6)
     assert tta.confidence.min() < tta.confidence.max() <= 1.0
+
+
+class _ChangeAtStage(StageTimer):
+    """A frame's timer that changes the pipeline's parameters when the frame enters ``stage``: what a
+    ``ros2 param set`` from the node's executor thread does to a frame running in the worker thread."""
+
+    def __init__(self, pipeline: DepthPipeline, stage: str, config: PipelineConfig) -> None:
+        super().__init__()
+        self.pipeline, self.at, self.config = pipeline, stage, config
+
+    def stage(self, name: str):  # noqa: ANN201 - a context manager, as StageTimer's
+        if name == self.at:
+            self.pipeline.config = self.config
+        return super().stage(name)
+
+
+def test_a_parameter_change_during_a_frame_applies_from_the_next_frame(tmp_path: Path) -> None:
+    """temporal_smoothing switched off while a confidence_tta frame is in its temporal stage: the frame finishes with
+    the settings it started with (it failed with "'NoneType' object has no attribute ..." before), the next frame runs
+    with the new ones."""
+    estimator = load_estimator(conv_model(tmp_path))
+    before = PipelineConfig(output_resolution="model", confidence_tta=True, temporal_smoothing=True)
+    after = replace(before, temporal_smoothing=False, confidence_tta=False)
+    pipeline = DepthPipeline(estimator, before)
+    pipeline.process(_image(0), CAMERA)  # the temporal filter has a previous frame
+    changing = _ChangeAtStage(pipeline, "temporal", after)
+    running = pipeline.process(_image(1), CAMERA, timer=changing)
+    assert "temporal" in running.timings_ms and "ensemble" in running.timings_ms and running.uncertainty is not None
+    assert pipeline.config == after
+    following = pipeline.process(_image(2), CAMERA)
+    assert "temporal" not in following.timings_ms and "ensemble" not in following.timings_ms and following.uncertainty is None
+    np.testing.assert_array_equal(following.depth_m, DepthPipeline(estimator, after).process(_image(2), CAMERA).depth_m)
 
 
 def test_noise_ensemble_of_a_stochastic_model(tmp_path: Path) -> None:

@@ -85,7 +85,7 @@ def test_smoothing_on_a_synthetic_moving_camera_with_the_default_model() -> None
                 scales.append(fit_scale(depth[valid].astype(np.float64), gt[valid].astype(np.float64)))
                 abs_rel.append(score_frame(depth, gt.astype(np.float32), EvalRange(0.1, 20.0), modes=("metric",)).metrics["metric"]["abs_rel"])
                 if smoothing:
-                    resets += pipeline._temporal.state.reset
+                    resets += pipeline.temporal.state.reset
             drift.extend(np.abs(np.diff(np.log(scales))))
         results[smoothing] = (float(np.mean(drift)), float(np.mean(abs_rel)), resets)
     (drift_off, abs_rel_off, _), (drift_on, abs_rel_on, resets) = results[False], results[True]

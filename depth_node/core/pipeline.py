@@ -89,16 +89,29 @@ class DepthResult:
     no_return: np.ndarray | None = None  # bool (h, w): nothing to return there (sky of a disparity model), or None
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """Everything a frame runs with, swapped as one object: a parameter change made while a frame runs (the node's
+    executor thread) takes effect at the next frame, never halfway through one."""
+
+    config: PipelineConfig
+    plan: list[Member]
+    tracker: ScaleTracker
+    temporal: TemporalFilter | None
+
+
 class DepthPipeline:
-    """An estimator plus a :class:`PipelineConfig` (``core.parameters``); ``config`` may be replaced between frames."""
+    """An estimator plus a :class:`PipelineConfig` (``core.parameters``). ``config`` may be replaced at any time, from
+    any thread: it is checked at once (:class:`ConfigError`) and a frame already running finishes with the old one."""
 
     def __init__(self, estimator: DepthEstimator, config: PipelineConfig | None = None) -> None:
         self.estimator = estimator
+        self._settings: _Settings | None = None
         self.config = config or PipelineConfig()
 
     @property
     def config(self) -> PipelineConfig:
-        return self._config
+        return self._settings.config
 
     @config.setter
     def config(self, config: PipelineConfig) -> None:
@@ -115,15 +128,16 @@ class DepthPipeline:
             raise ConfigError(
                 f"model '{self.estimator.name}' outputs {spec.describe()}: its shift is unknown, so ground_plane needs "
                 "the camera's pitch too: set scale.camera_pitch_known: true and scale.camera_pitch_deg (degrees, looking down positive)")
-        try:
-            self.estimator.set_denoising_steps(config.denoising_steps)
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
-        self._plan = member_plan(config.ensemble_size, config.ensemble_members, tuple(config.tta_scales),
-                                 self.estimator.stochastic, self.estimator.flexible_input)
+        if not self.estimator.multi_step:  # a check only; multi-step models take their steps at the start of a frame
+            try:
+                self.estimator.set_denoising_steps(config.denoising_steps)
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
+        plan = member_plan(config.ensemble_size, config.ensemble_members, tuple(config.tta_scales),
+                           self.estimator.stochastic, self.estimator.flexible_input)
         if config.confidence_tta and config.ensemble_size == 1:
-            self._plan = [Member(), Member(flip=True)]
-        if len(self._plan) > 1:
+            plan = [Member(), Member(flip=True)]
+        if len(plan) > 1:
             try:
                 import torch  # noqa: F401  (the ensemble runs in torch)
             except ImportError:
@@ -132,30 +146,39 @@ class DepthPipeline:
                 from depth_node.core.ensemble import warm_up
 
                 warm_up()
+        current = self._settings
         tracking = (config.scale_mode, config.scale_smoothing, config.scale_outlier_log, config.scale_min_quality,
                     config.scale_accept_after)
-        tracker = getattr(self, "_tracker", None)
+        tracker = None if current is None else current.tracker
         if tracker is None or (tracker.source, tracker.smoothing, tracker.outlier_log, tracker.min_quality,
                                tracker.accept_after) != tracking:
-            self._tracker = ScaleTracker(*tracking)  # a tracker keeps its scale across other changes
+            tracker = ScaleTracker(*tracking)  # a tracker keeps its scale across other changes
         settings = (config.temporal_alpha, config.temporal_reset_residual, config.temporal_max_correction)
-        current = getattr(self, "_temporal", None)
+        temporal = None if current is None else current.temporal
         if not config.temporal_smoothing:
-            self._temporal = None
-        elif current is None or (current.alpha, current.reset_residual, current.max_correction) != settings:
-            self._temporal = TemporalFilter(spec.invariance, *settings)  # keeps its state across other changes
-        self._config = config
+            temporal = None
+        elif temporal is None or (temporal.alpha, temporal.reset_residual, temporal.max_correction) != settings:
+            temporal = TemporalFilter(spec.invariance, *settings)  # keeps its state across other changes
+        self._settings = _Settings(config, plan, tracker, temporal)  # one assignment: atomic for a running frame
+
+    @property
+    def temporal(self) -> TemporalFilter | None:
+        """The temporal filter (its ``state`` says what the last frame did), None without ``temporal_smoothing``."""
+        return self._settings.temporal
 
     def reset_temporal(self) -> None:
         """Forget the previous frame (temporal smoothing); the scale tracker keeps its scale."""
-        if self._temporal is not None:
-            self._temporal.reset()
+        temporal = self._settings.temporal
+        if temporal is not None:
+            temporal.reset()
 
-    def scale(self, prediction: np.ndarray, camera: PinholeCamera, reference_depth_m: np.ndarray | None = None) -> ScaleState:
+    def scale(self, prediction: np.ndarray, camera: PinholeCamera, reference_depth_m: np.ndarray | None = None,
+              settings: _Settings | None = None) -> ScaleState:
         """The (scale, shift) for ``prediction`` (model grid, output space; ``camera`` on that grid), applied in
         the model's output space before conversion to metres. ``reference_depth_m``: metres, NaN/0 invalid, any
-        resolution with the camera's field of view (``scale_mode`` sparse)."""
-        cfg, spec = self.config, self.estimator.output
+        resolution with the camera's field of view (``scale_mode`` sparse). ``settings``: the frame's (default: now)."""
+        settings = settings or self._settings
+        cfg, spec = settings.config, self.estimator.output
         if cfg.scale_mode == "fixed":
             return ScaleState(cfg.scale_fixed_scale, cfg.scale_fixed_shift, "fixed", 1.0, ok=True)
         if cfg.scale_mode == "model":
@@ -168,7 +191,7 @@ class DepthPipeline:
         else:
             fit = None if reference_depth_m is None else fit_sparse(prediction, spec.space, spec.invariance,
                                                                    reference_depth_m, cfg.scale_sparse_inlier_threshold)
-        return self._tracker.update(fit)
+        return settings.tracker.update(fit)
 
     def process(
         self,
@@ -189,29 +212,32 @@ class DepthPipeline:
             raise InputError(
                 f"image is {rgb.shape[1]}x{rgb.shape[0]} but its camera_info is {camera.width}x{camera.height}"
             )
-        cfg = self.config
+        settings = self._settings  # this frame's, whatever changes while it runs
+        cfg = settings.config
+        if self.estimator.multi_step:
+            self.estimator.set_denoising_steps(cfg.denoising_steps)
         timer = timer or StageTimer()
         uncertainty = None
-        if len(self._plan) == 1:
+        if len(settings.plan) == 1:
             with timer.stage("preprocess"):
                 model_input = self.estimator.preprocess(rgb)
             with timer.stage("infer"):
                 prediction = self.estimator.infer(model_input)
         else:
             with timer.stage("infer"):
-                members = run_members(self.estimator, rgb, self._plan)
+                members = run_members(self.estimator, rgb, settings.plan)
             with timer.stage("ensemble"):
-                prediction, uncertainty = self._ensemble(members)
-        if self._temporal is not None:
+                prediction, uncertainty = self._ensemble(members, cfg)
+        if settings.temporal is not None:
             with timer.stage("temporal"):
-                smoothed = self._temporal.update(prediction.values)
+                smoothed = settings.temporal.update(prediction.values)
                 if uncertainty is not None:  # the spread scales with the published values
-                    uncertainty = uncertainty * np.float32(abs(self._temporal.state.gain))
+                    uncertainty = uncertainty * np.float32(abs(settings.temporal.state.gain))
                 prediction = Prediction(smoothed, prediction.spec, prediction.confidence)
 
         with timer.stage("scale"):
             model_height, model_width = prediction.values.shape
-            scale_state = self.scale(prediction.values, camera.resized(model_width, model_height), reference_depth_m)
+            scale_state = self.scale(prediction.values, camera.resized(model_width, model_height), reference_depth_m, settings)
         with timer.stage("metric"):
             if cfg.output_resolution == "input":
                 height, width = camera.height, camera.width
@@ -250,7 +276,7 @@ class DepthPipeline:
                     colour = rgb if (height, width) == rgb.shape[:2] else cv2.resize(
                         rgb, (width, height), interpolation=cv2.INTER_AREA
                     )
-                cloud = self._cloud(depth, depth_camera, conf, colour, width / model_width)
+                cloud = self._cloud(depth, depth_camera, conf, colour, width / model_width, cfg)
 
         picture = None
         if colorized:
@@ -259,10 +285,10 @@ class DepthPipeline:
 
         return DepthResult(depth, conf, depth_camera, cloud, picture, prediction, timer.ms, uncertainty, scale_state, sky)
 
-    def _cloud(self, depth: np.ndarray, camera: PinholeCamera, confidence: np.ndarray | None, colour: np.ndarray | None,
-               upsampling: float) -> np.ndarray:
+    @staticmethod
+    def _cloud(depth: np.ndarray, camera: PinholeCamera, confidence: np.ndarray | None, colour: np.ndarray | None,
+               upsampling: float, cfg: PipelineConfig) -> np.ndarray:
         """The organized cloud of ``depth``: flying pixels and low-confidence points out, then decimated."""
-        cfg = self.config
         removed = flying_pixels(depth, camera, cfg.cloud_edge_filter, cfg.cloud_edge_max_ratio, cfg.cloud_edge_max_angle_deg,
                                 cfg.cloud_edge_radius or edge_radius(upsampling))
         if confidence is not None and cfg.cloud_min_confidence > 0:
@@ -275,7 +301,7 @@ class DepthPipeline:
                                None if colour is None else block_colour(colour, block))
         return backproject(depth, camera, cfg.cloud_decimation, cfg.min_range, cfg.max_range, colour)
 
-    def _ensemble(self, members: np.ndarray) -> tuple[Prediction, np.ndarray]:
+    def _ensemble(self, members: np.ndarray, cfg: PipelineConfig) -> tuple[Prediction, np.ndarray]:
         """(N, h, w) members → the prediction to publish and its uncertainty, both in the model's output space.
 
         An ensemble (``ensemble_size`` > 1) publishes the aligned, reduced members; ``confidence_tta`` publishes
@@ -285,11 +311,11 @@ class DepthPipeline:
         from depth_node.core.ensemble import ensemble
 
         spec = self.estimator.output
-        if self.config.ensemble_size == 1:  # confidence_tta
+        if cfg.ensemble_size == 1:  # confidence_tta
             spread = 0.5 * np.abs(members[0] - members[1])
             return Prediction(members[0], spec), spread
         device = torch.device(self.estimator.device if str(self.estimator.device).startswith("cuda") else "cpu")
-        result = ensemble(torch.from_numpy(members).to(device), spec.invariance, self.config.ensemble_reduction)
+        result = ensemble(torch.from_numpy(members).to(device), spec.invariance, cfg.ensemble_reduction)
         return Prediction(result.values.cpu().numpy(), spec), result.uncertainty.cpu().numpy()
 
 
