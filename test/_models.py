@@ -90,6 +90,32 @@ def plane_model(folder: Path, model_camera: PinholeCamera, normal: np.ndarray, o
     return write_card(folder / "plane.yaml", "plane.onnx", {"space": "disparity", "invariance": "metric"}, name="plane")
 
 
+def fixed_output_model(folder: Path, depth: np.ndarray, confidence: np.ndarray | None = None, name: str = "fixed") -> Path:
+    """ONNX model returning the metric depth grid ``depth`` (h, w) — NaN/Inf kept, the faults a damaged model shows —
+    and, when given, the confidence grid as a second output (``output.confidence_index: 1``); the image flows through
+    the runtime (× 0). Fixed input of ``depth``'s size; returns the card path."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    h, w = depth.shape
+    nodes = [helper.make_node("ReduceMean", ["image"], ["mean"], axes=[1], keepdims=1),
+             helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
+             helper.make_node("Add", ["nothing", "depth_grid"], ["depth"])]
+    outputs = [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [1, 1, h, w])]
+    grids = [numpy_helper.from_array(np.zeros((1,), np.float32), "zero"),
+             numpy_helper.from_array(depth.astype(np.float32)[None, None], "depth_grid")]
+    if confidence is not None:
+        nodes.append(helper.make_node("Add", ["nothing", "confidence_grid"], ["confidence"]))
+        outputs.append(helper.make_tensor_value_info("confidence", TensorProto.FLOAT, [1, 1, h, w]))
+        grids.append(numpy_helper.from_array(confidence.astype(np.float32)[None, None], "confidence_grid"))
+    graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, h, w])], outputs, grids)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(folder / f"{name}.onnx"))
+    output = {"space": "depth", "invariance": "metric"} | ({"confidence_index": 1} if confidence is not None else {})
+    return write_card(folder / f"{name}.yaml", f"{name}.onnx", output, name=name)
+
+
 def tiny_depth_anything(folder: Path, kind: str = "relative", seed: int = 0, long_side: int = 98) -> Path:
     """A tiny Depth Anything V2 (DINOv2 backbone) built from configs, saved in Hugging Face format, + its card."""
     import torch

@@ -12,7 +12,7 @@ import pytest
 import rclpy
 from rclpy.parameter import Parameter
 
-from _models import conv_model, plane_disparity, plane_model, write_card
+from _models import conv_model, fixed_output_model, plane_disparity, plane_model, write_card
 from _ros import Harness, camera_info, header, jpeg_image, rgb_image
 from depth_node.core.camera import PinholeCamera
 from depth_node.errors import ModelLoadError
@@ -57,6 +57,37 @@ def test_every_output_with_header_encoding_and_geometry(plane_card: str) -> None
         ranges = np.linalg.norm(xyz, axis=-1)
         assert np.isnan(xyz[..., 2]).any() and not (ranges > 3.0 + 1e-4).any()  # max_range 3 m → NaN, not dropped
         assert h.last("depth/colorized").encoding == "rgb8"
+
+
+@pytest.mark.parametrize("fault", ["all NaN depth", "some Inf depth, NaN confidence"])
+def test_a_model_returning_nan_is_a_fault_on_diagnostics_and_nan_confidence_is_published_as_0(tmp_path: Path, fault: str) -> None:
+    """A model's NaN/Inf is published as NaN depth and shown on /diagnostics (ERROR when every pixel is, WARN when
+    some are), never "publishing" at level OK; its NaN confidence is published as 0, so confidence_threshold holds."""
+    depth = np.full((48, 64), 2.0, np.float32)
+    confidence = None
+    if fault == "all NaN depth":
+        depth[:] = np.nan
+    else:
+        depth[:10] = np.inf
+        confidence = np.full((48, 64), 0.9, np.float32)
+        confidence[20:30] = np.nan
+    card = fixed_output_model(tmp_path, depth, confidence)
+    with Harness({"model_card": str(card), "output_resolution": "model", "confidence_threshold": 0.5}) as h:
+        h.send(rgb_image(1), camera_info(1))
+        assert h.wait_for(lambda: h.count("depth/image") and h.count("depth/confidence"))
+        published = image_to_array(h.last("depth/image"))
+        conf = image_to_array(h.last("depth/confidence"))
+        assert not np.isnan(conf).any() and ((conf >= 0) & (conf <= 1)).all()
+        status = h.diagnostics()
+        faults = " ".join(v for k, v in status.items() if k.startswith(("error_", "warning_")))
+        if fault == "all NaN depth":
+            assert np.isnan(published).all()
+            assert status["level"] == 2 and "NaN/Inf on every pixel" in status["message"], status
+        else:
+            assert np.isnan(published[:10]).all() and np.isnan(published[20:30]).all()  # below confidence_threshold
+            assert np.isfinite(published[30:]).all() and (conf[20:30] == 0).all()
+            assert status["level"] == 1, status
+            assert "NaN/Inf on 20.8 % of the pixels" in faults and "confidence NaN on 26.3 % of the valid depth pixels" in faults
 
 
 @pytest.mark.parametrize("no_return", ["inf", "nan"])

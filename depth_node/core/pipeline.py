@@ -75,6 +75,9 @@ class DepthResult:
                  with ``confidence_tta``; None otherwise.
     timings_ms:  per-stage wall time.
     scale:       the (scale, shift) used, their source and fit quality (``core.scale.ScaleState``).
+    model_invalid:      fraction of the model's prediction (model grid) that is NaN or ±Inf: a model fault
+                        (those pixels publish NaN); 1.0 = nothing the model said is usable.
+    confidence_invalid: fraction of valid depth pixels whose confidence came out NaN (published as 0).
     """
 
     depth_m: np.ndarray
@@ -87,6 +90,8 @@ class DepthResult:
     uncertainty: np.ndarray | None = None
     scale: ScaleState | None = None
     no_return: np.ndarray | None = None  # bool (h, w): nothing to return there (sky of a disparity model), or None
+    model_invalid: float = 0.0
+    confidence_invalid: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -228,6 +233,8 @@ class DepthPipeline:
                 members = run_members(self.estimator, rgb, settings.plan)
             with timer.stage("ensemble"):
                 prediction, uncertainty = self._ensemble(members, cfg)
+        finite = np.isfinite(prediction.values)
+        model_invalid = 0.0 if finite.all() else 1.0 - float(finite.mean())
         if settings.temporal is not None:
             with timer.stage("temporal"):
                 smoothed = settings.temporal.update(prediction.values)
@@ -253,7 +260,7 @@ class DepthPipeline:
             if sky is not None:
                 depth[sky] = np.nan  # never a wall in the sky (core.cloud_filter)
 
-        conf = None
+        conf, confidence_invalid = None, 0.0
         if confidence or cfg.confidence_threshold > 0 or (points and cfg.cloud_min_confidence > 0):
             with timer.stage("confidence"):
                 model_confidence = prediction.confidence
@@ -265,6 +272,11 @@ class DepthPipeline:
                     conf[~np.isfinite(depth)] = 0.0
                 else:
                     conf = gradient_confidence(depth, cfg.confidence_gradient_scale)
+                unknown = np.isnan(conf)
+                if unknown.any():  # a model's NaN confidence is no confidence: 0, never a value that passes thresholds
+                    valid = np.isfinite(depth)
+                    confidence_invalid = float((unknown & valid).sum()) / max(int(valid.sum()), 1)
+                    conf[unknown] = 0.0
                 if cfg.confidence_threshold > 0:
                     depth[conf < cfg.confidence_threshold] = np.nan
 
@@ -283,7 +295,8 @@ class DepthPipeline:
             with timer.stage("colorize"):
                 picture = colorize_depth(depth, cfg.colormap_min_m, cfg.colormap_max_m, cfg.colormap)
 
-        return DepthResult(depth, conf, depth_camera, cloud, picture, prediction, timer.ms, uncertainty, scale_state, sky)
+        return DepthResult(depth, conf, depth_camera, cloud, picture, prediction, timer.ms, uncertainty, scale_state, sky,
+                           model_invalid, confidence_invalid)
 
     @staticmethod
     def _cloud(depth: np.ndarray, camera: PinholeCamera, confidence: np.ndarray | None, colour: np.ndarray | None,

@@ -1,5 +1,6 @@
 """A runtime's raw output arrays → prediction values (one image, float32, × the card's ``output.unit_scale``) and,
-when the card names one, the model's own confidence (clipped to [0, 1])."""
+when the card names one, the model's own confidence (clipped to [0, 1]; NaN stays NaN: the pipeline publishes 0 there
+and reports how much)."""
 
 from __future__ import annotations
 

@@ -378,6 +378,20 @@ class _DepthNodeBody:
             self.warnings.clear("scale")
             self.warnings.clear("reference_depth")
 
+    def _report_model_output(self, result: Any) -> None:
+        """A model that returns NaN/Inf (damaged weights, fp16 overflow) or NaN confidence is a fault to show on
+        /diagnostics, not a frame to call fine (those pixels are published as NaN depth / 0 confidence)."""
+        where = f"model {self.estimator.name} on {self.estimator.backend}/{self.estimator.device}"
+        if result.model_invalid >= 1.0:
+            self.warnings.raise_("model_output", f"{where} returned NaN/Inf on every pixel: publishing NaN depth "
+                                                 "(damaged weights? with precision fp16/bf16, try fp32)", ERROR)
+        elif result.model_invalid > 0:
+            self.warnings.raise_("model_output", f"{where} returned NaN/Inf on {100 * result.model_invalid:.1f} % of the "
+                                                 "pixels: published as NaN depth there")
+        if result.confidence_invalid > 0:
+            self.warnings.raise_("confidence", f"{where}: confidence NaN on {100 * result.confidence_invalid:.1f} % of the "
+                                               "valid depth pixels, published as 0")
+
     # ----------------------------------------------------------------- worker
     def _take(self) -> tuple[Any, float] | None:
         with self._cond:
@@ -451,6 +465,7 @@ class _DepthNodeBody:
             reference_depth_m=reference,
         )
         self._report_scale(result.scale)
+        self._report_model_output(result)
         header = msg.header
         with timer.stage("publish"):
             for name, message in output_messages(result, header, info, camera, config, want).items():
