@@ -116,6 +116,40 @@ def fixed_output_model(folder: Path, depth: np.ndarray, confidence: np.ndarray |
     return write_card(folder / f"{name}.yaml", f"{name}.onnx", output, name=name)
 
 
+def slow_model(folder: Path, iterations: int = 10**7, size: tuple[int, int] = (48, 64)) -> Path:
+    """ONNX model whose forward pass multiplies a 256×256 matrix by the identity ``iterations`` times (an ONNX Loop:
+    ~0.15 ms each here, so the default runs ~25 min, like a diffusion model on a slow CPU) and then returns 2 m
+    everywhere; the image flows into the loop's start. Fixed input ``size``; returns the card path."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    n, (h, w) = 256, size
+    body = helper.make_graph(
+        [helper.make_node("MatMul", ["state_in", "eye"], ["state_out"]), helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []), helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("state_in", TensorProto.FLOAT, [n, n])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [n, n])],
+        [numpy_helper.from_array(np.eye(n, dtype=np.float32), "eye")])
+    nodes = [helper.make_node("ReduceMean", ["image"], ["mean"], axes=[1, 2, 3], keepdims=0),
+             helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
+             helper.make_node("Add", ["start", "nothing"], ["state0"]),
+             helper.make_node("Loop", ["trips", "true", "state0"], ["state"], body=body),
+             helper.make_node("ReduceMean", ["state"], ["state_mean"], axes=[0, 1], keepdims=0),
+             helper.make_node("Mul", ["state_mean", "zero"], ["still_nothing"]),
+             helper.make_node("Add", ["depth_grid", "still_nothing"], ["depth"])]
+    constants = [numpy_helper.from_array(np.zeros((), np.float32), "zero"), numpy_helper.from_array(np.ones((n, n), np.float32), "start"),
+                 numpy_helper.from_array(np.array(iterations, np.int64), "trips"), numpy_helper.from_array(np.array(True), "true"),
+                 numpy_helper.from_array(np.full((1, 1, h, w), 2.0, np.float32), "depth_grid")]
+    graph = helper.make_graph(nodes, "slow", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, h, w])],
+                              [helper.make_tensor_value_info("depth", TensorProto.FLOAT, [1, 1, h, w])], constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(folder / "slow.onnx"))
+    return write_card(folder / "slow.yaml", "slow.onnx", {"space": "depth", "invariance": "metric"}, name="slow")
+
+
 def tiny_depth_anything(folder: Path, kind: str = "relative", seed: int = 0, long_side: int = 98) -> Path:
     """A tiny Depth Anything V2 (DINOv2 backbone) built from configs, saved in Hugging Face format, + its card."""
     import torch

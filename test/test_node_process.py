@@ -165,6 +165,35 @@ def test_signal_while_busy_exits_zero(model_dir: Path, sig: int, delay_s: float)
     assert own and not left_behind(own), "the node left its shared-memory segments behind"
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_forward_pass_of_minutes_shows_as_stalled_and_a_signal_still_exits_zero_at_once(tmp_path: Path, sig: int) -> None:
+    """A forward pass of ~25 min (a diffusion model on a slow CPU, or a runtime that hangs): /diagnostics says WARN
+    with the stage once it passes the stall limit (was: OK, "waiting for images"), and a signal ends the node within a
+    few seconds with exit 0, no abort, no segment left (was: 30 s wait, "terminate called ...", rc -6)."""
+    from _models import slow_model
+
+    from depth_node.ros import node as node_module
+
+    node = start_node(slow_model(tmp_path), outputs=("depth",))
+    own: set[str] = set()
+    try:
+        node.wait_ready(timeout_s=30, settle_s=0.5)
+        node.publish(rgb_image(0), camera_info(0))
+        stalled = node.spin_until(lambda: node.diagnostics_level == 1 and "stage infer" in node.diagnostics_message,
+                                  timeout_s=node_module.STALL_MIN_S + 10)
+        assert stalled, (node.diagnostics_level, node.diagnostics_message)
+        assert "no frame finished yet" in node.diagnostics_message and node.diagnostics["frames_processed"] == "0"
+        own = segments_of(node.process.pid)
+        started = time.monotonic()
+    finally:
+        rc, out = stop(node, sig)
+    assert time.monotonic() - started < node_module.WORKER_JOIN_S + 5, out
+    assert rc == 0, out
+    assert "terminate called" not in out and "Traceback" not in out, out
+    assert "stopping without waiting for the frame being computed (stage infer" in out, out
+    assert own and not left_behind(own), "the node left its shared-memory segments behind"
+
+
 def test_bench_flood_with_a_slow_model_stays_bounded(model_dir: Path, tmp_path: Path) -> None:
     """`depth-node bench --check` for 60 s: a 30 Hz camera into a model several times slower. Latency p99 within
     2 × model time + overhead, output rate ≈ model rate, drops counted, RSS flat, exit 0 (the CI soak)."""

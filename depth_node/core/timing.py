@@ -12,11 +12,14 @@ class StageTimer:
 
     def __init__(self) -> None:
         self.ms: dict[str, float] = {}
+        self.current: str | None = None  # the stage running now (another thread may read it: a stalled frame's stage)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
+        start, outer = time.perf_counter(), self.current
+        self.current = name
         try:
             yield
         finally:
+            self.current = outer
             self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - start) * 1000.0

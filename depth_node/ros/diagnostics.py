@@ -135,7 +135,12 @@ def build_status(
 ) -> tuple[int, str, list[tuple[str, str]]]:
     """(level, message, key/value pairs) for one DiagnosticStatus."""
     level = max([OK] + [lvl for _, lvl, _ in warnings])
-    message = warnings[0][2] if warnings else "publishing" if stats["processed"] else "waiting for images"
+    if warnings:
+        message = warnings[0][2]
+    elif stats["processed"]:
+        message = "publishing"
+    else:
+        message = "computing the first frame" if stats["received"] else "waiting for images"
     values: list[tuple[str, str]] = [(k, _fmt(v)) for k, v in info.items()]
     for key in ("input_rate_hz", "output_rate_hz", "latency_p50_ms", "latency_p95_ms", "processing_p50_ms", "processing_p95_ms",
                 "overhead_p50_ms", "frame_time_p50_ms", "frame_time_p95_ms"):

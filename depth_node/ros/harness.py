@@ -136,6 +136,7 @@ class NodeProcess:
             self.node.create_subscription(msg_type, f"{ns}/{topic}", self._listener(name, on_output), qos, raw=self.raw)
         self.diagnostics: dict[str, str] = {}
         self.diagnostics_message = ""
+        self.diagnostics_level = 0  # diagnostic_msgs levels: 0 OK, 1 WARN, 2 ERROR
         self.diagnostics_count = 0
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
@@ -155,6 +156,7 @@ class NodeProcess:
             if status.name.startswith(f"{self.namespace}/"):
                 self.diagnostics = {kv.key: kv.value for kv in status.values}
                 self.diagnostics_message = status.message
+                self.diagnostics_level = status.level[0] if isinstance(status.level, bytes) else int(status.level)
                 self.diagnostics_count += 1
 
     # ----------------------------------------------------------------------------------------- running

@@ -17,6 +17,7 @@ publishes. A frame that arrives while the worker is busy replaces the waiting on
 from __future__ import annotations
 
 import copy
+import os
 import sys
 import threading
 import time
@@ -76,6 +77,11 @@ INPUT_QOS = QoSProfile(depth=1, reliability=qos_profile_sensor_data.reliability,
 OUTPUT_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 STARTUP_GRACE_S = 1.0  # how long to wait for a first camera_info before falling back to fallback_hfov_deg
 FAILURES_BEFORE_FALLBACK = 3  # frames failing in a row before the next backend_fallback entry is loaded
+# A frame running longer than this many times the slowest usual frame (p95), and at least STALL_MIN_S, is a WARN on
+# /diagnostics: a model far slower than expected on this device, or a runtime that hangs.
+STALL_FACTOR = 5.0
+STALL_MIN_S = 10.0
+WORKER_JOIN_S = 2.0  # on stop: how long to wait for a frame to finish (a forward pass cannot be interrupted)
 
 
 def _descriptor(param: Param) -> ParameterDescriptor:
@@ -144,8 +150,9 @@ class _DepthNodeBody:
         self._scale_state: Any = None
         self._pending: tuple[Any, float] | None = None
         self._cond = threading.Condition()
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # the running worker's; each worker gets its own
         self._worker: threading.Thread | None = None
+        self._running: tuple[float, StageTimer] | None = None  # (monotonic start, timer) of the frame being computed
         self._inputs: list[Any] = []
         self.sub_reference: Any = None  # only while scale.mode is sparse
         self._timer: Any = None
@@ -172,8 +179,8 @@ class _DepthNodeBody:
         self._inputs = [self.sub_image, self.sub_info]
         self._timer = self.create_timer(self.config.diagnostics_period_s, self.publish_diagnostics)
         self._follow_scale_mode()
-        self._stop.clear()
-        self._worker = threading.Thread(target=self._work, name="depth_node_worker", daemon=True)
+        self._stop = threading.Event()  # a new one: a worker still finishing its last frame keeps its own, set
+        self._worker = threading.Thread(target=self._work, args=(self._stop,), name="depth_node_worker", daemon=True)
         self._worker.start()
         self.get_logger().info(
             f"subscribed to {self.sub_image.topic_name} ({self.config.input_transport}) and "
@@ -393,16 +400,18 @@ class _DepthNodeBody:
                                                "valid depth pixels, published as 0")
 
     # ----------------------------------------------------------------- worker
-    def _take(self) -> tuple[Any, float] | None:
+    def _take(self, stop: threading.Event) -> tuple[Any, float] | None:
         with self._cond:
-            while self._pending is None and not self._stop.is_set():
+            while self._pending is None and not stop.is_set():
                 self._cond.wait(timeout=0.5)
+            if stop.is_set():
+                return None
             item, self._pending = self._pending, None
-            return None if self._stop.is_set() else item
+            return item
 
-    def _work(self) -> None:
+    def _work(self, stop: threading.Event) -> None:
         while True:
-            item = self._take()
+            item = self._take(stop)
             if item is None:
                 return
             msg, received = item
@@ -411,8 +420,10 @@ class _DepthNodeBody:
                 self.stats.count("throttled")
                 continue
             self._last_start = received
+            timer = StageTimer()
+            self._running = (time.monotonic(), timer)
             try:
-                self._process(msg, received)
+                self._process(msg, received, timer, stop)
                 if self._failures_in_a_row:
                     self._failures_in_a_row = 0
                     self.warnings.clear("processing")  # the fault cleared: say so at once
@@ -421,7 +432,7 @@ class _DepthNodeBody:
                 self.warnings.raise_("bad_input", str(exc))
                 self.get_logger().warning(f"frame skipped: {exc}", throttle_duration_sec=5.0)
             except Exception as exc:  # a model or publish failure must not kill the worker
-                if self._stop.is_set():
+                if stop.is_set():
                     return
                 self.stats.count("failed")
                 self._failures_in_a_row += 1
@@ -430,15 +441,16 @@ class _DepthNodeBody:
                 self.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0)
                 if self._failures_in_a_row >= FAILURES_BEFORE_FALLBACK:
                     self._fall_back(f"{type(exc).__name__}: {exc}")
+            finally:
+                self._running = None
 
     def _wanted(self) -> set[str]:
         """The outputs somebody subscribes to."""
         return {name for name, publisher in self.publishers_by_output.items() if publisher.get_subscription_count() > 0}
 
-    def _process(self, msg: Any, received: float) -> None:
+    def _process(self, msg: Any, received: float, timer: StageTimer, stop: threading.Event) -> None:
         if self._first_frame_s is None:
             self._first_frame_s = received
-        timer = StageTimer()
         with timer.stage("convert_in"):
             rgb = convert.compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else convert.image_to_rgb(msg)
         found = self._camera_for(msg.header, rgb, timer)
@@ -467,6 +479,8 @@ class _DepthNodeBody:
         self._report_scale(result.scale)
         self._report_model_output(result)
         header = msg.header
+        if stop.is_set():
+            return  # stopped (deactivated, shutting down) while this frame was computed
         with timer.stage("publish"):
             for name, message in output_messages(result, header, info, camera, config, want).items():
                 self.publishers_by_output[name].publish(message)
@@ -496,9 +510,31 @@ class _DepthNodeBody:
                 "scale_fit_quality": f"{state.quality:.3f}", "scale_ok": str(state.ok).lower(),
                 "scale_frames_held": str(state.frames_held), "scale_fits_rejected": str(state.rejected)}
 
+    def running_frame(self) -> str:
+        """'stage S for N s' of the frame being computed, '' when none is."""
+        running = self._running
+        if running is None:
+            return ""
+        return f"stage {running[1].current or 'start'} for {time.monotonic() - running[0]:.0f} s"
+
+    def _check_stall(self, stats: dict[str, Any]) -> None:
+        """A frame running far longer than usual (or a first frame running ``STALL_MIN_S``) is a WARN naming its stage."""
+        running = self._running
+        if running is None:
+            return
+        busy_s = time.monotonic() - running[0]
+        usual_s = stats["frame_time_p95_ms"] / 1000.0 if stats["processed"] else 0.0
+        if busy_s > max(STALL_MIN_S, STALL_FACTOR * usual_s):
+            usual = f"over {STALL_FACTOR:g} × the usual {usual_s:.1f} s" if stats["processed"] else "no frame finished yet"
+            self.warnings.raise_("worker", f"one frame has been in {self.running_frame()} ({usual}; "
+                                           f"{stats['received']} received, {stats['processed']} processed): the model is far "
+                                           "slower than expected on this device, or its runtime hangs")
+
     def publish_diagnostics(self) -> None:
         info = self.diagnostic_info()
-        level, message, pairs = build_status(self.stats.snapshot(), info, self.warnings.active())
+        stats = self.stats.snapshot()
+        self._check_stall(stats)
+        level, message, pairs = build_status(stats, info, self.warnings.active())
         status = DiagnosticStatus(
             level=bytes([level]),
             name=f"{self.get_fully_qualified_name()}: depth",
@@ -510,13 +546,17 @@ class _DepthNodeBody:
         array.header.stamp = self.get_clock().now().to_msg()
         self.pub_diagnostics.publish(array)
 
-    def close(self) -> None:
-        """Stop and join the worker (idempotent)."""
+    def close(self, timeout_s: float = WORKER_JOIN_S) -> bool:
+        """Stop the worker (idempotent) and wait up to ``timeout_s`` for its frame to finish. Returns False when a
+        frame is still being computed (a forward pass cannot be interrupted): it publishes nothing more."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        if self._worker is not None and self._worker.is_alive() and threading.current_thread() is not self._worker:
-            self._worker.join(timeout=30.0)
+        worker = self._worker
+        if worker is not None and worker.is_alive() and threading.current_thread() is not worker:
+            worker.join(timeout=timeout_s)
+            return not worker.is_alive()
+        return True
 
 
 class DepthNode(_DepthNodeBody, Node):
@@ -600,6 +640,7 @@ def main(args: list[str] | None = None) -> int:
     node = None
     executor = SingleThreadedExecutor()
     spin = threading.Thread(target=executor.spin, name="depth_node_executor", daemon=True)
+    finished = True
     try:
         try:
             node = (DepthLifecycleNode if lifecycle else DepthNode)(origins=origins)
@@ -618,13 +659,22 @@ def main(args: list[str] | None = None) -> int:
         # Order matters (an executor thread still running at exit aborts the process):
         # worker → executor → its thread → node → context.
         if node is not None:
-            node.close()
+            finished = node.close()
+            if not finished:
+                node.get_logger().warning(f"stopping without waiting for the frame being computed ({node.running_frame()})")
         executor.shutdown()
         if spin.is_alive():
             spin.join(timeout=10.0)
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        if not finished:
+            # A forward pass is still running in the runtime's threads: finalizing the interpreter now would abort
+            # the process ("terminate called without an active exception", rc -6). ROS is shut down, DDS segments
+            # are released: leave without finalizing.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
 
 
 if __name__ == "__main__":
