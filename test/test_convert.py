@@ -114,6 +114,54 @@ def test_bad_compressed_images(data: bytes | None, fmt: str, message: str) -> No
         convert.compressed_to_rgb(msg)
 
 
+def _textured_jpeg(width: int = 640, height: int = 480) -> bytes:
+    noise = np.random.default_rng(0).integers(0, 255, (height, width, 3)).astype(np.uint8)
+    return cv2.imencode(".jpg", cv2.GaussianBlur(noise, (15, 15), 5))[1].tobytes()
+
+
+def test_a_cut_jpeg_with_an_end_marker_appended_is_refused() -> None:
+    """A JPEG cut at 60 % and closed with FF D9: OpenCV decodes it into a padded picture without an error; the node
+    must refuse it (the decoder's "premature end of data segment" warning is an error here)."""
+    cut = _textured_jpeg()
+    cut = cut[: len(cut) * 6 // 10] + b"\xff\xd9"
+    assert cv2.imdecode(np.frombuffer(cut, np.uint8), cv2.IMREAD_COLOR).shape == (480, 640, 3)  # what OpenCV gives
+    msg = CompressedImage(format="jpeg")
+    msg.data = cut
+    with pytest.raises(InputError, match="corrupt JPEG .*premature end of data segment"):
+        convert.compressed_to_rgb(msg)
+
+
+def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """``jpeg`` with an APP1 Exif segment whose IFD0 holds only Orientation (tag 0x0112)."""
+    tiff = b"II*\x00" + (8).to_bytes(4, "little") + (1).to_bytes(2, "little")
+    tiff += (0x0112).to_bytes(2, "little") + (3).to_bytes(2, "little") + (1).to_bytes(4, "little")
+    tiff += orientation.to_bytes(2, "little") + b"\x00\x00" + (0).to_bytes(4, "little")
+    payload = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload + jpeg[2:]
+
+
+def test_exif_orientation_is_not_applied_as_image_transport_does_not() -> None:
+    """The pixels are the sensor's, on camera_info's grid: an EXIF "rotate 90°" tag is ignored (OpenCV's default
+    rotates the picture, and the node then refused it as not matching camera_info)."""
+    plain = cv2.imencode(".jpg", RGB[..., ::-1])[1].tobytes()
+    tagged = _with_exif_orientation(plain, 6)
+    assert cv2.imdecode(np.frombuffer(tagged, np.uint8), cv2.IMREAD_COLOR).shape[:2] == RGB.shape[1::-1]  # OpenCV rotates
+    msg = CompressedImage(format="jpeg")
+    msg.data = plain
+    expected = convert.compressed_to_rgb(msg)
+    msg.data = tagged
+    np.testing.assert_array_equal(convert.compressed_to_rgb(msg), expected)
+
+
+def test_a_grey_jpeg_becomes_rgb() -> None:
+    grey = cv2.cvtColor(RGB, cv2.COLOR_RGB2GRAY)
+    msg = CompressedImage(format="jpeg")
+    msg.data = cv2.imencode(".jpg", grey, [cv2.IMWRITE_JPEG_QUALITY, 100])[1].tobytes()
+    rgb = convert.compressed_to_rgb(msg)
+    assert rgb.shape == (*grey.shape, 3) and (rgb[..., 0] == rgb[..., 1]).all()
+    assert np.abs(rgb[..., 0].astype(int) - grey).max() <= 3
+
+
 def make_info(w: int = 640, h: int = 480, k: list[float] | None = None, p: list[float] | None = None) -> CameraInfo:
     info = CameraInfo(width=w, height=h, distortion_model="plumb_bob")
     info.k = k or [500.0, 0.0, 320.0, 0.0, 510.0, 240.0, 0.0, 0.0, 1.0]

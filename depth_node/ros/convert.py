@@ -13,6 +13,11 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+try:  # libjpeg-turbo with its warnings as errors: OpenCV decodes a cut JPEG into a padded picture without a word
+    import simplejpeg
+except ImportError:  # pragma: no cover - a requirement; a ROS workspace installs it with pip (README)
+    simplejpeg = None
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 
 from depth_node.core.camera import PinholeCamera
@@ -92,17 +97,32 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
     is_png = data[:8].tobytes() == b"\x89PNG\r\n\x1a\n"
     if not (is_jpeg or is_png):
         raise InputError(f"CompressedImage data ({data.size} bytes) is neither JPEG nor PNG (bad magic bytes)")
-    # libjpeg decodes a truncated stream into a grey-padded picture instead of failing: demand the EOI marker.
+    # libjpeg decodes a truncated stream into a padded picture instead of failing: demand the EOI marker here, and
+    # (below) treat the decoder's warnings as errors, which also catches a cut stream with an EOI appended.
     if is_jpeg and b"\xff\xd9" not in data[-16:].tobytes():
         raise InputError(f"corrupt or truncated JPEG ({data.size} bytes, no end-of-image marker)")
     size = compressed_dimensions(data.tobytes())
     if size is None:
         raise InputError(f"corrupt {'JPEG' if is_jpeg else 'PNG'} ({data.size} bytes): no image size in its header")
     _check_size(*size)  # before decoding: a small file can claim a huge image
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if is_jpeg:
+        return _decode_jpeg(data)
+    # EXIF orientation is not applied (image_transport does not apply it either: the pixels are the sensor's)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if bgr is None or bgr.size == 0:
-        raise InputError(f"corrupt {'JPEG' if is_jpeg else 'PNG'} ({data.size} bytes): the decoder rejected it")
+        raise InputError(f"corrupt PNG ({data.size} bytes): the decoder rejected it")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _decode_jpeg(data: np.ndarray) -> np.ndarray:
+    """JPEG bytes → uint8 (H, W, 3) RGB as the camera wrote them (no EXIF rotation, as image_transport); any decoder
+    warning (corrupt or cut entropy data) is an :class:`InputError`."""
+    if simplejpeg is None:
+        raise InputError("JPEG input needs the simplejpeg package: pip install simplejpeg")
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
+    except ValueError as exc:
+        raise InputError(f"corrupt JPEG ({data.size} bytes): {exc}") from None
 
 
 def _check_size(width: int, height: int) -> None:
