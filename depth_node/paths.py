@@ -45,12 +45,20 @@ def models_dir() -> Path:
 
 
 def resolve_card(spec: str) -> Path:
-    """A ``model_card`` parameter value → card path: an existing path as given (``~`` expanded), else
-    ``models/<spec>`` or ``models/<spec>.yaml`` of the package."""
+    """A ``model_card`` parameter value → card path: an existing path as given (``~`` expanded), else, for a plain
+    name (no folder in it), ``models/<spec>.yaml`` or ``models/<spec>`` of the package. A value with a folder in it
+    is only ever a path: ``../config/depth`` does not reach out of models/."""
     path = Path(os.path.expanduser(spec))
     if path.is_file():
         return path.resolve()
-    for candidate in (models_dir() / spec, models_dir() / f"{spec}.yaml"):
-        if candidate.is_file():
-            return candidate
+    if is_card_name(spec):
+        for candidate in (models_dir() / f"{spec}.yaml", models_dir() / spec):
+            if candidate.is_file():
+                return candidate
     return path
+
+
+def is_card_name(spec: str) -> bool:
+    """True for a name of the package's models/ (``fastdepth``, ``default.yaml``), False for anything with a folder,
+    ``..`` or ``~`` in it."""
+    return bool(spec) and Path(spec).name == spec and spec not in (".", "..") and not spec.startswith("~")

@@ -162,6 +162,11 @@ def test_a_grey_jpeg_becomes_rgb() -> None:
     assert np.abs(rgb[..., 0].astype(int) - grey).max() <= 3
 
 
+def _with_roi(info: CameraInfo, x: int, y: int, width: int, height: int) -> CameraInfo:
+    info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = x, y, width, height
+    return info
+
+
 def make_info(w: int = 640, h: int = 480, k: list[float] | None = None, p: list[float] | None = None) -> CameraInfo:
     info = CameraInfo(width=w, height=h, distortion_model="plumb_bob")
     info.k = k or [500.0, 0.0, 320.0, 0.0, 510.0, 240.0, 0.0, 0.0, 1.0]
@@ -205,6 +210,7 @@ def test_intrinsics_come_from_p_as_image_geometry_reads_them() -> None:
         (make_info(k=[0.0] * 9, p=[0.0] * 12), "uncalibrated"),
         (make_info(k=[np.nan] + [0.0] * 8, p=[0.0] * 12), "NaN/inf"),
         (make_info(320, 240), "camera_info is for a 320x240 image"),
+        (_with_roi(make_info(), 200, 0, 640, 480), r"roi \(640x480 at x 200, y 0\) extends past the 640x480 sensor"),
     ],
 )
 def test_bad_camera_info(info: CameraInfo, message: str) -> None:

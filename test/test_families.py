@@ -147,6 +147,28 @@ def test_models_cli_lists_and_download_fails_clearly_offline() -> None:
     assert unknown.returncode == 2 and "no model card named 'nope'" in unknown.stderr
 
 
+def test_what_models_lists_is_what_model_card_takes_with_full_licences_and_did_you_mean() -> None:
+    """Every name in the listing's first column loads through the node's resolution (the default's card calls itself
+    fastdepth_float and was listed so, though only `default` is accepted); licences are whole; a misspelt name gets
+    the close match and the list; a value with a folder in it is a path only, never models/<value>."""
+    from depth_node.paths import resolve_card
+
+    listing = subprocess.run([sys.executable, "-m", "depth_node.tools.cli", "models"], capture_output=True, text=True)
+    rows = [line.split()[0] for line in listing.stdout.splitlines()[1:] if line and not line.startswith(" ")]
+    assert "default" in rows and "fastdepth_float" not in rows, listing.stdout
+    for name in rows:
+        assert load_card(resolve_card(name)).path == (REPO / "models" / f"{name}.yaml").resolve()
+    for path in (REPO / "models").glob("*.yaml"):
+        assert f"licence: {load_card(path).license}" in listing.stdout  # not cut mid-word
+    with pytest.raises(ModelLoadError, match=r"no model card named 'fastdept' .* did you mean 'fastdepth'\? model_card takes one "
+                                             r"of default, depth_anything_v2_base, .*or a path to a card YAML file"):
+        load_card(resolve_card("fastdept"))
+    outside = "../models/fastdepth"  # models/../models/fastdepth.yaml exists, but a value with a folder is a path
+    assert resolve_card(outside) == Path(outside)
+    with pytest.raises(ModelLoadError, match="model card not found: ../models/fastdepth"):
+        load_card(resolve_card(outside))
+
+
 # ---------------------------------------------------------------- FastDepth: the real pretrained model
 FASTDEPTH = REPO.parent / "shared" / "models" / "fastdepth" / "fast_depth_224.tflite"
 RGBD_DEV = REPO.parent / "shared" / "data" / "rgbd_dev"

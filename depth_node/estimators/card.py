@@ -31,6 +31,7 @@ Validation happens once, here; every error names the card file, the key and the 
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ import yaml
 from depth_node.core.estimator import OutputSpec
 from depth_node.core.spaces import Invariance, OutputSpace
 from depth_node.errors import ModelLoadError
+from depth_node.paths import is_card_name, models_dir
 
 _INTERPOLATIONS = ("area", "linear", "cubic")
 
@@ -210,13 +212,25 @@ def parse_card(data: Any, path: Path | None = None) -> ModelCard:
     )
 
 
+def card_names(folder: Path | None = None) -> list[str]:
+    """What ``model_card`` accepts as a name: the card files of the package's models/ (or ``folder``), without .yaml."""
+    return sorted(p.stem for p in (folder or models_dir()).glob("*.yaml") if p.stem != "README")
+
+
 def load_card(path: str | Path) -> ModelCard:
     """Read and validate a card file."""
     path = Path(path)
     if not path.is_file():
+        if is_card_name(str(path)):
+            names = card_names()
+            close = difflib.get_close_matches(path.stem, names, n=1)
+            raise ModelLoadError(
+                f"no model card named {path.stem!r} in {models_dir()}" + (f" — did you mean {close[0]!r}?" if close else ".")
+                + f" model_card takes one of {', '.join(names)} (depth-node models lists them), or a path to a card YAML file"
+            )
         raise ModelLoadError(
-            f"model card not found: {path}. Set the 'model_card' parameter to a card YAML file "
-            "(see models/README.md for the format and the cards shipped with depth_node)."
+            f"model card not found: {path}. Set the 'model_card' parameter to a card YAML file, or to a name "
+            "`depth-node models` lists (see models/README.md for the format)."
         )
     try:
         data = yaml.safe_load(path.read_text())

@@ -3,6 +3,7 @@ fetching the weights of a card that names a Hugging Face repository."""
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 from depth_node.errors import DepthNodeError, ModelLoadError
@@ -28,28 +29,33 @@ def cards(folder: Path) -> list[tuple[Path, ModelCard | ModelLoadError]]:
 
 
 def describe(folder: Path) -> list[str]:
-    """One line per card in ``folder``: name, family, output space, licence, weights ready or missing, where."""
+    """Per card in ``folder``: the name ``model_card`` takes (the file's, without .yaml), family, output space, weights
+    ready or missing and where; then its full licence, and its own name where that differs from the file's."""
     listed = cards(folder)
     if not listed:
         return [f"no model cards in {folder}"]
     width = max(len(p.stem) for p, _ in listed)
-    lines = []
+    lines = [f"{'model_card':<{width}}  {'family':<18} {'output':<22} {'weights':<7} where"]
     for path, card in listed:
         if isinstance(card, ModelLoadError):
             lines.append(f"{path.stem:<{width}}  INVALID CARD: {card}")
             continue
         state = "ready" if weights_present(card) else "missing"
-        source = f"  (download: depth-node models download {card.name})" if state == "missing" and card.extra.get("hf_repo") else ""
-        lines.append(f"{card.name:<{width}}  {card.family:<18} {card.output.describe():<22} {card.license[:24]:<24} {state:<7} "
-                     f"{card.weights}{source}")
+        source = f"  (download: depth-node models download {path.stem})" if state == "missing" and card.extra.get("hf_repo") else ""
+        lines.append(f"{path.stem:<{width}}  {card.family:<18} {card.output.describe():<22} {state:<7} {card.weights}{source}")
+        named = f"; the card calls itself {card.name}" if card.name != path.stem else ""
+        lines.append(f"{'':<{width}}  licence: {card.license}{named}")
     return lines
 
 
 def find(folder: Path, name: str) -> ModelCard:
-    """The valid card named ``name`` in ``folder``."""
-    matches = [c for _, c in cards(folder) if not isinstance(c, ModelLoadError) and c.name == name]
+    """The valid card ``name`` in ``folder``: its file name (what ``model_card`` takes) or the card's own name."""
+    listed = [(p, c) for p, c in cards(folder) if not isinstance(c, ModelLoadError)]
+    matches = [c for p, c in listed if name in (p.stem, c.name)]
     if not matches:
-        raise DepthNodeError(f"no model card named {name!r} in {folder} (see: depth-node models)")
+        close = difflib.get_close_matches(name, [p.stem for p, _ in listed], n=1)
+        raise DepthNodeError(f"no model card named {name!r} in {folder}" + (f" — did you mean {close[0]!r}?" if close else "")
+                             + " (see: depth-node models)")
     return matches[0]
 
 

@@ -199,6 +199,9 @@ def _grid_of_info(info: Any) -> tuple[float, float, float, float, int, int]:
     roi = info.roi
     if roi.width > 0 and roi.height > 0:
         x0, y0, w, h = roi.x_offset, roi.y_offset, roi.width, roi.height
+        if info.width > 0 and info.height > 0 and (x0 + w > info.width or y0 + h > info.height):
+            raise InputError(f"camera_info roi ({w}x{h} at x {x0}, y {y0}) extends past the {info.width}x{info.height} sensor: "
+                             "the intrinsics would be shifted; fix the camera driver's ROI")
     else:
         x0, y0, w, h = 0, 0, int(info.width), int(info.height)
     return float(x0), float(y0), float(bx), float(by), w // bx, h // by

@@ -15,6 +15,10 @@ import numpy as np
 
 OK, WARN, ERROR = 0, 1, 2  # diagnostic_msgs/DiagnosticStatus levels (bytes in the message)
 WINDOW_S = 5.0
+# A stamp latency this far from the window's median is one odd stamp (a camera clock glitch), kept out of the
+# stamp-latency percentiles and counted; after ODD_STAMPS_TO_ACCEPT in a row it is the new normal (a clock jump).
+ODD_STAMP_MS = 10_000.0
+ODD_STAMPS_TO_ACCEPT = 5
 
 
 class RateWindow:
@@ -39,7 +43,9 @@ class FrameStats:
 
     def __init__(self, samples: int = 200) -> None:
         self._lock = threading.Lock()
-        self.counts = {"received": 0, "processed": 0, "dropped": 0, "throttled": 0, "bad_input": 0, "failed": 0}
+        self.counts = {"received": 0, "processed": 0, "dropped": 0, "throttled": 0, "bad_input": 0, "failed": 0,
+                       "odd_stamps": 0}
+        self._odd_in_a_row: list[float] = []
         self._in = RateWindow()
         self._out = RateWindow()
         self._latency_stamp: deque[float] = deque(maxlen=samples)
@@ -59,12 +65,25 @@ class FrameStats:
         with self._lock:
             self.counts["processed"] += 1
             self._out.tick(time.monotonic())
-            self._latency_stamp.append(stamp_latency_ms)
+            self._add_stamp_latency(stamp_latency_ms)
             self._latency_receive.append(receive_latency_ms)
             self._overhead.append(sum(ms for name, ms in stages_ms.items() if name != "infer"))
             self._frame_time.append(sum(stages_ms.values()))
             for name, ms in stages_ms.items():
                 self._stages.setdefault(name, deque(maxlen=self._samples)).append(ms)
+
+    def _add_stamp_latency(self, ms: float) -> None:
+        window = self._latency_stamp
+        if len(window) >= ODD_STAMPS_TO_ACCEPT and abs(ms - float(np.median(window))) > ODD_STAMP_MS:
+            self.counts["odd_stamps"] += 1
+            self._odd_in_a_row.append(ms)
+            if len(self._odd_in_a_row) < ODD_STAMPS_TO_ACCEPT:
+                return
+            window.clear()  # not one odd stamp: the camera's clock moved; start over from the new ones
+            window.extend(self._odd_in_a_row)
+        else:
+            window.append(ms)
+        self._odd_in_a_row = []
 
     def snapshot(self) -> dict[str, Any]:
         """Plain numbers for reporting."""
@@ -145,7 +164,7 @@ def build_status(
     for key in ("input_rate_hz", "output_rate_hz", "latency_p50_ms", "latency_p95_ms", "processing_p50_ms", "processing_p95_ms",
                 "overhead_p50_ms", "frame_time_p50_ms", "frame_time_p95_ms"):
         values.append((key, _fmt(stats[key])))
-    for key in ("received", "processed", "dropped", "throttled", "bad_input", "failed"):
+    for key in ("received", "processed", "dropped", "throttled", "bad_input", "failed", "odd_stamps"):
         values.append((f"frames_{key}", str(stats[key])))
     for stage, ms in sorted(stats["stages_ms"].items()):
         values.append((f"stage_{stage}_ms", _fmt(ms)))
