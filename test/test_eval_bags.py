@@ -448,28 +448,69 @@ def test_live_counts_images_the_node_does_not_answer_in_time(tmp_path: Path, syn
     assert any(r["error"].startswith("DroppedFrame: no /depth/image") for r in rows)
 
 
-def test_ctrl_c_on_the_command_leaves_a_readable_partial_report_and_bag(tmp_path: Path, conv_card: Path) -> None:
-    import signal
+def _eval_in_its_own_process(tmp_path: Path, card: Path, frames: int = 150) -> tuple[subprocess.Popen, Path]:
+    """`depth-node eval` of a rendered bag of ``frames`` frames, started and left running once 3 frames are done."""
     import time
 
     bag = tmp_path / "synth"
-    subprocess.run([*CLI, "synth", str(bag), "--frames", "150", "--size", "320x240", "--no-folder"], check=True,
+    subprocess.run([*CLI, "synth", str(bag), "--frames", str(frames), "--size", "320x240", "--no-folder"], check=True,
                    capture_output=True, timeout=300)
     out = tmp_path / "out"
-    process = subprocess.Popen([*CLI, "eval", str(bag / "bag"), "-o", str(out), "-p", f"model_card:={conv_card}"],
+    process = subprocess.Popen([*CLI, "eval", str(bag / "bag"), "-o", str(out), "-p", f"model_card:={card}"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     end = time.monotonic() + 120
     while time.monotonic() < end and (not (out / "frames.csv").is_file() or len((out / "frames.csv").read_text().splitlines()) < 4):
         time.sleep(0.05)
-    process.send_signal(signal.SIGINT)                                   # what Ctrl-C sends
+    return process, out
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_on_the_command_leaves_a_readable_partial_report_and_bag(tmp_path: Path, conv_card: Path,
+                                                                                   sig: str) -> None:
+    """SIGINT is what Ctrl-C sends; SIGTERM what `timeout`, systemd and CI send (it lost everything before)."""
+    import signal
+
+    process, out = _eval_in_its_own_process(tmp_path, conv_card)
+    process.send_signal(getattr(signal, sig))
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "interrupted: the outputs above hold the frames done so far" in stderr
+    assert ("Ctrl-C" if sig == "SIGINT" else "SIGTERM") + ": stopping after this frame" in stderr
     summary = json.loads((out / "metrics.json").read_text())
     done = summary["frames"]["images"]
     assert summary["interrupted"] and 3 <= done < 150
     assert len(read_bag(out / "bag")["/depth/image"]) == done          # the bag was closed and indexed
     assert "interrupted — partial result" in (out / "report.html").read_text()
+
+
+def test_the_output_bag_of_an_eval_killed_with_sigkill_is_recovered(tmp_path: Path, conv_card: Path) -> None:
+    """SIGKILL leaves the output mcap without index or footer and no metadata.yaml (rosbags cannot open it):
+    `depth-node bag-recover` writes a complete bag of every frame written before the kill, and `depth-node eval` of
+    the killed bag recovers it by itself, saying so."""
+    import signal
+
+    process, out = _eval_in_its_own_process(tmp_path, conv_card)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    done = len((out / "frames.csv").read_text().splitlines()) - 1
+    assert not (out / "bag" / "metadata.yaml").exists()
+    with pytest.raises(BagError):
+        read_bag(out / "bag")
+    recovered = tmp_path / "recovered"
+    result = subprocess.run([*CLI, "bag-recover", str(out / "bag"), str(recovered)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "recovered into" in result.stdout, result.stderr
+    messages = read_bag(recovered)
+    depth = messages["/depth/image"]
+    assert done - 2 <= len(depth) <= done + 1, (done, len(depth))      # at most the chunk being written is lost
+    stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in depth]
+    assert stamps == sorted(stamps) and len(messages["/camera/color/image_raw"]) >= len(depth)
+    again = subprocess.run([*CLI, "eval", str(out / "bag"), "-o", str(tmp_path / "again"), "--no-bag", "-p",
+                            f"model_card:={conv_card}", "--gt-topic", "/camera/aligned_depth_to_color/image_raw"],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "cannot be opened as it is" in again.stderr and "recovered into" in again.stderr
+    summary = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert summary["frames"]["images"] == len(messages["/camera/color/image_raw"])
 
 
 def _damage_first_chunk(mcap: Path) -> None:
@@ -504,8 +545,36 @@ def test_damaged_and_cut_bags_are_reported_not_crashed(tmp_path: Path) -> None:
     cut = plane_bag(tmp_path / "cut", camera)
     mcap = next(cut.glob("*.mcap"))
     mcap.write_bytes(mcap.read_bytes()[: mcap.stat().st_size // 2])
-    with pytest.raises(BagError, match="damaged or cut-short recording"):
+    with pytest.raises(BagError, match="a cut-short rosbag2 recording"):
         BagFrames(cut, topics)
     result = subprocess.run([sys.executable, "-m", "depth_node.tools.cli", "eval", str(bag), "-o", str(tmp_path / "out"),
                              "--no-bag"], capture_output=True, text=True, timeout=120)
     assert "Traceback" not in result.stderr and "the bag is damaged" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("storage, kept", [("mcap", 0.9), ("sqlite3", 0.5)])
+def test_a_bag_cut_short_is_scored_as_far_as_it_reads(tmp_path: Path, storage: str, kept: float) -> None:
+    """An mcap cut at 90 % or an SQLite bag cut at 50 % (a copy that stopped): eval scored nothing before; now it
+    recovers what the file holds, scores those frames, and says what was lost."""
+    camera = PinholeCamera(160, 120, 125.0, 125.0, 79.5, 59.5)
+    rng = np.random.default_rng(0)
+    whole = tmp_path / "whole"
+    with BagWriter(whole, storage) as writer:
+        for i in range(12):
+            stamp = 1_700_000_000_000_000_000 + i * 100_000_000
+            rgb = rng.integers(0, 256, (camera.height, camera.width, 3), dtype=np.uint8)
+            write_rgbd(writer, stamp, rgbd_messages(writer.typestore, stamp, rgb, 1.0 / plane_disparity(camera, NORMAL, 2.0), camera))
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    for path in whole.iterdir():
+        data = path.read_bytes()
+        (cut / path.name).write_bytes(data if path.name == "metadata.yaml" else data[: int(len(data) * kept)])
+    result = subprocess.run([*CLI, "eval", str(cut), "-o", str(tmp_path / "out"), "--no-bag"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "cannot be opened as it is" in result.stderr and "lost:" in result.stderr, result.stderr
+    frames = json.loads((tmp_path / "out" / "metrics.json").read_text())["frames"]
+    readable = read_bag(tmp_path / "out" / "recovered" / "cut")                  # what eval said it recovered
+    assert 0 < len(readable["/camera/color/image_raw"]) < 12
+    assert frames["images"] == len(readable["/camera/color/image_raw"]), frames
+    assert frames["scored"] == len(readable["/camera/aligned_depth_to_color/image_raw"]), frames  # each with its image

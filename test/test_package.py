@@ -89,7 +89,7 @@ def test_package_xml_and_setup() -> None:
 
 
 @pytest.mark.parametrize("verb", [[], ["run"], ["demo"], ["eval"], ["bench"], ["dataset-to-bag"], ["synth"], ["train"], ["models"], ["export"],
-                                  ["build-engine"]])
+                                  ["build-engine"], ["bag-recover"]])
 def test_cli_help(verb: list[str]) -> None:
     result = subprocess.run([sys.executable, "-m", "depth_node.tools.cli", *verb, "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "usage: depth-node" in result.stdout

@@ -102,8 +102,8 @@ def open_reader(bag: Path):  # noqa: ANN201 - rosbags AnyReader, open; the calle
         reader = AnyReader([bag], default_typestore=kilted_typestore())
         reader.open()
     except Exception as exc:  # rosbags raises several unrelated types for unreadable input
-        raise BagError(f"cannot open {bag} as a ROS 1 or ROS 2 bag: {exc} (a damaged or cut-short recording? "
-                       "`ros2 bag reindex` or `mcap recover` may repair it)") from exc
+        raise BagError(f"cannot open {bag} as a ROS 1 or ROS 2 bag: {exc} (a cut-short rosbag2 recording? "
+                       "`depth-node bag-recover BAG OUT` writes a complete copy of what it holds)") from exc
     return reader
 
 
@@ -131,7 +131,7 @@ def readable_messages(reader: Any, connections: list[Any], problems: list[str]) 
             return
         except Exception as exc:  # rosbags raises ReaderError, struct, zstd and lz4 errors for damaged files
             problems.append(f"the bag is damaged after {count} readable messages ({type(exc).__name__}: {exc}); "
-                            "the rest is skipped (ros2 bag reindex / mcap recover may rescue more)")
+                            "the rest is skipped (`depth-node bag-recover` may rescue more: it skips a damaged chunk)")
             return
         count += 1
         yield item

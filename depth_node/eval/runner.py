@@ -232,15 +232,16 @@ class Evaluator:
         self._geometry = convert.InputGeometry()
 
     def run(self, progress: Callable[[int, int], None] | None = None) -> Evaluation:
-        """Every frame; returns the evaluation. Ctrl-C (SIGINT) stops after the frame in progress, so the CSV, the
-        output bag and the summary agree frame for frame; a second Ctrl-C stops at once."""
+        """Every frame; returns the evaluation. Ctrl-C (SIGINT) or SIGTERM stops after the frame in progress, so the CSV,
+        the output bag and the summary agree frame for frame; a second one stops at once. After a SIGKILL, the output
+        bag has no index: ``depth-node bag-recover`` (or eval itself) reads every frame written before it."""
         writer = BagWriter(self.out_dir / "bag", "mcap") if self.options.write_bag else None
         if self.options.thumbnails:
             self.thumbs.mkdir(exist_ok=True)
         start = time.perf_counter()
         total = len(self.frames)
         stop = threading.Event()
-        previous = _stop_on_sigint(stop)
+        previous = _stop_on_signals(stop)
         with (self.out_dir / "frames.csv").open("w", newline="") as handle:
             table = csv.writer(handle)
             table.writerow(csv_header())
@@ -260,8 +261,8 @@ class Evaluator:
             except KeyboardInterrupt:
                 self.result.interrupted = True
             finally:
-                if previous is not None:
-                    signal.signal(signal.SIGINT, previous)
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
                 if writer is not None:
                     writer.close()
                 self.result.wall_s = time.perf_counter() - start
@@ -340,22 +341,26 @@ class Evaluator:
         cv2.imwrite(str(self.thumbs / f"{index:06d}.jpg"), strip[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
 
 
-def _stop_on_sigint(stop: threading.Event) -> Any:
-    """Route Ctrl-C to ``stop`` (the first one; the second raises KeyboardInterrupt as usual); returns the handler
-    to restore, or None where signals cannot be handled (not the main thread) or SIGINT is ignored."""
+def _stop_on_signals(stop: threading.Event) -> dict[int, Any]:
+    """Route Ctrl-C (SIGINT) and SIGTERM (what ``timeout``, systemd and CI send) to ``stop``: the first one stops
+    after the frame in progress, a second one raises KeyboardInterrupt at once. Returns the handlers to restore;
+    a signal that is ignored or has somebody else's handler is left alone, as are all outside the main thread."""
     if threading.current_thread() is not threading.main_thread():
-        return None
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is not signal.default_int_handler:
-        return None
+        return {}
 
-    def on_sigint(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: Any) -> None:
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        sys.stderr.write("\nCtrl-C: stopping after this frame (again to stop now)\n")
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        sys.stderr.write(f"\n{name}: stopping after this frame (again to stop now)\n")
 
-    signal.signal(signal.SIGINT, on_sigint)
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if handler in (signal.default_int_handler, signal.SIG_DFL):
+            previous[sig] = handler
+            signal.signal(sig, on_signal)
     return previous
 
 

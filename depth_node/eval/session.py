@@ -20,7 +20,8 @@ from depth_node.core.parameters import load
 from depth_node.core.pipeline import DepthPipeline
 from depth_node.estimators.card import load_card
 from depth_node.estimators.registry import load_model
-from depth_node.eval.bag_input import BagFrames, choose_topics, open_reader
+from depth_node.eval.bag_input import BagError, BagFrames, choose_topics, open_reader
+from depth_node.eval.bag_recover import RecoverError, recover
 from depth_node.eval.live import LiveNode
 from depth_node.eval.report import run_and_report, write_report
 from depth_node.eval.runner import EvalOptions
@@ -123,7 +124,30 @@ def _configuration(request: EvalRequest, params: Path | None, say: Callable[[str
     return (Path(params).stem if request.compare else estimator.name), params, config, pipeline
 
 
+def _readable(bag: Path, output: Path, say: Callable[[str], None]) -> Path:
+    """``bag``, or where it cannot be opened as it is (cut short, no metadata.yaml) a complete copy of what it holds,
+    written under ``output``/recovered (rosbag2 bags only; a ROS 1 bag or a non-bag keeps the open error)."""
+    try:
+        open_reader(bag).close()
+        return bag
+    except BagError as exc:
+        rosbag2 = bag.exists() and bag.suffix in (".mcap", ".db3") or (bag.is_dir() and any(p.suffix in (".mcap", ".db3") for p in bag.iterdir()))
+        if not rosbag2:
+            raise
+        reason = str(exc.__cause__ or exc).split("\n")[0]
+    destination = output / "recovered" / _name(bag)
+    if destination.exists():
+        raise BagError(f"{bag} needs recovering ({reason}) but {destination} exists: choose a new --output folder")
+    try:
+        recovery = recover(bag, destination)
+    except RecoverError as error:
+        raise BagError(f"cannot open {bag} ({reason}), and nothing could be recovered from it: {error}") from None
+    say(f"WARNING: {bag} cannot be opened as it is ({reason}): {recovery.describe()}; evaluating that")
+    return destination
+
+
 def _frames(request: EvalRequest, bag: Path, say: Callable[[str], None]) -> BagFrames:
+    bag = _readable(bag, request.output, say)
     reader = open_reader(bag)
     try:
         t = request.topics
