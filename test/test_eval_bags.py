@@ -19,7 +19,7 @@ from depth_node.core.camera import PinholeCamera
 from depth_node.core.pipeline import DepthPipeline, PipelineConfig
 from depth_node.estimators import load_estimator
 from depth_node.eval.bag_input import BagError, BagFrames, choose_topics, open_reader
-from depth_node.eval.bag_output import BagWriter, rgbd_messages, write_rgbd
+from depth_node.eval.bag_output import RGBD_TOPICS, BagWriter, rgbd_messages, write_rgbd
 from depth_node.eval.metrics import EvalRange
 from depth_node.eval.runner import EvalOptions, Evaluator, save_summary
 
@@ -147,6 +147,34 @@ def test_ambiguous_or_missing_topics_say_which_flag_to_use(tmp_path: Path) -> No
         topics_of(tmp_path / "none")
     with pytest.raises(BagError, match="no bag at"):
         open_reader(tmp_path / "missing")
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    with Writer(tmp_path / "empty", version=9, storage_plugin=StoragePlugin.MCAP) as empty:  # topics, no message
+        for topic, msgtype in (("/camera/color/image_raw", "sensor_msgs/msg/Image"), ("/camera/color/camera_info", "sensor_msgs/msg/CameraInfo")):
+            empty.add_connection(topic, msgtype, typestore=writer.typestore)
+    with pytest.raises(BagError, match=r"no message on its image topics \(/camera/color/image_raw: 0 messages\): an empty recording"):
+        topics_of(tmp_path / "empty")
+
+
+def test_ground_truth_of_another_shape_without_its_camera_info_is_refused_not_stretched(tmp_path: Path) -> None:
+    """GT 64x40 for a 64x48 image and no GT camera_info: which 40 rows of the view it covers is unknown; it was
+    stretched onto the image and scored. Now each frame says to give --gt-info-topic; the same GT at half size (a
+    uniform rescale) is still taken as covering the image's view."""
+    camera = PinholeCamera(64, 48, 50.0, 50.0, 31.5, 23.5)
+    for name, gt_size in (("other_shape", (64, 40)), ("half", (32, 24))):
+        with BagWriter(tmp_path / name) as writer:
+            msgs = rgbd_messages(writer.typestore, 1, np.zeros((48, 64, 3), np.uint8), np.full(gt_size[::-1], 2.0, np.float32), camera)
+            for key in ("image", "camera_info", "depth"):                   # no depth camera_info
+                topic, msgtype = RGBD_TOPICS[key]
+                writer.write(topic, msgtype, 1, msgs[key])
+        pipeline = DepthPipeline(load_estimator(plane_model(tmp_path, camera, NORMAL, 2.0)))
+        frames = BagFrames(tmp_path / name, topics_of(tmp_path / name))
+        rows = Evaluator(pipeline, node_values(), frames, tmp_path / f"out_{name}", EvalOptions(EvalRange(0.1, 80.0))).run().rows
+        if name == "half":
+            assert not rows[0].error and rows[0].score is not None
+        else:
+            assert rows[0].score is None and "ground truth is 64x40 but the image 64x48" in rows[0].error
+            assert "--gt-info-topic" in rows[0].error
 
 
 @needs_shared

@@ -147,7 +147,7 @@ def choose_topics(reader: Any, image: str | None = None, camera_info: str | None
                   depth_info: str | None = None) -> TopicChoice:
     """Given topics as they are (checked to exist with the right type); the rest found by type, or BagError."""
     by_topic = {c.topic: c for c in reader.connections}
-    listing = ", ".join(f"{c.topic} [{c.msgtype}]" for c in reader.connections)
+    listing = ", ".join(f"{c.topic} [{c.msgtype}, {c.msgcount} messages]" for c in reader.connections)
 
     def check(topic: str, types: tuple[str, ...], what: str) -> None:
         if topic not in by_topic:
@@ -166,6 +166,10 @@ def choose_topics(reader: Any, image: str | None = None, camera_info: str | None
     else:
         pool = colour or compressed
         if not pool:
+            silent = [c.topic for c in reader.connections if c.msgtype in (IMAGE, COMPRESSED) and not c.msgcount]
+            if silent and not encodings and not compressed:
+                raise BagError(f"the bag holds no message on its image topics ({', '.join(silent)}: 0 messages): an empty "
+                               f"recording, or one cut before its first frame; it has: {listing}")
             raise BagError(f"no colour camera image in the bag (Image rgb8/bgr8/mono8… or CompressedImage); it has: {listing}")
         if len(pool) > 1:
             raise BagError(f"several camera images ({', '.join(pool)}): pick one with --image-topic")

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from depth_node.core.camera import PinholeCamera
+from depth_node.errors import InputError
 from depth_node.ros.convert import camera_from_info, depth_image_to_metres
 
 
@@ -24,10 +25,16 @@ def gt_metres(msg: Any) -> np.ndarray:
 
 
 def gt_camera(gt: np.ndarray, gt_info: Any | None, image_camera: PinholeCamera) -> PinholeCamera:
-    """The GT grid's intrinsics: from its camera_info, else the image camera's field of view on the GT's grid."""
+    """The GT grid's intrinsics: from its camera_info, else the image camera's field of view on the GT's grid — only
+    when that grid has the image's shape (a uniform rescale); another shape without camera_info would be a guess
+    (stretched ground truth), so it raises :class:`InputError` naming the flag."""
     height, width = gt.shape
     if gt_info is not None:
         return camera_from_info(gt_info, width, height)
+    if abs(width * image_camera.height - height * image_camera.width) > max(width, height):  # more than a pixel's rounding
+        raise InputError(f"ground truth is {width}x{height} but the image {image_camera.width}x{image_camera.height}, and "
+                         "the bag has no camera_info for the ground truth: give it with --gt-info-topic (stretching the "
+                         "depth onto the image would score a guess)")
     return image_camera.resized(width, height)
 
 
