@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from depth_node.core.camera import PinholeCamera
 from depth_node.errors import ModelLoadError
 from depth_node.ros.convert import image_to_array
 
+REPO = Path(__file__).resolve().parent.parent
 CAM = PinholeCamera(640, 480, 500.0, 500.0, 319.5, 239.5)
 NORMAL = np.array([0.0, -0.3, 1.0]) / np.linalg.norm([0.0, -0.3, 1.0])
 
@@ -88,6 +90,44 @@ def test_a_model_returning_nan_is_a_fault_on_diagnostics_and_nan_confidence_is_p
             assert np.isfinite(published[30:]).all() and (conf[20:30] == 0).all()
             assert status["level"] == 1, status
             assert "NaN/Inf on 20.8 % of the pixels" in faults and "confidence NaN on 26.3 % of the valid depth pixels" in faults
+
+
+def test_a_camera_info_with_millions_of_distortion_coefficients_is_dropped_on_arrival(plane_card: str) -> None:
+    """A camera_info with 2 000 000 D entries (16 MB) was kept in the sync cache and read every frame: it is now
+    refused when it arrives (bad_input, named), the node runs on as without camera_info, and a good one is used."""
+    with Harness({"model_card": plane_card}, outputs=("depth/image", "depth/camera_info")) as h:
+        huge = camera_info(1)
+        huge.d = np.zeros(2_000_000)
+        h.send(rgb_image(1), huge)
+        time.sleep(1.5)                                                      # STARTUP_GRACE_S: then fallback_hfov_deg
+        h.send(rgb_image(2))
+        assert h.wait_for(lambda: h.count("depth/image"))
+        status = h.diagnostics()
+        assert "camera_info D has 2000000 coefficients" in " ".join(str(v) for v in status.values()), status
+        assert int(status["frames_bad_input"]) >= 1 and status["camera_info_source"] == "fallback_hfov"
+        assert len(h.node._cache._infos) == 0
+        h.send(rgb_image(3), camera_info(3))
+        assert h.wait_for(lambda: h.diagnostics()["camera_info_source"] == "matched")
+
+
+def test_a_frame_whose_outputs_exceed_the_budget_is_refused_with_what_to_change() -> None:
+    """Output bytes, not just input pixels, are bounded: a 6000x5000 frame (30 Mpx, under the 40 Mpx input cap) with
+    every output at input resolution would take ~800 MB; refused before any is allocated. At model resolution the
+    same frame is fine."""
+    from depth_node.core.pipeline import MAX_OUTPUT_BYTES, DepthPipeline, output_bytes
+    from depth_node.core.parameters import PipelineConfig
+    from depth_node.errors import InputError
+    from depth_node.estimators import load_estimator
+
+    assert sum(output_bytes(3840, 2160, True, True, True, 1, True).values()) <= MAX_OUTPUT_BYTES  # 4K, all outputs
+    big = PinholeCamera(6000, 5000, 5000.0, 5000.0, 2999.5, 2499.5)
+    rgb = np.zeros((5000, 6000, 3), np.uint8)
+    estimator = load_estimator(REPO / "models" / "default.yaml")
+    with pytest.raises(InputError, match=r"a 6000x5000 frame's outputs at output_resolution input would take 810 MB "
+                                         r"\(depth 120 MB, confidence 120 MB, points 480 MB, colorized 90 MB\).*output_resolution: model"):
+        DepthPipeline(estimator, PipelineConfig(output_resolution="input")).process(rgb, big, colorized=True)
+    small = DepthPipeline(estimator, PipelineConfig(output_resolution="model")).process(rgb, big, colorized=True)
+    assert small.depth_m.shape == (224, 224) and small.points.shape[:2] == (224, 224)
 
 
 @pytest.mark.parametrize("no_return", ["inf", "nan"])

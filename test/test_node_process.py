@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from _ros import camera_info, jpeg_image, rgb_image
@@ -192,6 +193,43 @@ def test_a_forward_pass_of_minutes_shows_as_stalled_and_a_signal_still_exits_zer
     assert "terminate called" not in out and "Traceback" not in out, out
     assert "stopping without waiting for the frame being computed (stage infer" in out, out
     assert own and not left_behind(own), "the node left its shared-memory segments behind"
+
+
+def test_huge_pngs_on_image_compressed_are_refused_by_output_bytes_and_memory_stays_flat(conv_card: Path) -> None:
+    """Five 6600x6000 PNGs (~120 KB each, 40 Mpx decoded: under the input cap) with every output subscribed took the
+    node from ~260 MB to 2.5 GB RSS (a 634 MB cloud per frame, two kept per reliable publisher). Now each frame is
+    refused for the bytes its outputs would take, before they exist: RSS stays within what one decoded frame needs."""
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    from _ros import header
+
+    png = cv2.imencode(".png", np.full((6000, 6600, 3), 90, np.uint8))[1].tobytes()
+    node = start_node(conv_card, outputs=tuple(OUTPUTS), transport="compressed")
+    try:
+        node.wait_ready(timeout_s=30, settle_s=0.5)
+        node.publish(jpeg_image(0), camera_info(0))
+        assert node.spin_until(lambda: len(node.received["depth"]) >= 1, timeout_s=20), node.log_tail()
+        _, before = node.sample()
+        peak = before
+        for i in range(1, 6):
+            msg = CompressedImage(header=header(i), format="png")
+            msg.data = png
+            node.publish(msg, camera_info(i, 6600, 6000))
+            end = time.monotonic() + 4
+            while time.monotonic() < end:
+                node.spin(0.1)
+                peak = max(peak, node.sample()[1])
+        assert node.spin_until(lambda: "output_resolution: model" in " ".join(node.diagnostics.values()), timeout_s=10), \
+            node.diagnostics
+        node.spin(2.0)
+        _, after = node.sample()
+        assert len(node.received["depth"]) == 1                              # no output for the huge frames
+        assert peak - before < 600, (before, peak)                            # one decoded frame (119 MB) and its RGB copy
+        assert after - before < 150, (before, after)
+    finally:
+        rc, out = stop(node, signal.SIGINT)
+    assert rc == 0, out
 
 
 def test_bench_flood_with_a_slow_model_stays_bounded(model_dir: Path, tmp_path: Path) -> None:

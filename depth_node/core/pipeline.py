@@ -94,6 +94,27 @@ class DepthResult:
     confidence_invalid: float = 0.0
 
 
+# What one frame's outputs may take. At output_resolution input they grow with the camera: a 6600x6000 frame's
+# xyz+rgb cloud alone is 634 MB, and reliable publishers keep the last two of each output. A 4K camera with every
+# output (224 MB) fits; beyond, the frame is refused with what to change.
+MAX_OUTPUT_BYTES = 256 * 1024 * 1024
+
+
+def output_bytes(width: int, height: int, confidence: bool, points: bool, colorized: bool, cloud_decimation: int,
+                 cloud_color: bool) -> dict[str, int]:
+    """Bytes of each output of a ``width`` × ``height`` frame (depth and the arrays behind the requested outputs)."""
+    pixels = width * height
+    sizes = {"depth": 4 * pixels}
+    if confidence:
+        sizes["confidence"] = 4 * pixels
+    if points:
+        step = max(1, cloud_decimation)
+        sizes["points"] = (16 if cloud_color else 12) * (-(-width // step)) * (-(-height // step))
+    if colorized:
+        sizes["colorized"] = 3 * pixels
+    return sizes
+
+
 @dataclass(frozen=True)
 class _Settings:
     """Everything a frame runs with, swapped as one object: a parameter change made while a frame runs (the node's
@@ -219,6 +240,15 @@ class DepthPipeline:
             )
         settings = self._settings  # this frame's, whatever changes while it runs
         cfg = settings.config
+        if cfg.output_resolution == "input":  # refused before any of it is allocated (the model grid is small)
+            sizes = output_bytes(camera.width, camera.height, confidence or cfg.confidence_threshold > 0, points, colorized,
+                                 cfg.cloud_decimation, cfg.cloud_color)
+            if sum(sizes.values()) > MAX_OUTPUT_BYTES:
+                parts = ", ".join(f"{name} {size / 1e6:.0f} MB" for name, size in sizes.items())
+                raise InputError(f"a {camera.width}x{camera.height} frame's outputs at output_resolution input would take "
+                                 f"{sum(sizes.values()) / 1e6:.0f} MB ({parts}), over the {MAX_OUTPUT_BYTES / 1e6:.0f} MB a "
+                                 "frame may use: set output_resolution: model, raise cloud_decimation, subscribe to fewer "
+                                 "outputs, or resize the images upstream (image_proc's resize)")
         if self.estimator.multi_step:
             self.estimator.set_denoising_steps(cfg.denoising_steps)
         timer = timer or StageTimer()

@@ -40,6 +40,9 @@ COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")
 # Larger than any camera (8K is 33 Mpx); a bigger frame is garbage or an attack, and its depth, confidence and
 # cloud at input resolution would take gigabytes.
 MAX_PIXELS = 40_000_000
+# The longest distortion vector of any camera model (OpenCV's rational + thin prism + tilted: 14). A camera_info with
+# more is garbage or an attack: 2 000 000 coefficients are 16 MB per message, in the sync cache 32 times over.
+MAX_DISTORTION_COEFFICIENTS = 14
 _TO_RGB = {"bgr8": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB, "bgra8": cv2.COLOR_BGRA2RGB, "mono8": cv2.COLOR_GRAY2RGB}
 
 
@@ -223,6 +226,15 @@ def _projection(info: Any) -> np.ndarray:
     return k.reshape(3, 3)
 
 
+def check_camera_info(info: Any) -> Any:
+    """``info`` when its arrays have the sizes of a camera_info (checked on arrival, before it is kept); else
+    :class:`InputError`."""
+    if len(info.d) > MAX_DISTORTION_COEFFICIENTS:
+        raise InputError(f"camera_info D has {len(info.d)} coefficients; no camera model has more than "
+                         f"{MAX_DISTORTION_COEFFICIENTS} (distortion_model {str(info.distortion_model)[:40]!r}): fix the calibration")
+    return info
+
+
 def camera_from_info(info: Any, width: int, height: int) -> PinholeCamera:
     """Intrinsics of a ``width`` × ``height`` rectified image from its CameraInfo: P (as image_geometry and
     depth_image_proc project), K when P is unset; ROI and binning applied.
@@ -261,7 +273,7 @@ class InputGeometry:
     def __call__(self, rgb: np.ndarray, info: Any, camera_model: str) -> tuple[np.ndarray, PinholeCamera, bool]:
         """(image, camera, distortion ignored: rectified mode with D ≠ 0 — fine for image_rect, wrong for image_raw)."""
         height, width = rgb.shape[:2]
-        camera = camera_from_info(info, width, height)
+        camera = camera_from_info(check_camera_info(info), width, height)
         distorted = any(float(v) != 0.0 for v in info.d)
         if camera_model != "raw":
             return rgb, camera, distorted

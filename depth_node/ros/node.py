@@ -174,7 +174,7 @@ class _DepthNodeBody:
         compressed = self.config.input_transport == "compressed"
         self.sub_image = self.create_subscription(CompressedImage if compressed else Image, "image/compressed" if compressed else "image",
                                                   self._on_image, _qos(INPUT_QOS), qos_overriding_options=QOS_OVERRIDES)
-        self.sub_info = self.create_subscription(CameraInfo, "camera_info", self._cache.add, _qos(qos_profile_sensor_data),
+        self.sub_info = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, _qos(qos_profile_sensor_data),
                                                  qos_overriding_options=QOS_OVERRIDES)
         self._inputs = [self.sub_image, self.sub_info]
         self._timer = self.create_timer(self.config.diagnostics_period_s, self.publish_diagnostics)
@@ -302,6 +302,14 @@ class _DepthNodeBody:
                 self.stats.count("dropped")
             self._pending = (msg, now)
             self._cond.notify()
+
+    def _on_camera_info(self, msg: Any) -> None:
+        try:
+            self._cache.add(convert.check_camera_info(msg))
+        except InputError as exc:  # not kept: a bad camera_info must not sit in the cache (nor pass as a good one)
+            self.stats.count("bad_input")
+            self.warnings.raise_("bad_input", f"{self.sub_info.topic_name}: {exc}")
+            self.get_logger().warning(f"camera_info dropped: {exc}", throttle_duration_sec=5.0)
 
     def _camera_for(self, header: Any, rgb: np.ndarray, timer: StageTimer) -> tuple[np.ndarray, PinholeCamera, Any | None] | None:
         """The image in the rectified geometry (``camera_model``), its intrinsics and the camera_info they came
