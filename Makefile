@@ -7,7 +7,9 @@ PYTEST_ARGS ?=
 ROS2_SRC   ?= ../shared/vendor/ros2
 ROS2_BUILD := build/ros2
 
-.PHONY: help venv ros2 test demo bench clean
+BROWSER_STAMP := build/.browser
+
+.PHONY: help venv ros2 browser test demo bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,7 +29,16 @@ $(ROS2_BUILD)/.built: $(STAMP) requirements-ros2.txt scripts/ros2_tools.sh
 
 ros2: $(ROS2_BUILD)/.built  ## ros2 launch / param / topic / lifecycle from source into .venv; then: . build/ros2/setup.bash
 
-test: $(STAMP) $(ROS2_BUILD)/.built  ## run the whole test suite (installs first if needed)
+$(BROWSER_STAMP):
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null; } || \
+	  echo "chromium is not installed (needs root and apt-get): the report's browser test skips"
+	@mkdir -p build && touch $@
+
+browser: $(BROWSER_STAMP)  ## headless chromium (apt-get, as root) for the test that opens the evaluation report
+
+test: $(STAMP) $(ROS2_BUILD)/.built $(BROWSER_STAMP)  ## run the whole test suite (installs first if needed)
 	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)  ## the main job: the node on the embedded default model, a synthetic + the real RGB-D bag, scored

@@ -17,7 +17,7 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{PACKAGE}/models", [f for f in glob("models/*") if not f.endswith("/")]),
     ],
-    install_requires=["setuptools", "numpy", "opencv-python-headless", "pyyaml", "onnxruntime", "rosbags", "simplejpeg"],
+    install_requires=["setuptools", "numpy", "opencv-python-headless", "pyyaml", "onnxruntime", "rosbags", "simplejpeg", "matplotlib"],
     extras_require={
         "test": ["pytest"],
         "torch": ["torch==2.13.0"],  # pinned: a floating torch pulls a multi-GB CUDA build

@@ -386,7 +386,7 @@ def test_compare_reports_two_configurations_side_by_side(tmp_path: Path) -> None
     coarse = json.loads((tmp_path / "cmp" / "coarse" / "metrics.json").read_text())
     assert full["metrics"] != coarse["metrics"]                     # scored on different grids
     report = (tmp_path / "cmp" / "report.html").read_text()
-    assert "full vs coarse" in report and report.count("<svg") >= 4 and "data:image/jpeg;base64" in report
+    assert "full vs coarse" in report and report.count("data:image/png;base64") >= 4 and "data:image/jpeg;base64" in report
     assert f"{full['metrics']['metric']['abs_rel']:.4g}" in report and f"{coarse['metrics']['metric']['abs_rel']:.4g}" in report
 
 
@@ -400,23 +400,53 @@ def test_eval_help_and_bad_arguments() -> None:
     assert typo.returncode == 2 and "unknown parameter 'scale.mod' (did you mean 'scale.mode'?)" in typo.stderr
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (apt-get install chromium)")
-def test_report_renders_in_a_real_browser(tmp_path: Path) -> None:
-    camera = PinholeCamera(64, 48, 50.0, 50.0, 31.5, 23.5)
-    bag = plane_bag(tmp_path, camera)
-    pipeline = DepthPipeline(load_estimator(plane_model(tmp_path, camera, NORMAL, 2.0)))
+def _compared_report(tmp_path: Path) -> tuple[Path, list[dict]]:
+    """A two-configuration report on one bag (the exact plane, and a model 10 % too far), as --compare writes it."""
     from depth_node.eval.report import write_report
 
-    evaluation = Evaluator(pipeline, node_values(), BagFrames(bag, topics_of(bag)), tmp_path / "out").run()
-    report = write_report(tmp_path / "out" / "report.html", [evaluation], [save_summary(evaluation)], "plane")
+    camera = PinholeCamera(64, 48, 50.0, 50.0, 31.5, 23.5)
+    bag = plane_bag(tmp_path, camera, frames=6)
+    evaluations, summaries = [], []
+    for name, offset in (("exact", 2.0), ("far", 2.2)):
+        folder = tmp_path / name
+        folder.mkdir()
+        pipeline = DepthPipeline(load_estimator(plane_model(folder, camera, NORMAL, offset)))
+        evaluation = Evaluator(pipeline, node_values(), BagFrames(bag, topics_of(bag)), tmp_path / f"out_{name}", label=name).run()
+        evaluations.append(evaluation)
+        summaries.append(save_summary(evaluation))
+    return write_report(tmp_path / "report.html", evaluations, summaries, "exact vs far"), summaries
+
+
+def test_the_report_says_what_made_it_and_what_each_number_means(tmp_path: Path) -> None:
+    report, summaries = _compared_report(tmp_path)
+    run = summaries[0]["run"]
+    assert set(run) == {"depth_node_version", "commit", "date_utc", "command"} and run["date_utc"].endswith("+00:00")
+    assert json.loads((tmp_path / "out_exact" / "metrics.json").read_text())["run"]["depth_node_version"] == run["depth_node_version"]
+    text = report.read_text()
+    assert f"depth_node {run['depth_node_version']}" in text and run["date_utc"] in text
+    assert "what it means" in text and "share of valid ground-truth pixels" in text and "divided by the model's own time" in text
+    assert text.count("data:image/png;base64,") >= 3                    # error, δ1 and latency plots (matplotlib)
+    assert "<svg" not in text
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (make browser, as root)")
+def test_report_renders_in_a_real_browser_with_one_colour_per_configuration(tmp_path: Path) -> None:
+    """Headless Chromium opens the compared report: the page draws, its images decode, and both configurations'
+    colours (matplotlib's C0 blue and C1 orange) are on screen — in the hand-drawn SVG two of five series shared one."""
+    report, _ = _compared_report(tmp_path)
     shot = tmp_path / "shot.png"
     subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-                    f"--screenshot={shot}", "--window-size=1200,2400", report.as_uri()],
+                    f"--screenshot={shot}", "--window-size=1250,3200", report.as_uri()],
                    capture_output=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)})
     picture = cv2.imread(str(shot))
-    assert picture is not None and picture.shape[:2] == (2400, 1200)
+    assert picture is not None and picture.shape[:2] == (3200, 1250)
     assert (picture < 128).any(axis=2).mean() > 0.01                 # text, plots and thumbnails drew something
+
+    def shows(rgb: tuple[int, int, int]) -> bool:
+        return bool((np.abs(picture[..., ::-1].astype(int) - rgb).max(axis=2) <= 12).sum() > 50)
+
+    assert shows((31, 119, 180)) and shows((255, 127, 14)), "both configurations' line colours"
 
 
 # ------------------------------------------------------------------------------------------ --live: through a node over DDS

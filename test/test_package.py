@@ -73,7 +73,7 @@ def test_package_xml_and_setup() -> None:
     assert {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "python3-numpy", "python3-opencv", "python3-pytest"} <= deps
     # only rosdep keys that exist (rosdistro's base.yaml / python.yaml), so `rosdep install -y` does not stop
     known = {"rclpy", "sensor_msgs", "std_msgs", "diagnostic_msgs", "rcl_interfaces", "ament_index_python", "launch",
-             "launch_ros", "lifecycle_msgs", "python3-numpy", "python3-opencv", "python3-yaml", "python3-onnxruntime-pip",
+             "launch_ros", "lifecycle_msgs", "python3-numpy", "python3-opencv", "python3-yaml", "python3-matplotlib", "python3-onnxruntime-pip",
              "python3-pytest"}
     assert deps <= known, deps - known
     readme = (REPO / "README.md").read_text()

@@ -54,11 +54,11 @@ def test_a_label_is_white_text_on_a_black_box_that_holds_it() -> None:
     panel untouched."""
     import cv2
 
-    from depth_node.eval.picture import LABEL_FONT, LABEL_PAD, LABEL_SCALE, _label
+    from depth_node.eval.picture import LABEL_FONT, LABEL_PAD, LABEL_SCALE, label_panel
 
     panel = np.full((120, 300, 3), 200, np.uint8)
     text = "depth 0.4-3.2 m"
-    out = _label(panel, text)
+    out = label_panel(panel, text)
     (width, height), baseline = cv2.getTextSize(text, LABEL_FONT, LABEL_SCALE, 1)
     box = out[:height + baseline + 2 * LABEL_PAD, :width + 2 * LABEL_PAD]
     inked = box.max(axis=2) > 128

@@ -56,7 +56,7 @@ def cloud_view(points: np.ndarray, width: int, height: int, yaw_deg: float = -35
 LABEL_FONT, LABEL_SCALE, LABEL_PAD = cv2.FONT_HERSHEY_SIMPLEX, 0.5, 4
 
 
-def _label(image: np.ndarray, text: str) -> np.ndarray:
+def label_panel(image: np.ndarray, text: str) -> np.ndarray:
     """``text`` in white on a black box sized by the text itself, top left: readable on any panel. (Black text at a
     heavier weight under white drifts apart from it along the string: the two strokes are laid out differently.)"""
     out = np.ascontiguousarray(image).copy()
@@ -65,6 +65,21 @@ def _label(image: np.ndarray, text: str) -> np.ndarray:
     out[:bottom, :right] = 0
     cv2.putText(out, text, (LABEL_PAD, LABEL_PAD + height), LABEL_FONT, LABEL_SCALE, (255, 255, 255), 1, cv2.LINE_AA)
     return out
+
+
+def colour_bar(width: int, lo: float, hi: float, colormap: str, unit: str, height: int = 30) -> np.ndarray:
+    """uint8 RGB key of a colour map for a panel ``width`` wide: the colours from ``lo`` to ``hi`` above, their
+    values (start, middle, end, with ``unit``) in black below, on white."""
+    bar = np.full((height, width, 3), 255, np.uint8)
+    ramp = np.linspace(lo, hi, width, dtype=np.float32)[None, :].repeat(10, axis=0)
+    bar[2:12] = colorize_depth(ramp, lo, hi, colormap)
+    for fraction, anchor in ((0.0, 0.0), (0.5, 0.5), (1.0, 1.0)):
+        value = lo + fraction * (hi - lo)
+        text = f"{value:.3g}{unit}"
+        (text_width, text_height), _ = cv2.getTextSize(text, LABEL_FONT, 0.4, 1)
+        x = int(round(fraction * (width - 1) - anchor * text_width))
+        cv2.putText(bar, text, (max(2, min(width - text_width - 2, x)), 14 + text_height), LABEL_FONT, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    return bar
 
 
 def confidence_grey(confidence: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -89,10 +104,10 @@ def four_panel(rgb: np.ndarray, depth_m: np.ndarray, confidence: np.ndarray | No
         return cv2.resize(image, (width, panel_height), interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
 
     lo, hi = display_range(depth_m)
-    panels = [_label(fit(rgb), "RGB"), _label(fit(colorize_depth(depth_m, lo, hi), True), f"depth {lo:.1f}-{hi:.1f} m")]
+    panels = [label_panel(fit(rgb), "RGB"), label_panel(fit(colorize_depth(depth_m, lo, hi), True), f"depth {lo:.1f}-{hi:.1f} m")]
     if confidence is not None:
         grey, c_lo, c_hi = confidence_grey(confidence)
-        panels.append(_label(fit(cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)), f"confidence {c_lo:.2f}-{c_hi:.2f}"))
+        panels.append(label_panel(fit(cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)), f"confidence {c_lo:.2f}-{c_hi:.2f}"))
     if points is not None:
-        panels.append(_label(cloud_view(points, width, panel_height), "point cloud (side view)"))
+        panels.append(label_panel(cloud_view(points, width, panel_height), "point cloud (side view)"))
     return np.concatenate(panels, axis=1)

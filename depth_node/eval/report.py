@@ -1,16 +1,23 @@
 """A self-contained HTML report of one evaluation, or of several configurations side by side.
 
-One file, no scripts, no network: tables, inline SVG plots (per-frame error, per-frame latency, sparsification
-curve) and base64 JPEG thumbnails (RGB | prediction | GT | error) of the best, median and worst frames.
+One file, no scripts, no network: tables (every number explained beside it), plots drawn by matplotlib and embedded
+as PNG (per-frame error and δ1, per-frame latency, the sparsification curve; one colour per configuration, line
+styles for what is drawn, legends outside the data), and the labelled thumbnails (RGB | prediction | GT | error,
+with their colour keys in metres and %) of the best, median and worst frames. The head says which depth_node,
+commit, date and command made it.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import io
 import math
 from pathlib import Path
 from typing import Any, Sequence
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from depth_node.eval.metrics import LOWER_IS_BETTER, METRICS, MODES
 from depth_node.eval.runner import (
@@ -22,19 +29,18 @@ from depth_node.eval.runner import (
     save_summary,
 )
 
-COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
 METRIC_LABELS = {"abs_rel": "AbsRel", "sq_rel": "SqRel", "rmse": "RMSE (m)", "rmse_log": "RMSE-log", "silog": "SILog",
                  "delta1": "δ1", "delta2": "δ2", "delta3": "δ3"}
 MODE_LABELS = {"metric": "as published (metric)", "scale": "scale-aligned", "affine": "scale+shift in depth",
                "affine_disparity": "scale+shift in disparity"}
 
 CSS = """
-body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
+body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1250px}
 h1{font-size:22px;margin-bottom:4px} h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
 table{border-collapse:collapse;font-size:13px;margin:8px 0} td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
-th{background:#f4f4f4} td.l,th.l{text-align:left} tr.head td{font-weight:bold;background:#fff8e0}
-.muted{color:#777;font-size:13px} .warn{color:#a40;font-weight:bold} figure{margin:8px 0} figcaption{font-size:13px;color:#555}
-.thumbs img{display:block;margin-bottom:2px;max-width:100%} .grid{display:flex;gap:24px;flex-wrap:wrap}
+th{background:#f4f4f4} td.l,th.l{text-align:left} td.why{color:#666;text-align:left;max-width:460px} tr.head td{font-weight:bold;background:#fff8e0}
+.muted{color:#777;font-size:13px} .warn{color:#a40;font-weight:bold} figure{margin:8px 0} figcaption{font-size:13px;color:#555;max-width:640px}
+.thumbs img{display:block;margin-bottom:2px;max-width:100%} .grid{display:flex;gap:18px;flex-wrap:wrap} code{font-size:12px}
 """
 
 
@@ -48,53 +54,35 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return html.escape(str(value))
 
 
-def line_chart(series: Sequence[tuple[str, Sequence[float], Sequence[float]]], x_label: str, y_label: str,
-               width: int = 560, height: int = 240) -> str:
-    """An inline SVG line chart of (label, xs, ys) series; non-finite points break the line."""
-    points = [(x, y) for _, xs, ys in series for x, y in zip(xs, ys) if math.isfinite(x) and math.isfinite(y)]
-    if not points:
+Series = tuple[str, Sequence[float], Sequence[float], int, str]  # label, xs, ys, colour index, line style
+
+
+def line_chart(series: Sequence[Series], x_label: str, y_label: str, y_range: tuple[float | None, float | None] = (0.0, None),
+               width_in: float = 6.2, height_in: float = 2.9) -> str:
+    """An embedded PNG line chart: each series in colour ``C<index>`` (matplotlib's ten distinct colours) and its line
+    style; non-finite points break the line (an isolated point is a dot); the legend sits under the axes."""
+    drawable = [s for s in series if any(math.isfinite(x) and math.isfinite(y) for x, y in zip(s[1], s[2]))]
+    if not drawable:
         return '<p class="muted">(nothing to plot)</p>'
-    x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
-    y0, y1 = min(0.0, min(p[1] for p in points)), max(p[1] for p in points)
-    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
-    left, right, top, bottom = 56, 12, 10, 36
-    pw, ph = width - left - right, height - top - bottom
-
-    def sx(x: float) -> float:
-        return left + (x - x0) / (x1 - x0) * pw
-
-    def sy(y: float) -> float:
-        return top + ph - (y - y0) / (y1 - y0) * ph
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="11">',
-             f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fcfcfc" stroke="#bbb"/>']
-    for i in range(5):  # y grid and labels
-        yv = y0 + (y1 - y0) * i / 4
-        parts.append(f'<line x1="{left}" x2="{left + pw}" y1="{sy(yv):.1f}" y2="{sy(yv):.1f}" stroke="#eee"/>'
-                     f'<text x="{left - 4}" y="{sy(yv) + 4:.1f}" text-anchor="end">{yv:.3g}</text>')
-    for i in range(5):
-        xv = x0 + (x1 - x0) * i / 4
-        parts.append(f'<text x="{sx(xv):.1f}" y="{top + ph + 14}" text-anchor="middle">{xv:.3g}</text>')
-    parts.append(f'<text x="{left + pw / 2}" y="{height - 4}" text-anchor="middle">{html.escape(x_label)}</text>'
-                 f'<text x="12" y="{top + ph / 2}" transform="rotate(-90 12 {top + ph / 2})" text-anchor="middle">{html.escape(y_label)}</text>')
-    for n, (label, xs, ys) in enumerate(series):
-        colour = COLOURS[n % len(COLOURS)]
-        runs: list[list[str]] = [[]]
-        for x, y in zip(xs, ys):
-            if math.isfinite(x) and math.isfinite(y):
-                runs[-1].append(f"{sx(x):.1f},{sy(y):.1f}")
-            elif runs[-1]:
-                runs.append([])
-        for run in runs:
-            if len(run) == 1:
-                cx, cy = run[0].split(",")
-                parts.append(f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{colour}"/>')
-            elif run:
-                parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" points="{" ".join(run)}"/>')
-        parts.append(f'<rect x="{left + 8}" y="{top + 6 + 14 * n}" width="10" height="3" fill="{colour}"/>'
-                     f'<text x="{left + 22}" y="{top + 11 + 14 * n}">{html.escape(label)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+    figure = Figure(figsize=(width_in, height_in), dpi=100, layout="constrained")
+    axes = figure.add_subplot()
+    for label, xs, ys, colour, style in drawable:
+        ys = [y if math.isfinite(y) else math.nan for y in ys]
+        isolated = [i for i, y in enumerate(ys) if math.isfinite(y) and not any(
+            0 <= j < len(ys) and math.isfinite(ys[j]) for j in (i - 1, i + 1))]
+        line, = axes.plot(xs, ys, linestyle=style, color=f"C{colour % 10}", linewidth=1.6, label=label)
+        if isolated:
+            axes.plot([xs[i] for i in isolated], [ys[i] for i in isolated], "o", color=line.get_color(), markersize=3)
+    axes.set_xlabel(x_label)
+    axes.set_ylabel(y_label)
+    axes.set_ylim(*y_range)
+    axes.grid(True, color="#e6e6e6", linewidth=0.8)
+    axes.set_axisbelow(True)
+    figure.legend(loc="outside lower center", ncols=min(3, len(drawable)), fontsize=8, frameon=False)
+    buffer = io.BytesIO()
+    FigureCanvasAgg(figure).print_png(buffer)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f"<img alt='{html.escape(y_label)} over {html.escape(x_label)}' src='data:image/png;base64,{data}'/>"
 
 
 def _summary_table(summaries: Sequence[dict[str, Any]]) -> str:
@@ -112,32 +100,55 @@ def _summary_table(summaries: Sequence[dict[str, Any]]) -> str:
 
 
 def _facts_table(summaries: Sequence[dict[str, Any]]) -> str:
-    keys = [("model", "model"), ("backend", "backend / device"), ("output_space", "model output"), ("params_file", "parameters file"),
-            ("bag", "bag"), ("topics", "topics"), ("eval_range", "evaluation range"), ("headline_mode", "headline alignment")]
-    head = "<tr><th class='l'></th>" + "".join(f"<th class='l'>{html.escape(s['label'])}</th>" for s in summaries) + "</tr>"
+    """The run's facts, one column per configuration, and what each number means beside it."""
+    facts: list[tuple[str, Any, str]] = [
+        ("model", lambda s: _fmt(s.get("model")), ""),
+        ("backend / device", lambda s: _fmt(s.get("backend")), ""),
+        ("model output", lambda s: _fmt(s.get("output_space")), "what the network predicts, before the node makes metres of it"),
+        ("parameters file", lambda s: _fmt(s.get("params_file")), "every parameter's value is in metrics.json, 'parameters'"),
+        ("bag", lambda s: _fmt(s.get("bag")), ""),
+        ("topics", lambda s: _fmt(s.get("topics")), ""),
+        ("evaluation range", lambda s: _fmt(s.get("eval_range")), "ground truth outside [min, max] metres (and the crop) is not scored"),
+        ("headline alignment", lambda s: _fmt(s.get("headline_mode")), "the highlighted row above: the alignment that fits the model's output"),
+        ("frames scored / images", lambda s: f"{s['frames']['scored']} / {s['frames']['images']}", ""),
+        ("images without ground truth", lambda s: s["frames"]["without_ground_truth"], "no depth image within --slop of the image"),
+        ("frames with nothing to score", lambda s: s["frames"]["unscored"],
+         "ground truth present, but no valid prediction on it (NaN, or fewer than 2 pixels): counted in coverage as 0"),
+        ("frames with errors", lambda s: s["frames"]["errors"], "listed in frames.csv, column 'error'"),
+        ("frames dropped (live)", lambda s: s["frames"]["dropped"], "the node gave no answer in time"),
+        ("live: node's own count received / processed / dropped", lambda s: _node_counts(s.get("node_diagnostics")),
+         "from the node's last /diagnostics"),
+        ("live: node's receive→publish ms p50 / p95", lambda s: _node_latency(s.get("node_diagnostics")), ""),
+        ("coverage", lambda s: _fmt(s["coverage"]),
+         "share of valid ground-truth pixels (in range) that got a valid prediction, over every frame with ground truth; 1 = all"),
+        ("AUSE (AbsRel) ↓", lambda s: _fmt(s["ause_abs_rel"]),
+         "area between the confidence's sparsification curve and the oracle's (below); 0 = confidence ranks errors perfectly"),
+        ("AUSE of a random order", lambda s: _fmt(s.get("ause_random_abs_rel", math.nan)),
+         "the same for a confidence that knows nothing: the AUSE above should be lower"),
+        ("scale drift frame to frame |Δ ln s| ↓", lambda s: _fmt(s["temporal"]["scale_drift"]),
+         "how much the scale that would fit the ground truth changes between frames: 0.01 ≈ 1 % flicker"),
+        ("scale spread over the bag, std ln s ↓", lambda s: _fmt(s["temporal"]["scale_spread"]), "the same over the whole bag"),
+        ("pipeline ms, median", lambda s: _fmt(s["pipeline_ms_p50"]), "the node's work per frame: model and every other stage"),
+        ("frames / s (pipeline)", lambda s: _fmt(s["frames_per_s"], 3), "1000 ÷ the median above: what the node sustains here"),
+        ("evaluation cost ÷ model time", lambda s: _fmt(s["eval_overhead_ratio"], 3),
+         "read + decode + ground truth + scoring, divided by the model's own time: what scoring adds, not what the node costs"),
+        ("wall time, s", lambda s: _fmt(s["wall_s"], 3), ""),
+        ("made by", lambda s: _made_by(s.get("run")), "depth_node version, commit, date (UTC) and command"),
+    ]
+    head = ("<tr><th class='l'></th>" + "".join(f"<th class='l'>{html.escape(s['label'])}</th>" for s in summaries)
+            + "<th class='l'>what it means</th></tr>")
     rows = [head]
-    for key, label in keys:
-        cells = "".join(f"<td class='l'>{_fmt(s.get(key))}</td>" for s in summaries)
-        rows.append(f"<tr><td class='l'>{label}</td>{cells}</tr>")
-    extra = [("frames scored / images", lambda s: f"{s['frames']['scored']} / {s['frames']['images']}"),
-             ("images without ground truth", lambda s: s["frames"]["without_ground_truth"]),
-             ("frames with ground truth but nothing to score (no valid prediction on it)", lambda s: s["frames"]["unscored"]),
-             ("frames with errors", lambda s: s["frames"]["errors"]),
-             ("frames dropped (live: no answer in time)", lambda s: s["frames"]["dropped"]),
-             ("live: node's own count received / processed / dropped", lambda s: _node_counts(s.get("node_diagnostics"))),
-             ("live: node's receive→publish ms p50 / p95", lambda s: _node_latency(s.get("node_diagnostics"))),
-             ("coverage (GT pixels with a prediction)", lambda s: _fmt(s["coverage"])),
-             ("AUSE (AbsRel, headline alignment) ↓", lambda s: _fmt(s["ause_abs_rel"])),
-             ("AUSE of a random order (same pixels)", lambda s: _fmt(s.get("ause_random_abs_rel", math.nan))),
-             ("scale drift frame to frame |Δ ln s| ↓", lambda s: _fmt(s["temporal"]["scale_drift"])),
-             ("scale spread over the bag, std ln s ↓", lambda s: _fmt(s["temporal"]["scale_spread"])),
-             ("pipeline ms, median", lambda s: _fmt(s["pipeline_ms_p50"])),
-             ("frames / s (pipeline)", lambda s: _fmt(s["frames_per_s"])),
-             ("read + decode + GT + score ÷ model time", lambda s: _fmt(s["eval_overhead_ratio"])),
-             ("wall time, s", lambda s: _fmt(s["wall_s"]))]
-    for label, get in extra:
-        rows.append(f"<tr><td class='l'>{label}</td>" + "".join(f"<td class='l'>{get(s)}</td>" for s in summaries) + "</tr>")
+    for label, get, why in facts:
+        cells = "".join(f"<td class='l'>{get(s)}</td>" for s in summaries)
+        rows.append(f"<tr><td class='l'>{label}</td>{cells}<td class='why'>{html.escape(why, quote=False)}</td></tr>")
     return f"<table>{''.join(rows)}</table>"
+
+
+def _made_by(run: dict[str, Any] | None) -> str:
+    if not run:
+        return "—"
+    return (f"depth_node {html.escape(str(run['depth_node_version']))}, commit {html.escape(str(run['commit'] or 'n/a (installed)'))}"
+            f"<br>{html.escape(str(run['date_utc']))}<br><code>{html.escape(str(run['command']))}</code>")
 
 
 def _node_counts(diagnostics: dict[str, str] | None) -> str:
@@ -180,46 +191,52 @@ def _thumbnails(evaluation: Evaluation) -> str:
         parts.append(f"<figure><img alt='{name} frame' src='data:image/jpeg;base64,{data}'/><figcaption>{name}: frame "
                      f"{row.index}, AbsRel {row.score.metrics[mode]['abs_rel']:.3f}, δ1 {row.score.metrics[mode]['delta1']:.3f} "
                      f"({MODE_LABELS[mode]})</figcaption></figure>")
-    legend = ("<p class='muted'>Each strip: RGB | predicted depth | ground truth (same colours: GT's 2–98 % range) | "
-              "|error| / GT after the headline alignment (black = no GT; bright = 50 % or more).</p>")
+    legend = ("<p class='muted'>Each strip: RGB | predicted depth | ground truth (the same colours: the key under them, in "
+              "metres, spans the GT's 2–98 % range) | |error| / GT after the headline alignment (key in %; 50 % or more is "
+              "the brightest; black: no ground truth or no prediction).</p>")
     return legend + f"<div class='thumbs'>{''.join(parts)}</div>"
 
 
 def render(evaluations: Sequence[Evaluation], summaries: Sequence[dict[str, Any]], title: str) -> str:
-    """The HTML of one evaluation, or of several on the same bag (a comparison)."""
+    """The HTML of one evaluation, or of several on the same bag (a comparison): configuration n is drawn in colour n."""
     warn = "".join(f"<p class='warn'>{html.escape(s['label'])}: interrupted — partial result over {s['frames']['images']} frames.</p>"
                    for s in summaries if s["interrupted"])
-    error_plot = line_chart([(f"{e.label} ({MODE_LABELS[e.headline]})", [r.index for r in e.rows],
-                              [r.score.metrics[e.headline]["abs_rel"] if r.score else math.nan for r in e.rows])
-                             for e in evaluations], "frame", "AbsRel")
-    delta_plot = line_chart([(e.label, [r.index for r in e.rows],
-                              [r.score.metrics[e.headline]["delta1"] if r.score else math.nan for r in e.rows])
-                             for e in evaluations], "frame", "δ1")
-    latency_plot = line_chart([(f"{e.label} {stage}", [r.index for r in e.rows], [r.timings_ms.get(stage, math.nan) for r in e.rows])
-                               for e in evaluations for stage in ("infer", "read")], "frame", "ms")
+    frames = [[r.index for r in e.rows] for e in evaluations]
+    error_plot = line_chart([(e.label, frames[n], [r.score.metrics[e.headline]["abs_rel"] if r.score else math.nan for r in e.rows], n, "-")
+                             for n, e in enumerate(evaluations)], "frame", f"AbsRel ({MODE_LABELS[evaluations[0].headline]})")
+    delta_plot = line_chart([(e.label, frames[n], [r.score.metrics[e.headline]["delta1"] if r.score else math.nan for r in e.rows], n, "-")
+                             for n, e in enumerate(evaluations)], "frame", "δ1 (share of pixels within 25 %)", (0.0, 1.02))
+    latency_plot = line_chart([(f"{e.label}: {stage}", frames[n], [r.timings_ms.get(stage, math.nan) for r in e.rows], n, style)
+                               for n, e in enumerate(evaluations) for stage, style in (("infer", "-"), ("read", "--"))], "frame", "ms")
     sparsification = []
-    for s in summaries:
+    for n, s in enumerate(summaries):
         curve = s["sparsification"]
         if curve["by_confidence"] is not None:
             fractions = [100 * f for f in curve["fractions"]]
-            sparsification += [(f"{s['label']} by confidence", fractions, curve["by_confidence"]),
-                               (f"{s['label']} random order", fractions, [curve["by_confidence"][0]] * len(fractions)),
-                               (f"{s['label']} oracle (by true error)", fractions, curve["oracle"])]
+            sparsification += [(f"{s['label']}: by confidence", fractions, curve["by_confidence"], n, "-"),
+                               (f"{s['label']}: random order", fractions, [curve["by_confidence"][0]] * len(fractions), n, ":"),
+                               (f"{s['label']}: oracle (by true error)", fractions, curve["oracle"], n, "--")]
     sparse_plot = line_chart(sparsification, "% of pixels removed (least confident first)", "AbsRel of the rest")
     thumbs = "".join(f"<h3>{html.escape(e.label)}</h3>{_thumbnails(e)}" if len(evaluations) > 1 else _thumbnails(e) for e in evaluations)
+    made = summaries[0].get("run") if summaries else None
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{CSS}</style></head><body>
 <h1>{html.escape(title)}</h1>
-<p class="muted">depth_node evaluation. Metrics are means over scored frames; the highlighted row is the alignment that
-fits the model's output (see docs/evaluation.md for the definitions).</p>{warn}
+<p class="muted">depth_node evaluation{": " + _made_by(made).replace("<br>", " · ") if made else ""}. Metrics are means
+over scored frames; the highlighted row is the alignment that fits the model's output; "as published" is what a
+robot receives (see docs/evaluation.md for the definitions).</p>{warn}
 <h2>Accuracy</h2>{_summary_table(summaries)}
 <h2>Run</h2>{_facts_table(summaries)}
-<h2>Per frame</h2><div class="grid"><figure>{error_plot}<figcaption>AbsRel per frame (headline alignment; gaps: no GT)</figcaption></figure>
-<figure>{delta_plot}<figcaption>δ1 per frame</figcaption></figure>
-<figure>{latency_plot}<figcaption>model (infer) and bag read time per frame</figcaption></figure></div>
-<h2>Confidence: sparsification</h2><figure>{sparse_plot}<figcaption>The closer the confidence curve to the oracle, the better
-the confidence ranks errors; AUSE is the area between them. Below the flat random-order line means that discarding
-the least confident pixels lowers the error.</figcaption></figure>
+<h2>Per frame</h2><div class="grid"><figure>{error_plot}<figcaption>AbsRel per frame, lower is better (headline alignment;
+gaps: no ground truth)</figcaption></figure>
+<figure>{delta_plot}<figcaption>δ1 per frame: the share of pixels whose depth is within 25 % of the ground truth
+(higher is better, 1 = all)</figcaption></figure>
+<figure>{latency_plot}<figcaption>Time per frame: the model's forward pass (infer, solid) and reading the bag (read,
+dashed)</figcaption></figure></div>
+<h2>Confidence: sparsification</h2><figure>{sparse_plot}<figcaption>Remove the least confident pixels first and score
+the rest (solid). The oracle (dashed) removes the truly worst first; the random order (dotted) keeps the error flat.
+The closer the solid curve to the oracle, the better the confidence ranks errors; AUSE is the area between
+them.</figcaption></figure>
 <h2>Latency per stage (ms)</h2>{_latency_table(summaries)}
 <h2>Best, median and worst frames</h2>{thumbs}
 </body></html>

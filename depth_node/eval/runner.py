@@ -35,6 +35,8 @@ from depth_node.errors import DepthNodeError
 from depth_node.eval.bag_input import COMPRESSED, IMAGE, INFO, BagFrames, EvalFrame
 from depth_node.eval.bag_output import BagWriter
 from depth_node.eval.groundtruth import gt_camera, gt_metres, resample_to
+from depth_node.eval.picture import colour_bar, label_panel
+from depth_node.eval.provenance import provenance
 from depth_node.eval.metrics import (
     METRICS,
     MODES,
@@ -137,6 +139,7 @@ class Evaluation:
     rows: list[FrameRow] = field(default_factory=list)
     interrupted: bool = False
     wall_s: float = 0.0
+    run: dict[str, Any] = field(default_factory=provenance)  # version, commit, date, command: what made this result
 
     def summary(self) -> dict[str, Any]:
         """Everything ``metrics.json`` holds: aggregates (mean over scored frames), latency, temporal, AUSE."""
@@ -174,6 +177,7 @@ class Evaluation:
             "frames_per_s": 1000.0 / float(np.median(pipeline_ms)) if pipeline_ms else math.nan,
             "eval_overhead_ratio": float(np.median(eval_ms) / np.median(infer_ms)) if infer_ms and eval_ms else math.nan,
             "wall_s": self.wall_s,
+            "run": self.run,
             **self.info,
         }
 
@@ -321,23 +325,30 @@ class Evaluator:
             writer.write_cdr(topic, msgtype, bag_time, data)
 
     def _thumbnails(self, index: int, rgb: np.ndarray, result: Outcome, gt: np.ndarray | None, score: FrameScore | None) -> None:
-        """RGB | prediction | GT | |error| / GT strip (JPEG), depth colours on the GT's 2–98 % range."""
+        """Labelled strip (JPEG): RGB | prediction | ground truth | |error| / GT, a colour key under each: depth in
+        metres on the GT's 2–98 % range (both depth panels alike), the error on 0–50 % after the headline alignment."""
         height = int(round(rgb.shape[0] * THUMB_WIDTH / rgb.shape[1]))
 
         def small(img: np.ndarray) -> np.ndarray:
             return cv2.resize(img, (THUMB_WIDTH, height), interpolation=cv2.INTER_AREA if img.shape[1] > THUMB_WIDTH else cv2.INTER_NEAREST)
 
         lo, hi = display_range(gt if gt is not None and np.isfinite(gt).any() else result.depth_m)
-        panels = [small(rgb), small(colorize_depth(result.depth_m, lo, hi))]
+        depth_key = colour_bar(THUMB_WIDTH, lo, hi, "turbo", " m")
+        blank = np.full_like(depth_key, 255)
+        panels = [(label_panel(small(rgb), "RGB"), blank), (label_panel(small(colorize_depth(result.depth_m, lo, hi)), "prediction"), depth_key)]
         if gt is not None and score is not None:
             mode = self.result.headline
             aligned = apply_fit(result.depth_m, mode, score.fits[mode]) if math.isfinite(score.fits[mode][0]) else result.depth_m
             with np.errstate(invalid="ignore", divide="ignore"):
-                error = np.abs(aligned - gt) / gt
+                error = np.abs(aligned - gt) / gt * 100.0
             gt_small = cv2.resize(gt, (THUMB_WIDTH, height), interpolation=cv2.INTER_NEAREST)
             err_small = cv2.resize(error.astype(np.float32), (THUMB_WIDTH, height), interpolation=cv2.INTER_NEAREST)
-            panels += [colorize_depth(gt_small, lo, hi), colorize_depth(err_small, 0.0, 0.5, "inferno")]
-        strip = np.concatenate(panels, axis=1)
+            panels += [(label_panel(colorize_depth(gt_small, lo, hi), "ground truth"), depth_key),
+                       (label_panel(colorize_depth(err_small, 0.0, 50.0, "inferno"), "|error| / GT"),
+                        colour_bar(THUMB_WIDTH, 0.0, 50.0, "inferno", " %"))]
+        columns = [np.concatenate(pair, axis=0) for pair in panels]
+        gap = np.full((columns[0].shape[0], 6, 3), 255, np.uint8)  # white between panels: keys and labels stay apart
+        strip = np.concatenate([part for column in columns for part in (column, gap)][:-1], axis=1)
         cv2.imwrite(str(self.thumbs / f"{index:06d}.jpg"), strip[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
 
 

@@ -195,4 +195,4 @@ def _one_line(summary: dict[str, Any]) -> str:
 
     return (f"{summary['label']}: {summary['frames']['scored']}/{summary['frames']['images']} frames scored, "
             f"{mode}: AbsRel {f(m['abs_rel'])}, RMSE {f(m['rmse'])} m, δ1 {f(m['delta1'])}; "
-            f"{f(summary['frames_per_s'])} frames/s")
+            + (f"{summary['frames_per_s']:.1f} frames/s" if math.isfinite(summary["frames_per_s"]) else "n/a frames/s"))

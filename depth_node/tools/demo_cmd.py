@@ -12,7 +12,8 @@ EPILOG = """examples:
   make demo                                     # = depth-node demo --out demo_out
   depth-node demo --model fastdepth             # the same with another model card
   depth-node demo --frames 30 --real-bag my_rgbd_bag/
-then: open demo_out/demo.png and demo_out/*_eval/report.html; ros2 bag play demo_out/synthetic_eval/bag"""
+then: open demo_out/demo.png and demo_out/*_eval/report.html; Foxglove opens demo_out/synthetic_eval/bag
+      (ros2 bag play plays it on a ROS 2 install; pip has no ros2 bag)"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -21,7 +21,7 @@ EPILOG = """examples:
   depth-node eval bag/ --compare fast.yaml accurate.yaml -o out/compare              # two configurations side by side
   depth-node eval bag/ --gt-topic /lidar/depth_projected --slop 0.05 --max-frames 200
   depth-node eval bag/ --live -p model_card:=fastdepth                             # through a running node over DDS
-then: open out/eval/report.html; ros2 bag play out/eval/bag"""
+then: open out/eval/report.html; out/eval/bag opens in Foxglove (ros2 bag play, on a ROS 2 install)"""
 
 
 def _crop(text: str) -> tuple[float, float, float, float]:

@@ -14,7 +14,7 @@ from depth_node.eval.bag_recover import recover
 EPILOG = """examples:
   depth-node bag-recover out/eval/bag out/eval/bag_recovered     # an eval killed with SIGKILL
   depth-node bag-recover rosbag2_2026_12_06/rosbag2_2026_12_06_0.mcap fixed_bag
-then: depth-node eval fixed_bag, or ros2 bag play fixed_bag"""
+then: depth-node eval fixed_bag; Foxglove opens it (ros2 bag play, on a ROS 2 install)"""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -14,7 +14,7 @@ EPILOG = """examples:
   depth-node synth out/mixed --scenes room,corridor,street --frames 30 --seed 7
   depth-node synth out/low --size 320x240 --height 0.3 --pitch 0 --storage sqlite3
   depth-node synth out/rs --intrinsics 518,519,325.5,253.5     # a calibrated 640x480 camera
-then: ros2 bag play out/synth/bag   (topics: /camera/color/image_raw, /camera/color/camera_info, ...)"""
+then: depth-node eval out/synth/bag, or ros2 bag play it on a ROS 2 install   (topics: /camera/color/image_raw, /camera/color/camera_info, ...)"""
 
 
 def _size(text: str) -> tuple[int, int]:

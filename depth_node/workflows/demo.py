@@ -93,7 +93,7 @@ def _summary_lines(title: str, s: dict[str, Any], folder: Path) -> str:
         f"(the node's /diagnostics); round trip over DDS {f(s['latency_ms'].get('roundtrip', {}).get('p50', math.nan), 1)} ms",
         f"  accuracy  AbsRel {f(m['abs_rel'])} as published (metres), {f(a['abs_rel'])} scale+shift aligned; "
         f"δ1 {f(m['delta1'])} / {f(a['delta1'])}; RMSE {f(m['rmse'])} m",
-        f"  recorded  {folder / 'bag'} (ros2 bag play it), report {folder / 'report.html'}",
+        f"  recorded  {folder / 'bag'} (open it in Foxglove; on a ROS 2 install: ros2 bag play), report {folder / 'report.html'}",
     ])
 
 
