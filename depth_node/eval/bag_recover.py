@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Iterator
 
 from rosbags.rosbag2 import StoragePlugin, Writer
+from rosbags.rosbag2.storage_mcap import DECOMPRESSORS  # the reader's own: "", lz4 and zstd, as rosbags installs them
 from rosbags.typesys import Stores, get_typestore, get_types_from_msg
 
 from depth_node.errors import DepthNodeError
@@ -155,18 +156,9 @@ def _chunk_records(body: bytes, path: Path, lost: list[str]) -> bytes | None:
     (compressed_size,) = struct.unpack_from("<Q", body, pos)
     payload = body[pos + 8:pos + 8 + compressed_size]
     try:
-        if compression == "zstd":
-            import zstandard
-
-            records = zstandard.ZstdDecompressor().decompress(payload, max_output_size=size)
-        elif compression == "lz4":
-            import lz4.frame
-
-            records = lz4.frame.decompress(payload)
-        elif compression == "":
-            records = payload
-        else:
+        if compression not in DECOMPRESSORS:
             raise ValueError(f"unknown compression {compression!r}")
+        records = DECOMPRESSORS[compression](payload, size)
         if len(records) != size or (crc and zlib.crc32(records) != crc):
             raise ValueError("size or checksum mismatch")
     except Exception as exc:  # noqa: BLE001 - zstd, lz4 and our own errors alike: the chunk is skipped
