@@ -429,7 +429,7 @@ class _DepthNodeBody:
                 continue
             self._last_start = received
             timer = StageTimer()
-            self._running = (time.monotonic(), timer)
+            running = self._running = (time.monotonic(), timer)
             try:
                 self._process(msg, received, timer, stop)
                 if self._failures_in_a_row:
@@ -450,7 +450,8 @@ class _DepthNodeBody:
                 if self._failures_in_a_row >= FAILURES_BEFORE_FALLBACK:
                     self._fall_back(f"{type(exc).__name__}: {exc}")
             finally:
-                self._running = None
+                if self._running is running:  # not a newer worker's (an abandoned frame can end after reactivation)
+                    self._running = None
 
     def _wanted(self) -> set[str]:
         """The outputs somebody subscribes to."""
