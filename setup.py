@@ -24,6 +24,7 @@ setup(
         "depth_anything": ["torch==2.13.0", "transformers", "huggingface-hub"],
         "diffusion": ["torch==2.13.0", "transformers", "diffusers", "huggingface-hub"],
         "tflite": ["ai-edge-litert"],
+        "ray": ["ray==2.60.0"],  # depth-node eval --ray
     },
     zip_safe=True,
     maintainer="depth_node maintainers",

@@ -636,3 +636,26 @@ def test_a_bag_cut_short_is_scored_as_far_as_it_reads(tmp_path: Path, storage: s
     assert 0 < len(readable["/camera/color/image_raw"]) < 12
     assert frames["images"] == len(readable["/camera/color/image_raw"]), frames
     assert frames["scored"] == len(readable["/camera/aligned_depth_to_color/image_raw"]), frames  # each with its image
+
+
+def test_a_recorded_depth_topic_is_scored_beside_the_node(tmp_path: Path, synth_bag: Path, conv_card: Path) -> None:
+    """--prediction-topic scores a depth image already in the bag (here: the /depth/image an earlier eval recorded)
+    with the same protocol, in its own folder, and beside the node's configuration in one report. The earlier run's
+    published metres, scored from the bag, give that run's metrics."""
+    first = subprocess.run([*CLI, "eval", str(synth_bag), "-o", str(tmp_path / "first"), "-p", f"model_card:={conv_card}",
+                            "--no-points", "--max-depth", "20"], capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    run = subprocess.run([*CLI, "eval", str(tmp_path / "first" / "bag"), "-o", str(tmp_path / "vs"), "-p", f"model_card:={conv_card}",
+                          "--prediction-topic", "/depth/image", "--gt-topic", "/camera/aligned_depth_to_color/image_raw",
+                          "--max-depth", "20", "--no-bag"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "recorded:    /depth/image" in run.stderr
+    earlier = json.loads((tmp_path / "first" / "metrics.json").read_text())
+    recorded = json.loads((tmp_path / "vs" / "recorded_depth_image" / "metrics.json").read_text())
+    again = json.loads((tmp_path / "vs" / "test-model" / "metrics.json").read_text())
+    assert recorded["frames"] == earlier["frames"] and recorded["backend"] == "recorded in the bag"
+    for name, value in earlier["metrics"]["metric"].items():
+        assert recorded["metrics"]["metric"][name] == pytest.approx(value, rel=1e-6, abs=1e-9), name
+        assert again["metrics"]["metric"][name] == value, name
+    report = (tmp_path / "vs" / "report.html").read_text()
+    assert "test-model vs recorded /depth/image" in report

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "depth_node"
 # Imported only where used: seconds and hundreds of MB to import, or absent where a model family is not installed.
 HEAVY = {"torch", "torchvision", "diffusers", "transformers", "tensorrt", "onnxruntime", "onnx", "ai_edge_litert",
-         "safetensors", "huggingface_hub", "scipy"}
+         "safetensors", "huggingface_hub", "scipy", "ray"}
 
 
 def _module_name(path: Path) -> str:

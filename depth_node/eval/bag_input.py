@@ -44,12 +44,17 @@ class TopicChoice:
     depth: str | None
     depth_info: str | None
     notes: tuple[str, ...] = ()
+    prediction: str | None = None       # a depth image recorded in the bag, scored like the node's (--prediction-topic)
+    prediction_info: str | None = None  # its camera_info (None: on the image's field of view)
 
     def describe(self) -> str:
         lines = [f"image:       {self.image} ({self.image_type.rsplit('/', 1)[-1]})",
                  f"camera_info: {self.camera_info or '(none: fallback_hfov_deg)'}",
                  f"gt depth:    {self.depth or '(none: latency only, nothing scored)'}",
                  f"gt info:     {self.depth_info or '(none: assumed registered to the image)'}"]
+        if self.prediction:
+            lines.append(f"recorded:    {self.prediction} (scored as a prediction; info: "
+                         f"{self.prediction_info or 'none, assumed registered to the image'})")
         return "\n".join(lines + [f"note: {n}" for n in self.notes])
 
 
@@ -64,6 +69,8 @@ class EvalFrame:
     depth: Any | None
     depth_info: Any | None
     raw: dict[str, tuple[int, bytes]]  # topic → (bag timestamp, CDR bytes) of the messages used, for the output bag
+    prediction: Any | None = None       # the recorded depth image of TopicChoice.prediction, and its camera_info
+    prediction_info: Any | None = None
 
 
 def stamp_of(msg: Any) -> int:
@@ -144,8 +151,9 @@ def _first_encoding(reader: Any, connection: Any) -> str | None:
 
 
 def choose_topics(reader: Any, image: str | None = None, camera_info: str | None = None, depth: str | None = None,
-                  depth_info: str | None = None) -> TopicChoice:
-    """Given topics as they are (checked to exist with the right type); the rest found by type, or BagError."""
+                  depth_info: str | None = None, prediction: str | None = None) -> TopicChoice:
+    """Given topics as they are (checked to exist with the right type); the rest found by type, or BagError.
+    ``prediction``: a recorded depth image to score (never taken as the ground truth)."""
     by_topic = {c.topic: c for c in reader.connections}
     listing = ", ".join(f"{c.topic} [{c.msgtype}, {c.msgcount} messages]" for c in reader.connections)
 
@@ -158,7 +166,7 @@ def choose_topics(reader: Any, image: str | None = None, camera_info: str | None
     notes = []
     encodings = {c.topic: _first_encoding(reader, c) for c in reader.connections if c.msgtype == IMAGE and c.msgcount}
     colour = [t for t, e in encodings.items() if e in CAMERA_ENCODINGS]
-    depths = [t for t, e in encodings.items() if e in DEPTH_ENCODINGS]
+    depths = [t for t, e in encodings.items() if e in DEPTH_ENCODINGS and t != prediction]
     compressed = [c.topic for c in reader.connections if c.msgtype == COMPRESSED and "compressedDepth" not in c.topic and c.msgcount]
     infos = [c.topic for c in reader.connections if c.msgtype == INFO]
     if image:
@@ -190,7 +198,13 @@ def choose_topics(reader: Any, image: str | None = None, camera_info: str | None
         check(depth_info, (INFO,), "ground-truth camera_info")
     elif depth:
         depth_info = _sibling_info(depth, infos)
-    return TopicChoice(image, by_topic[image].msgtype, camera_info, depth, depth_info, tuple(notes))
+    prediction_info = None
+    if prediction:
+        check(prediction, (IMAGE,), "recorded prediction")
+        if prediction == depth:
+            raise BagError(f"{prediction} is the ground truth: --prediction-topic names another depth topic to score against it")
+        prediction_info = _sibling_info(prediction, infos)
+    return TopicChoice(image, by_topic[image].msgtype, camera_info, depth, depth_info, tuple(notes), prediction, prediction_info)
 
 
 def _nearest(stamps: np.ndarray, t: int, slop_ns: float) -> int | None:
@@ -231,7 +245,8 @@ class BagFrames:
         self.unmatched_gt = sum(1 for p in self._plan if topics.depth and p.get(topics.depth) is None)
 
     def _connections(self, reader: Any) -> list[Any]:
-        wanted = {t for t in (self.topics.image, self.topics.camera_info, self.topics.depth, self.topics.depth_info) if t}
+        t = self.topics
+        wanted = {x for x in (t.image, t.camera_info, t.depth, t.depth_info, t.prediction, t.prediction_info) if x}
         return [c for c in reader.connections if c.topic in wanted]
 
     def _sorted(self, topic: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -242,7 +257,9 @@ class BagFrames:
     def _parts_for(self, t: int) -> dict[str, int | None]:
         """topic → index (in bag order) of the message this image uses."""
         parts: dict[str, int | None] = {}
-        for topic, exact in ((self.topics.camera_info, False), (self.topics.depth, True), (self.topics.depth_info, False)):
+        chosen = self.topics
+        for topic, exact in ((chosen.camera_info, False), (chosen.depth, True), (chosen.depth_info, False),
+                             (chosen.prediction, True), (chosen.prediction_info, False)):
             if not topic:
                 continue
             stamps, order = self._sorted(topic)
@@ -305,4 +322,30 @@ class BagFrames:
                 if needed[(topic, i)] == 0:
                     del held[(topic, i)]
         return EvalFrame(frame_index, stamp_of(msg), msg, parts.get(topics.camera_info), parts.get(topics.depth),
-                         parts.get(topics.depth_info), raw_parts)
+                         parts.get(topics.depth_info), raw_parts, parts.get(topics.prediction), parts.get(topics.prediction_info))
+
+
+class FrameRange:
+    """Frames ``start``..``end`` − 1 of a bag's :class:`BagFrames`, preceded by ``warm_up`` frames a source runs to
+    reach the state a serial run has there (a time shard of a longer bag). ``len()`` counts the frames scored."""
+
+    def __init__(self, frames: BagFrames, start: int, end: int, warm_up: int = 0) -> None:
+        if not 0 <= start <= end <= len(frames):
+            raise ValueError(f"frame range {start}..{end} is outside the bag's {len(frames)} frames")
+        self.frames, self.start, self.end, self.first = frames, start, end, max(0, start - warm_up)
+        self.bag, self.topics = frames.bag, frames.topics
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def __iter__(self) -> Iterator[EvalFrame]:
+        frames = iter(self.frames)  # the bag is read from its start: frame indices count messages from there
+        try:
+            for frame in frames:
+                if frame.index >= self.end:
+                    return
+                if frame.index >= self.first:
+                    yield frame
+        finally:
+            frames.close()  # the bag reader now, not when the generator is collected
+

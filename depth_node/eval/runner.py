@@ -110,6 +110,25 @@ class PipelineSource:
         return [(f"/{OUTPUTS[name][0]}", f"sensor_msgs/msg/{type(msg).__name__}", serialize_message(msg)) for name, msg in messages.items()]
 
 
+class RecordedSource:
+    """A depth image recorded in the bag — another node's output, an earlier run — as the prediction, scored with the
+    same protocol and report as the node's: metres as they were published (32FC1 m or 16UC1 mm; NaN, 0 and ±Inf
+    carry no depth), on their own camera_info's grid or, without one, the image's field of view."""
+
+    spec = OutputSpec(OutputSpace.DEPTH, Invariance.METRIC)
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+
+    def __call__(self, frame: EvalFrame, rgb: np.ndarray, camera: PinholeCamera) -> Outcome:
+        if frame.prediction is None:
+            raise DepthNodeError(f"no message on {self.topic} within --slop of this image")
+        recorded = gt_metres(frame.prediction)
+        depth = np.where(np.isfinite(recorded), recorded, np.float32(np.nan)).astype(np.float32, copy=False)
+        source_camera = gt_camera(depth, frame.prediction_info, camera)
+        return Outcome(depth, None, source_camera, {}, lambda: [])
+
+
 @dataclass(frozen=True)
 class EvalOptions:
     eval_range: EvalRange = EvalRange()
@@ -174,7 +193,8 @@ class Evaluation:
                                "by_confidence": _list(model_curve), "oracle": _list(oracle_curve)},
             "latency_ms": latency,
             "pipeline_ms_p50": float(np.median(pipeline_ms)) if pipeline_ms else math.nan,
-            "frames_per_s": 1000.0 / float(np.median(pipeline_ms)) if pipeline_ms else math.nan,
+            # no pipeline work (a recorded prediction): no rate to state
+            "frames_per_s": 1000.0 / float(np.median(pipeline_ms)) if pipeline_ms and np.median(pipeline_ms) > 0 else math.nan,
             "eval_overhead_ratio": float(np.median(eval_ms) / np.median(infer_ms)) if infer_ms and eval_ms else math.nan,
             "wall_s": self.wall_s,
             "run": self.run,
@@ -221,7 +241,11 @@ class Evaluator:
     with a ``spec`` attribute (e.g. the live node of :mod:`depth_node.eval.live`)."""
 
     def __init__(self, source: DepthPipeline | Any, config: PipelineConfig, frames: BagFrames, out_dir: Path,
-                 options: EvalOptions = EvalOptions(), label: str = "", info: dict[str, Any] | None = None) -> None:
+                 options: EvalOptions = EvalOptions(), label: str = "", info: dict[str, Any] | None = None,
+                 score_from: int = 0, thumbs: Path | None = None) -> None:
+        """``score_from``: frames with a lower index only warm the source up (temporal smoothing, scale tracking: a
+        shard of a longer bag) and leave no row, bag message or thumbnail. ``thumbs``: the thumbnails' folder
+        (default ``out_dir``/thumbs)."""
         if isinstance(source, DepthPipeline):
             label = label or source.estimator.name
             source = PipelineSource(source, config, points=options.write_bag and options.bag_points,
@@ -232,20 +256,21 @@ class Evaluator:
             raise FileExistsError(f"{self.out_dir} already holds an evaluation: choose a new --output folder")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.result = Evaluation(self.out_dir, label or "depth_node", headline_mode(source.spec), info or {})
-        self.thumbs = self.out_dir / "thumbs"
+        self.thumbs = Path(thumbs) if thumbs is not None else self.out_dir / "thumbs"
+        self.score_from = score_from
         self._geometry = convert.InputGeometry()
 
-    def run(self, progress: Callable[[int, int], None] | None = None) -> Evaluation:
+    def run(self, progress: Callable[[int, int], None] | None = None, handle_signals: bool = True) -> Evaluation:
         """Every frame; returns the evaluation. Ctrl-C (SIGINT) or SIGTERM stops after the frame in progress, so the CSV,
         the output bag and the summary agree frame for frame; a second one stops at once. After a SIGKILL, the output
         bag has no index: ``depth-node bag-recover`` (or eval itself) reads every frame written before it."""
         writer = BagWriter(self.out_dir / "bag", "mcap") if self.options.write_bag else None
         if self.options.thumbnails:
-            self.thumbs.mkdir(exist_ok=True)
+            self.thumbs.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         total = len(self.frames)
         stop = threading.Event()
-        previous = _stop_on_signals(stop)
+        previous = _stop_on_signals(stop) if handle_signals else {}
         with (self.out_dir / "frames.csv").open("w", newline="") as handle:
             table = csv.writer(handle)
             table.writerow(csv_header())
@@ -256,6 +281,9 @@ class Evaluator:
                     frame = next(iterator, None)
                     if frame is None:
                         break
+                    if frame.index < self.score_from:
+                        self._warm_up(frame)
+                        continue
                     row = self._frame(frame, writer, (time.perf_counter() - t0) * 1e3)
                     self.result.rows.append(row)
                     table.writerow(csv_row(row))
@@ -301,6 +329,13 @@ class Evaluator:
         except Exception as exc:  # noqa: BLE001 - a bad frame is reported and skipped, as the node does; the run goes on
             return FrameRow(frame.index, frame.stamp_ns, None, timings, f"{type(exc).__name__}: {exc}")
 
+    def _warm_up(self, frame: EvalFrame) -> None:
+        """The frame through the source only: its state moves on as in a serial run; nothing is scored or kept."""
+        try:
+            self.source(frame, *self._decode(frame))
+        except Exception:  # noqa: BLE001, S110 - the serial run reports this frame's error; here it only warms up
+            pass
+
     def _decode(self, frame: EvalFrame) -> tuple[np.ndarray, PinholeCamera]:
         compressed = self.frames.topics.image_type == COMPRESSED
         rgb = convert.compressed_to_rgb(frame.image) if compressed else convert.image_to_rgb(frame.image)
@@ -318,7 +353,7 @@ class Evaluator:
         topics = self.frames.topics
         for topic, (timestamp, data) in frame.raw.items():
             msgtype = topics.image_type if topic == topics.image else (
-                INFO if topic in (topics.camera_info, topics.depth_info) else IMAGE)
+                INFO if topic in (topics.camera_info, topics.depth_info, topics.prediction_info) else IMAGE)
             writer.write_cdr(topic, msgtype, timestamp, data)
         bag_time = frame.raw[topics.image][0]
         for topic, msgtype, data in result.messages():
@@ -378,15 +413,15 @@ def _stop_on_signals(stop: threading.Event) -> dict[int, Any]:
 def save_summary(evaluation: Evaluation) -> dict[str, Any]:
     """Write ``metrics.json`` (NaN as null) and return the summary."""
     summary = evaluation.summary()
-    (evaluation.out_dir / "metrics.json").write_text(json.dumps(_json_safe(summary), indent=1))
+    (evaluation.out_dir / "metrics.json").write_text(json.dumps(json_safe(summary), indent=1))
     return summary
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value

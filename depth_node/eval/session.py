@@ -9,9 +9,11 @@ report.html per bag.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -24,7 +26,8 @@ from depth_node.eval.bag_input import BagError, BagFrames, choose_topics, open_r
 from depth_node.eval.bag_recover import RecoverError, recover
 from depth_node.eval.live import LiveNode
 from depth_node.eval.report import run_and_report, write_report
-from depth_node.eval.runner import EvalOptions
+from depth_node.errors import DepthNodeError
+from depth_node.eval.runner import EvalOptions, Evaluation, RecordedSource, headline_mode, json_safe, save_summary
 from depth_node.paths import config_file, resolve_card
 from depth_node.progress import ProgressBar
 
@@ -37,6 +40,7 @@ class TopicNames:
     camera_info: str | None = None
     depth: str | None = None
     depth_info: str | None = None
+    prediction: str | None = None  # a recorded depth topic scored beside depth_node's configurations
 
 
 @dataclass
@@ -55,6 +59,10 @@ class EvalRequest:
     slop_s: float = 0.02
     max_frames: int = 0
     options: EvalOptions = EvalOptions()
+    ray: str | None = None            # None: this process; "": a local Ray cluster; "auto" or an address: that cluster
+    workers: int = 0                  # Ray workers (actors); 0: one per CPU of the cluster
+    shard_frames: int = 200           # frames per Ray task
+    shard_overlap: int | None = None  # warm-up frames before a shard (None: 30 when state carries across frames, else 0)
 
 
 def _stderr(line: str) -> None:
@@ -70,43 +78,187 @@ def evaluate(request: EvalRequest, say: Callable[[str], None] = _stderr) -> int:
         raise ValueError(f"--sparse-reference is a share of pixels in [0, 1], got {options.sparse_reference}")
     if options.sparse_reference and request.live:
         raise ValueError("--sparse-reference feeds the in-process pipeline; with --live publish a reference_depth topic instead")
+    if request.ray is not None:
+        return _evaluate_on_ray(request, say)
     configs = [_configuration(request, params, say) for params in request.params_files]
-    status = 0
+    if request.topics.prediction:
+        if request.live:
+            raise ValueError("--prediction-topic scores a topic recorded in the bag; --live scores a running node: use one of them")
+        configs.append(_recorded(request, configs[0][2]))
+    status, done = 0, []
     for bag in request.bags:
         frames = _frames(request, bag, say)
-        bag_out = request.output / _name(bag) if len(request.bags) > 1 else request.output
+        bag_out = _bag_out(request, bag)
         evaluations, summaries = [], []
         for label, params, config, model in configs:
-            out_dir = bag_out / _name(Path(label)) if request.compare else bag_out
+            out_dir = bag_out / _folder(label) if len(configs) > 1 else bag_out
             source, info = _source(request, label, params, config, model, frames, out_dir)
             evaluation, summary = run_and_report(source, config, frames, out_dir, options, label, info, f"{label} on {bag.name}",
                                                  ProgressBar(f"{label} on {bag.name}"))
             evaluations.append(evaluation)
             summaries.append(summary)
-            say(_one_line(summary) + f"\n  wrote {out_dir}/report.html, metrics.json, frames.csv" +
-                ("" if not options.write_bag else ", bag/"))
-            failed = [r for r in evaluation.rows if r.error]
-            if failed:
-                say(f"WARNING: {len(failed)} frame(s) not scored; first, frame {failed[0].index}: {failed[0].error} "
-                    "(every one is in frames.csv, column 'error')")
-            counts = summary["frames"]
-            if counts["unscored"]:
-                say(f"WARNING: {counts['unscored']} frame(s) have ground truth but no valid prediction on it (NaN or "
-                    "invalid depth, or ground truth of fewer than 2 pixels): counted in coverage, not in the metrics; "
-                    "frames.csv column 'scored' is 0 for them")
-            if not counts["scored"] and counts["images"] and not evaluation.interrupted:
-                say(f"ERROR: no frame of {bag} could be scored ({counts['without_ground_truth']} without ground truth, "
-                    f"{counts['unscored']} without a valid prediction on it, {counts['errors']} failed)")
-                status = status or 1
+            done.append((bag, evaluation, summary))
+            status = max(status, _say_result(evaluation, summary, bag, out_dir, options, say))
             if evaluation.interrupted:
-                status = 130
                 break
-        if request.compare and len(evaluations) == 2:
-            path = write_report(bag_out / "report.html", evaluations, summaries, f"{' vs '.join(s['label'] for s in summaries)} on {bag.name}")
-            say(f"  comparison: {path}")
+        _compare_report(bag, bag_out, evaluations, summaries, say)
         if status == 130:
-            say("interrupted: the outputs above hold the frames done so far")
-            return status
+            break
+    _fleet_summary(request, done, [], say)
+    if status == 130:
+        say("interrupted: the outputs above hold the frames done so far")
+    return status
+
+
+def _say_result(evaluation: Evaluation, summary: dict[str, Any], bag: Path, out_dir: Path, options: EvalOptions,
+                say: Callable[[str], None]) -> int:
+    """The console lines of one configuration on one bag; returns its status (0, 1: nothing scored, 130: interrupted)."""
+    say(_one_line(summary) + f"\n  wrote {out_dir}/report.html, metrics.json, frames.csv" +
+        ("" if not options.write_bag else (", shards/*/bag/" if "output_bags" in summary else ", bag/")))
+    failed = [r for r in evaluation.rows if r.error]
+    if failed:
+        say(f"WARNING: {len(failed)} frame(s) not scored; first, frame {failed[0].index}: {failed[0].error} "
+            "(every one is in frames.csv, column 'error')")
+    counts = summary["frames"]
+    if counts["unscored"]:
+        say(f"WARNING: {counts['unscored']} frame(s) have ground truth but no valid prediction on it (NaN or "
+            "invalid depth, or ground truth of fewer than 2 pixels): counted in coverage, not in the metrics; "
+            "frames.csv column 'scored' is 0 for them")
+    if evaluation.interrupted:
+        return 130
+    if not counts["scored"] and counts["images"]:
+        say(f"ERROR: no frame of {bag} could be scored ({counts['without_ground_truth']} without ground truth, "
+            f"{counts['unscored']} without a valid prediction on it, {counts['errors']} failed)")
+        return 1
+    return 0
+
+
+def _compare_report(bag: Path, bag_out: Path, evaluations: list[Evaluation], summaries: list[dict[str, Any]],
+                    say: Callable[[str], None]) -> None:
+    """The configurations of one bag side by side (--compare, --prediction-topic) in bag_out/report.html."""
+    if len(evaluations) > 1:
+        path = write_report(bag_out / "report.html", evaluations, summaries, f"{' vs '.join(s['label'] for s in summaries)} on {bag.name}")
+        say(f"  comparison: {path}")
+
+
+def _fleet_summary(request: EvalRequest, done: list[tuple[Path, Evaluation, dict[str, Any]]], failed: list[tuple[Path, str]],
+                   say: Callable[[str], None]) -> None:
+    """With several bags (or a bag that failed): summary.json in the output folder — a row per bag and configuration,
+    every configuration over all bags together (the mean over all their scored frames), the bags that failed and
+    why — and the same as a table on the console."""
+    if len(request.bags) < 2 and not failed:
+        return
+    rows, labels = [], []
+    for bag, evaluation, summary in done:
+        mode = summary["headline_mode"]
+        rows.append({"bag": str(bag), "label": summary["label"], "frames": summary["frames"], "headline_mode": mode,
+                     "metrics": summary["metrics"][mode], "interrupted": summary["interrupted"]})
+        if summary["label"] not in labels:
+            labels.append(summary["label"])
+    pooled = {}
+    for label in labels:
+        runs = [(e, s) for _, e, s in done if s["label"] == label]
+        everything = Evaluation(request.output, label, runs[0][0].headline, {}, [r for e, _ in runs for r in e.rows])
+        summary = everything.summary()
+        pooled[label] = {"bags": len(runs), "frames": summary["frames"], "headline_mode": summary["headline_mode"],
+                         "metrics": summary["metrics"], "coverage": summary["coverage"]}
+    request.output.mkdir(parents=True, exist_ok=True)
+    document = {"bags": rows, "all_bags": pooled, "failed_bags": [{"bag": str(b), "reason": why} for b, why in failed]}
+    (request.output / "summary.json").write_text(json.dumps(json_safe(document), indent=1))
+    say(f"{'bag':<40} {'configuration':<22} {'scored':>7} {'AbsRel':>8} {'δ1':>7}")
+    for row in rows:
+        m = row["metrics"]
+        say(f"{_bag_out(request, Path(row['bag'])).name[:40]:<40} {row['label'][:22]:<22} {row['frames']['scored']:>7} {m['abs_rel']:>8.4f} {m['delta1']:>7.4f}")
+    for label, entry in pooled.items():
+        m = entry["metrics"][entry["headline_mode"]]
+        say(f"{'ALL ' + str(entry['bags']) + ' bags':<40} {label[:22]:<22} {entry['frames']['scored']:>7} {m['abs_rel']:>8.4f} {m['delta1']:>7.4f}")
+    for bag, why in failed:
+        say(f"FAILED {bag}: {why}")
+    say(f"  wrote {request.output / 'summary.json'}")
+
+
+def _evaluate_on_ray(request: EvalRequest, say: Callable[[str], None]) -> int:
+    """:func:`evaluate` with (configuration, bag, shard) tasks on a Ray cluster (:mod:`depth_node.eval.distributed`)."""
+    from depth_node.eval import distributed  # imports Ray: only for --ray
+
+    if request.live:
+        raise ValueError("--ray runs the node's pipeline in its workers; --live scores a node of its own: use one of them")
+    options = request.options
+    configurations = []  # (Configuration, PipelineConfig, output spec, model name)
+    for params in request.params_files:
+        params = Path(params or config_file("depth.yaml"))
+        config = load(params, request.assignments)  # checked here, before a worker starts
+        card = load_card(resolve_card(config.model_card))
+        label = params.stem if request.compare else card.name
+        configurations.append((distributed.Configuration(label, params, tuple(request.assignments)), config, card.output, card.name))
+    if request.topics.prediction:
+        first, config = configurations[0][0], configurations[0][1]
+        label, _, _, recorded = _recorded(request, config)
+        configurations.append((distributed.Configuration(label, first.params, first.assignments, recorded.topic), config,
+                               recorded.spec, recorded.topic))
+    actors = distributed.start(request.ray or None, request.workers)
+    started = time.perf_counter()
+    shards, bags, failed = [], [], []
+    try:
+        for bag in request.bags:
+            try:
+                frames = _frames(request, bag, say)
+            except DepthNodeError as exc:  # this bag cannot be read: say why, the others go on
+                failed.append((bag, str(exc)))
+                say(f"WARNING: {bag}: {exc}; the other bags go on")
+                continue
+            bag_out = _bag_out(request, bag)
+            bags.append((bag, frames, bag_out))
+            for number, (configuration, config, _, _) in enumerate(configurations):
+                out_dir = bag_out / _folder(configuration.label) if len(configurations) > 1 else bag_out
+                if (out_dir / "frames.csv").exists():
+                    raise FileExistsError(f"{out_dir} already holds an evaluation: choose a new --output folder")
+                warm_up = request.shard_overlap if request.shard_overlap is not None else distributed.default_warm_up(config)
+                for n, (start, end, warm) in enumerate(distributed.plan(len(frames), request.shard_frames, warm_up)):
+                    shards.append(distributed.Shard(number, frames.bag, frames.topics, request.slop_s, start, end, warm,
+                                                    out_dir / "shards" / f"{n:04d}", out_dir / "thumbs"))
+        label = " vs ".join(c.label for c, _, _, _ in configurations)
+        run = distributed.run_shards(shards, [c for c, _, _, _ in configurations], options, actors, label, say)
+    finally:
+        distributed.ray.shutdown()
+    wall_s = time.perf_counter() - started
+    status, done = 0, []
+    for bag, frames, bag_out in bags:
+        evaluations, summaries = [], []
+        for number, (configuration, config, spec, model_name) in enumerate(configurations):
+            out_dir = bag_out / _folder(configuration.label) if len(configurations) > 1 else bag_out
+            out_dir.mkdir(parents=True, exist_ok=True)
+            mine = [r for r in run.results if r.shard.configuration == number and r.shard.bag == frames.bag]
+            lost = [(s, why) for s, why in run.failed if s.configuration == number and s.bag == frames.bag]
+            rows = distributed.merged(run.results, number, frames.bag)
+            distributed.write_rows(out_dir, rows)
+            info = {"model": model_name, "backend": mine[0].backend if mine else "n/a", "output_space": spec.describe(),
+                    "params_file": str(configuration.params), "bag": str(frames.bag),
+                    "topics": {"image": frames.topics.image, "camera_info": frames.topics.camera_info, "depth": frames.topics.depth,
+                               "depth_info": frames.topics.depth_info},
+                    "eval_range": {"min_depth": options.eval_range.min_depth, "max_depth": options.eval_range.max_depth,
+                                   "crop": list(options.eval_range.crop)},
+                    "parameters": config.parameters(),
+                    "ray": {"workers": run.workers, "shard_frames": request.shard_frames, "shards_done": len(mine),
+                            "failed_shards": [{"frames": [s.start, s.end - 1], "reason": why} for s, why in lost],
+                            "workers_used": sorted({r.worker for r in mine})},
+                    "output_bags": sorted(str((r.shard.out_dir / "bag").relative_to(out_dir)) for r in mine) if options.write_bag else []}
+            evaluation = Evaluation(out_dir, configuration.label, headline_mode(spec), info, rows, run.interrupted, wall_s)
+            summary = save_summary(evaluation)
+            write_report(out_dir / "report.html", [evaluation], [summary], f"{configuration.label} on {bag.name}")
+            evaluations.append(evaluation)
+            summaries.append(summary)
+            done.append((bag, evaluation, summary))
+            status = max(status, _say_result(evaluation, summary, bag, out_dir, options, say))
+            for shard, why in lost:
+                say(f"ERROR: {bag.name} frames {shard.start}-{shard.end - 1} were not evaluated: {why}")
+                status = max(status, 1)
+        _compare_report(bag, bag_out, evaluations, summaries, say)
+    status = max(status, 1 if failed else 0)
+    _fleet_summary(request, done, failed, say)
+    if run.interrupted:
+        say("interrupted: the outputs above hold the frames done so far")
+        return 130
     return status
 
 
@@ -122,6 +274,13 @@ def _configuration(request: EvalRequest, params: Path | None, say: Callable[[str
         say(f"WARNING: {params}: fell back past {failure}")
     pipeline = DepthPipeline(estimator, config)
     return (Path(params).stem if request.compare else estimator.name), params, config, pipeline
+
+
+def _recorded(request: EvalRequest, config: Any) -> tuple[str, None, Any, RecordedSource]:
+    """The recorded depth topic as one more configuration: label, no parameters file, the first configuration's
+    camera handling (camera_model, fallback_hfov_deg), the source."""
+    topic = request.topics.prediction
+    return f"recorded {topic}", None, config, RecordedSource(topic)
 
 
 def _readable(bag: Path, output: Path, say: Callable[[str], None]) -> Path:
@@ -151,7 +310,7 @@ def _frames(request: EvalRequest, bag: Path, say: Callable[[str], None]) -> BagF
     reader = open_reader(bag)
     try:
         t = request.topics
-        topics = choose_topics(reader, t.image, t.camera_info, t.depth, t.depth_info)
+        topics = choose_topics(reader, t.image, t.camera_info, t.depth, t.depth_info, t.prediction)
     finally:
         reader.close()
     frames = BagFrames(bag, topics, request.slop_s, request.max_frames)
@@ -167,7 +326,9 @@ def _source(request: EvalRequest, label: str, params: Path, config: Any, model: 
             out_dir: Path) -> tuple[Any, dict[str, Any]]:
     """The depth source (the pipeline, or a live node) and the facts metrics.json records about the run."""
     topics, options = frames.topics, request.options
-    if request.live:
+    if isinstance(model, RecordedSource):
+        source, model_name, backend, space = model, model.topic, "recorded in the bag", f"{model.spec.describe()} (as recorded)"
+    elif request.live:
         source = LiveNode(params, request.assignments, topics, model.output, out_dir / "node.log", request.live_timeout_s,
                           points=options.write_bag and options.bag_points, diagnostics_period_s=config.diagnostics_period_s)
         model_name, backend, space = model.name, f"node {config.backend}/{config.device} (live)", model.output.describe()
@@ -180,6 +341,25 @@ def _source(request: EvalRequest, label: str, params: Path, config: Any, model: 
             "eval_range": {"min_depth": eval_range.min_depth, "max_depth": eval_range.max_depth, "crop": list(eval_range.crop)},
             "parameters": config.parameters()}
     return source, info
+
+
+def _bag_out(request: EvalRequest, bag: Path) -> Path:
+    """The bag's output folder: the output itself for one bag, else a subfolder named after the bag — with as many of
+    its parent folders as make the names unique (two recordings both called ``bag/`` in different folders)."""
+    if len(request.bags) < 2:
+        return request.output
+    parts = len(Path(bag).resolve().parts)
+    for depth in range(1, parts + 1):
+        names = [_name(Path("__".join(Path(b).resolve().parts[-depth:]))) for b in request.bags]
+        if len(set(names)) == len(names):
+            return request.output / names[request.bags.index(bag)]
+    return request.output / f"{request.bags.index(bag):03d}_{_name(bag)}"
+
+
+def _folder(label: str) -> str:
+    """A configuration's output folder: its label with anything but letters, digits, _ . - as _ ("recorded
+    /camera/depth" → recorded_camera_depth)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_") or "configuration"
 
 
 def _name(path: Path) -> str:

@@ -21,6 +21,9 @@ EPILOG = """examples:
   depth-node eval bag/ --compare fast.yaml accurate.yaml -o out/compare              # two configurations side by side
   depth-node eval bag/ --gt-topic /lidar/depth_projected --slop 0.05 --max-frames 200
   depth-node eval bag/ --live -p model_card:=fastdepth                             # through a running node over DDS
+  depth-node eval bag/ --prediction-topic /camera/depth/image_rect -o out/vs          # against the depth you run today
+  depth-node eval /data/bags/*.mcap --ray --workers 8 -o out/fleet                  # a local Ray cluster
+  depth-node eval /shared/bags/* --ray auto -o /shared/out/fleet                    # the cluster of `ray start`
 then: open out/eval/report.html; out/eval/bag opens in Foxglove (ros2 bag play, on a ROS 2 install)"""
 
 
@@ -48,11 +51,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--live", action="store_true",
                    help="play the bag into a running node over DDS (depth-node run, sim time, /clock) and score what it publishes")
     p.add_argument("--live-timeout", type=float, default=60.0, help="--live: seconds to wait for the node's answer to an image (default 60)")
+    cluster = p.add_argument_group("Ray (pip install depth_node[ray]): bags and time shards of bags as tasks on a cluster")
+    cluster.add_argument("--ray", nargs="?", const="", default=None, metavar="auto|ADDRESS",
+                         help="run on Ray: alone, a local cluster on this machine; 'auto' the cluster this machine joined "
+                              "(ray start); or a cluster's ADDRESS (host:6379, ray://host:10001)")
+    cluster.add_argument("--workers", type=int, default=0,
+                         help="--ray: worker actors, each loading the model once (default: one per CPU of the cluster)")
+    cluster.add_argument("--shard-frames", type=int, default=200, help="--ray: frames per task (default 200)")
+    cluster.add_argument("--shard-overlap", type=int, default=None,
+                         help="--ray: frames run before a shard to rebuild temporal smoothing and scale tracking (default: "
+                              "30 when either is on, else 0)")
     topics = p.add_argument_group("topics (found by message type when not given)")
     topics.add_argument("--image-topic", help="camera image (sensor_msgs/Image or CompressedImage)")
     topics.add_argument("--camera-info-topic", help="its camera_info")
     topics.add_argument("--gt-topic", help="ground-truth depth image (16UC1 mm or 32FC1 m), registered to the camera")
     topics.add_argument("--gt-info-topic", help="ground truth's camera_info (when on another grid than the image)")
+    topics.add_argument("--prediction-topic", metavar="TOPIC",
+                        help="a depth image recorded in the bag (another node's output, an earlier run): scored with the same "
+                             "protocol and reported beside depth_node's configuration(s)")
     topics.add_argument("--slop", type=float, default=0.02, help="seconds: largest image / ground-truth stamp difference (default 0.02)")
     scoring = p.add_argument_group("scoring")
     scoring.add_argument("--min-depth", type=float, default=1e-3, help="metres: GT below is not scored (default 0.001)")
@@ -71,6 +87,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:
+    if args.ray and Path(args.ray).exists():
+        raise ConfigError(f"--ray took {args.ray} as a cluster address, but it is a file or folder: put --ray after the bags, "
+                          "or write --ray=auto / --ray=HOST:PORT")
     try:
         eval_range = EvalRange(args.min_depth, args.max_depth, args.crop)
     except ValueError as exc:
@@ -78,6 +97,8 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     return evaluate(EvalRequest(
         bags=list(args.bags), output=args.output, params_files=list(args.compare) if args.compare else [args.params],
         assignments=list(args.param), compare=bool(args.compare), live=args.live, live_timeout_s=args.live_timeout,
-        topics=TopicNames(args.image_topic, args.camera_info_topic, args.gt_topic, args.gt_info_topic), slop_s=args.slop,
+        topics=TopicNames(args.image_topic, args.camera_info_topic, args.gt_topic, args.gt_info_topic, args.prediction_topic),
+        slop_s=args.slop,
         max_frames=args.max_frames, options=EvalOptions(eval_range, write_bag=not args.no_bag, bag_points=not args.no_points,
-                                                         thumbnails=not args.no_thumbnails, sparse_reference=args.sparse_reference)))
+                                                         thumbnails=not args.no_thumbnails, sparse_reference=args.sparse_reference),
+        ray=args.ray, workers=args.workers, shard_frames=args.shard_frames, shard_overlap=args.shard_overlap))
