@@ -179,7 +179,7 @@ def _fleet_summary(request: EvalRequest, done: list[tuple[Path, Evaluation, dict
 
 def _evaluate_on_ray(request: EvalRequest, say: Callable[[str], None]) -> int:
     """:func:`evaluate` with (configuration, bag, shard) tasks on a Ray cluster (:mod:`depth_node.eval.distributed`)."""
-    from depth_node.eval import distributed  # imports Ray: only for --ray
+    import depth_node.eval.distributed as distributed  # imports Ray: only for --ray
 
     if request.live:
         raise ValueError("--ray runs the node's pipeline in its workers; --live scores a node of its own: use one of them")
