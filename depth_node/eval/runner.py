@@ -22,7 +22,6 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 from builtin_interfaces.msg import Time
-from rclpy.serialization import serialize_message
 from std_msgs.msg import Header
 
 from depth_node.core.camera import PinholeCamera
@@ -50,7 +49,7 @@ from depth_node.eval.metrics import (
     score_frame,
 )
 from depth_node.ros import convert
-from depth_node.ros.outputs import OUTPUTS, output_messages
+from depth_node.ros.outputs import OUTPUTS, output_cdr
 
 BAG_OUTPUTS = ("depth", "camera_info", "confidence", "points")  # what the output bag holds (as the node publishes them)
 
@@ -106,8 +105,8 @@ class PipelineSource:
     def _messages(self, frame: EvalFrame, result: DepthResult, camera: PinholeCamera) -> list[tuple[str, str, bytes]]:
         stamp = frame.image.header.stamp
         header = Header(stamp=Time(sec=int(stamp.sec), nanosec=int(stamp.nanosec)), frame_id=str(frame.image.header.frame_id))
-        messages = output_messages(result, header, frame.camera_info, camera, self.config, BAG_OUTPUTS)
-        return [(f"/{OUTPUTS[name][0]}", f"sensor_msgs/msg/{type(msg).__name__}", serialize_message(msg)) for name, msg in messages.items()]
+        serialized = output_cdr(result, header, frame.camera_info, camera, self.config, BAG_OUTPUTS)
+        return [(f"/{OUTPUTS[name][0]}", f"sensor_msgs/msg/{OUTPUTS[name][1].__name__}", data) for name, data in serialized.items()]
 
 
 class RecordedSource:

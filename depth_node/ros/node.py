@@ -67,7 +67,7 @@ from depth_node.ros.diagnostics import (
     WarningBoard,
     build_status,
 )
-from depth_node.ros.outputs import OUTPUTS, output_messages
+from depth_node.ros.outputs import OUTPUTS, output_cdr
 from depth_node.ros.sync import LAST, MATCHED, NONE, StampedCache, stamp_ns
 
 # Every input and output takes `qos_overrides./<topic>.<subscription|publisher>.<policy>` parameters (read at start).
@@ -491,8 +491,8 @@ class _DepthNodeBody:
         if stop.is_set():
             return  # stopped (deactivated, shutting down) while this frame was computed
         with timer.stage("publish"):
-            for name, message in output_messages(result, header, info, camera, config, want).items():
-                self.publishers_by_output[name].publish(message)
+            for name, serialized in output_cdr(result, header, info, camera, config, want).items():
+                self.publishers_by_output[name].publish(serialized)  # already CDR: rclpy hands it to the middleware as is
         now_ns = self.get_clock().now().nanoseconds
         self.stats.frame_done((now_ns - stamp_ns(header.stamp)) / 1e6, (time.monotonic() - received) * 1e3, timer.ms)
 

@@ -1,5 +1,6 @@
-"""The node's output messages for one frame, built in one place: the node publishes them, ``depth-node eval``
-writes them into its output bag.
+"""The node's output messages for one frame, built in one place: :func:`output_cdr` gives their serialized bytes,
+which the node publishes as they are and ``depth-node eval`` writes into its output bag; :func:`output_messages`
+gives the same as rclpy message objects (for code that wants messages; the tests hold the two equal).
 
 Topic names are relative (the node's namespace and remappings apply); each message carries the input image's
 header, so stamps and frame ids pass through unchanged.
@@ -16,7 +17,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.depth_encoding import encode_depth, no_return_values
 from depth_node.core.pipeline import DepthResult
-from depth_node.ros import convert
+from depth_node.ros import cdr, convert
 
 # output → (topic, message type); the order is the order they are published in
 OUTPUTS: dict[str, tuple[str, Any]] = {
@@ -53,3 +54,22 @@ def output_messages(result: DepthResult, header: Any, camera_info: Any | None, c
     if "colorized" in wanted and result.colorized is not None:
         messages["colorized"] = convert.array_to_image(result.colorized, "rgb8", header)
     return messages
+
+
+def output_cdr(result: DepthResult, header: Any, camera_info: Any | None, camera: PinholeCamera, config: Any,
+               wanted: Container[str] = tuple(OUTPUTS)) -> dict[str, bytes]:
+    """:func:`output_messages`, serialized (CDR, :mod:`depth_node.ros.cdr`): each array is copied once, into its
+    message's bytes, instead of through a Python message and rclpy's conversion."""
+    serialized: dict[str, bytes] = {}
+    if "depth" in wanted:
+        serialized["depth"] = cdr.image(header, published_depth(result, config), config.depth_encoding)
+    if "camera_info" in wanted:
+        serialized["camera_info"] = cdr.camera_info(convert.camera_info_for_grid(camera_info, camera, result.camera, header))
+    if "confidence" in wanted and result.confidence is not None:
+        serialized["confidence"] = cdr.image(header, result.confidence, "32FC1")
+    if "points" in wanted and result.points is not None:
+        serialized["points"] = cdr.point_cloud(header, result.points)
+    if "colorized" in wanted and result.colorized is not None:
+        serialized["colorized"] = cdr.image(header, result.colorized, "rgb8")
+    return serialized
+
