@@ -114,3 +114,100 @@ def test_the_node_outputs_as_bytes_decode_to_the_outputs_as_messages(tmp_path) -
         assert set(messages) == set(serialized) == set(OUTPUTS)
         for name, message in messages.items():
             assert deserialize_message(serialized[name], OUTPUTS[name][1]) == message, (encoding, name)
+
+
+@pytest.mark.parametrize("encoding, dtype, big_endian, padding", [("rgb8", np.uint8, False, 0), ("16UC1", np.uint16, True, 6),
+                                                                 ("32FC1", np.float32, False, 4), ("bgra8", np.uint8, False, 3)])
+@pytest.mark.parametrize("frame_id", ["", "kamera_ø_光学", "odd"])
+def test_a_received_image_reads_as_the_message_with_its_pixels_a_view_of_the_bytes(encoding: str, dtype: type, big_endian: bool,
+                                                                                   padding: int, frame_id: str) -> None:
+    """rclpy's bytes of an Image (odd width, row padding, a big-endian payload, unicode frame_id) → read_image → the
+    node's converter gives the same array as from the message; the pixels are not copied."""
+    channels = convert.IMAGE_ENCODINGS[encoding][1]
+    pixels = (np.random.default_rng(2).random((5, 7, channels)) * 200).astype(dtype)[..., 0 if channels == 1 else slice(None)]
+    message = Image(header=_header(frame_id), height=5, width=7, encoding=encoding, is_bigendian=int(big_endian))
+    row = pixels.astype(np.dtype(dtype).newbyteorder(">" if big_endian else "<")).reshape(5, -1).view(np.uint8)
+    message.step = row.shape[1] + padding
+    message.data = np.concatenate([row, np.full((5, padding), 0xAB, np.uint8)], axis=1).tobytes()
+    raw = serialize_message(message)
+    view = cdr.read_image(raw)
+    assert (view.header.frame_id, view.header.stamp.sec, view.header.stamp.nanosec) == (frame_id, 1_700_000_123, 999_999_999)
+    assert (view.height, view.width, view.encoding, view.is_bigendian, view.step) == (5, 7, encoding, int(big_endian), message.step)
+    np.testing.assert_array_equal(convert.image_to_array(view), convert.image_to_array(message))
+    assert np.shares_memory(np.frombuffer(view.data, np.uint8), np.frombuffer(raw, np.uint8))
+
+
+def test_a_big_endian_cdr_payload_is_read() -> None:
+    """Encapsulation 00 00 (CDR big endian, what a big-endian host's middleware may send)."""
+    body = struct_pack_be_image("cam", 4, 1, "mono8", bytes([9, 8, 7, 6]))
+    view = cdr.read_image(body)
+    assert (view.header.frame_id, view.width, view.height, bytes(view.data)) == ("cam", 4, 1, bytes([9, 8, 7, 6]))
+
+
+def struct_pack_be_image(frame_id: str, width: int, height: int, encoding: str, data: bytes) -> bytes:
+    import struct
+
+    out = bytearray(b"\x00\x00\x00\x00")
+
+    def align(n: int) -> None:
+        out.extend(b"\x00" * (-(len(out) - 4) % n))
+
+    def u32(v: int) -> None:
+        align(4)
+        out.extend(struct.pack(">I", v))
+
+    def string(text: str) -> None:
+        raw = text.encode() + b"\x00"
+        u32(len(raw))
+        out.extend(raw)
+
+    u32(5)
+    u32(6)
+    string(frame_id)
+    u32(height)
+    u32(width)
+    string(encoding)
+    out.append(0)
+    u32(width)
+    u32(len(data))
+    out.extend(data)
+    return bytes(out)
+
+
+def test_received_bytes_cut_anywhere_or_not_cdr_are_an_input_error() -> None:
+    from depth_node.errors import InputError
+    from sensor_msgs.msg import CompressedImage
+
+    raw = serialize_message(convert.array_to_image(np.zeros((3, 4, 3), np.uint8), "rgb8", _header("camera")))
+    assert cdr.read_image(raw).width == 4
+    for cut in range(len(raw) - 1):
+        with pytest.raises(InputError, match="Image"):
+            cdr.read_image(raw[:cut])
+    with pytest.raises(InputError, match="not a CDR message"):
+        cdr.read_image(b"\x07\x07\x00\x00" + raw[4:])
+    compressed = CompressedImage(header=_header("c"), format="jpeg")
+    compressed.data = b"\xff\xd8 not really"
+    view = cdr.read_compressed_image(serialize_message(compressed))
+    assert (view.format, bytes(view.data), view.header.frame_id) == ("jpeg", b"\xff\xd8 not really", "c")
+
+
+def test_any_received_bytes_read_as_an_image_or_raise_input_error() -> None:
+    """What a hostile peer could publish on image: random bytes, and real messages with bytes flipped, never raise
+    anything but InputError, through the reader and the node's converter."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from depth_node.errors import InputError
+
+    good = serialize_message(convert.array_to_image(np.zeros((2, 3, 3), np.uint8), "rgb8", _header("camera")))
+
+    @settings(max_examples=300, deadline=None, derandomize=True)
+    @given(st.one_of(st.binary(max_size=200), st.tuples(st.integers(0, len(good) - 1), st.integers(0, 255)).map(
+        lambda flip: good[:flip[0]] + bytes([flip[1]]) + good[flip[0] + 1:])))
+    def check(raw: bytes) -> None:
+        try:
+            convert.image_to_rgb(cdr.read_image(raw))
+        except InputError:
+            pass
+
+    check()

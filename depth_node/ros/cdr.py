@@ -1,5 +1,5 @@
-"""The CDR bytes of the node's output messages, written from numpy arrays: what ``rclpy`` would serialize, without
-building the Python message first.
+"""The CDR bytes of the node's output messages, written from numpy arrays — what ``rclpy`` would serialize, without
+building the Python message first — and its input image read from the received bytes, pixels as a view of them.
 
 rclpy publishes an already-serialized message (``Publisher.publish(bytes)``) as it is. Building a ``sensor_msgs``
 message in Python and letting rclpy convert and serialize it copies a multi-MB cloud two to three times through
@@ -10,14 +10,22 @@ Layout: XCDR1 little endian (encapsulation ``00 01 00 00``, what rmw_fastrtps wr
 size from the start of the payload, strings as uint32 length (with the NUL) + bytes + NUL, sequences as uint32 count
 + elements. Alignment padding is written as zeros; rclpy leaves it uninitialized (measured: garbage bytes there), so
 the two agree byte for byte everywhere but in the padding, and every reader decodes both alike (test_cdr.py).
+
+Reading (:func:`read_image`, :func:`read_compressed_image`): a raw subscription hands over the CDR bytes; the header
+and fields are unpacked and ``data`` is a memoryview of the bytes themselves, so the node's converters
+(``ros.convert``) see an object with the message's field names and no copy of the pixels is made. Either
+endianness; anything cut short or out of bounds is an :class:`~depth_node.errors.InputError` naming the field.
 """
 
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
+
+from depth_node.errors import InputError
 
 ENCAPSULATION = b"\x00\x01\x00\x00"  # CDR, little endian
 
@@ -127,3 +135,90 @@ def camera_info(message: Any) -> bytes:
     out.fixed("<IIII", int(roi.x_offset), int(roi.y_offset), int(roi.height), int(roi.width))
     out.fixed("<B", int(bool(roi.do_rectify)))
     return out.join()
+
+
+# --------------------------------------------------------------------------------------------------------- reading
+@dataclass(frozen=True)
+class Stamp:
+    sec: int
+    nanosec: int
+
+
+@dataclass(frozen=True)
+class HeaderView:
+    stamp: Stamp
+    frame_id: str
+
+
+@dataclass(frozen=True)
+class ImageView:
+    """sensor_msgs/Image as received: the fields, ``data`` a view of the received bytes."""
+
+    header: HeaderView
+    height: int
+    width: int
+    encoding: str
+    is_bigendian: int
+    step: int
+    data: memoryview
+
+
+@dataclass(frozen=True)
+class CompressedImageView:
+    header: HeaderView
+    format: str
+    data: memoryview
+
+
+class _Fields:
+    """Unpacks a CDR payload front to back, aligned from the end of the encapsulation header."""
+
+    def __init__(self, data: bytes | memoryview, what: str) -> None:
+        self.data, self.what = memoryview(data).cast("B"), what
+        if len(self.data) < 4 or self.data[0] != 0 or self.data[1] not in (0, 1):
+            raise InputError(f"{what}: not a CDR message (encapsulation {bytes(self.data[:4]).hex() or 'missing'})")
+        self.order = "<" if self.data[1] == 1 else ">"
+        self.pos = 4
+
+    def _take(self, size: int, align: int, field: str) -> int:
+        self.pos += -(self.pos - 4) % align
+        start, self.pos = self.pos, self.pos + size
+        if self.pos > len(self.data):
+            raise InputError(f"{self.what}: message cut short at {field} ({len(self.data)} bytes)")
+        return start
+
+    def fixed(self, fmt: str, field: str) -> tuple[Any, ...]:
+        size = struct.calcsize("<" + fmt)
+        return struct.unpack_from(self.order + fmt, self.data, self._take(size, struct.calcsize("<" + fmt[-1]), field))
+
+    def octets(self, field: str) -> memoryview:
+        (count,) = self.fixed("I", field)
+        start = self._take(count, 1, field)
+        return self.data[start:start + count]
+
+    def string(self, field: str) -> str:
+        raw = self.octets(field)
+        return bytes(raw[:-1] if len(raw) and raw[-1] == 0 else raw).decode("utf-8", errors="replace")
+
+    def header(self) -> HeaderView:
+        sec, nanosec = self.fixed("iI", "header.stamp")
+        return HeaderView(Stamp(sec, nanosec), self.string("header.frame_id"))
+
+
+def read_image(data: bytes | memoryview) -> ImageView:
+    """A received sensor_msgs/Image (CDR); ``data`` is a view of ``data``'s bytes (no copy)."""
+    fields = _Fields(data, "Image")
+    header = fields.header()
+    height, width = fields.fixed("II", "height/width")
+    encoding = fields.string("encoding")
+    (is_bigendian,) = fields.fixed("B", "is_bigendian")
+    (step,) = fields.fixed("I", "step")
+    return ImageView(header, height, width, encoding, is_bigendian, step, fields.octets("data"))
+
+
+def read_compressed_image(data: bytes | memoryview) -> CompressedImageView:
+    """A received sensor_msgs/CompressedImage (CDR); ``data`` is a view of the bytes."""
+    fields = _Fields(data, "CompressedImage")
+    header = fields.header()
+    return CompressedImageView(header, fields.string("format"), fields.octets("data"))
+

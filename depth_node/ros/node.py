@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (
     FloatingPointRange,
@@ -41,6 +42,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import Header
 
 from depth_node import stop_signals
 from depth_node.core.camera import PinholeCamera
@@ -58,7 +60,7 @@ from depth_node.core.pipeline import DepthPipeline
 from depth_node.core.timing import StageTimer
 from depth_node.errors import ConfigError, InputError, ModelLoadError
 from depth_node.estimators.registry import backend_attempts, load_model
-from depth_node.ros import arguments, convert
+from depth_node.ros import arguments, cdr, convert
 from depth_node.ros.allocator import keep_frame_buffers_mapped
 from depth_node.ros.diagnostics import (
     ERROR,
@@ -171,9 +173,11 @@ class _DepthNodeBody:
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
     def _activate(self) -> None:
-        compressed = self.config.input_transport == "compressed"
+        compressed = self._compressed_input = self.config.input_transport == "compressed"
+        # raw: the callback gets the CDR bytes, read in the worker by ros/cdr.py with the pixels a view of them (rclpy
+        # would first convert every byte into a Python message)
         self.sub_image = self.create_subscription(CompressedImage if compressed else Image, "image/compressed" if compressed else "image",
-                                                  self._on_image, _qos(INPUT_QOS), qos_overriding_options=QOS_OVERRIDES)
+                                                  self._on_image, _qos(INPUT_QOS), qos_overriding_options=QOS_OVERRIDES, raw=True)
         self.sub_info = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, _qos(qos_profile_sensor_data),
                                                  qos_overriding_options=QOS_OVERRIDES)
         self._inputs = [self.sub_image, self.sub_info]
@@ -461,7 +465,12 @@ class _DepthNodeBody:
         if self._first_frame_s is None:
             self._first_frame_s = received
         with timer.stage("convert_in"):
-            rgb = convert.compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else convert.image_to_rgb(msg)
+            if self._compressed_input:
+                msg = cdr.read_compressed_image(msg)
+                rgb = convert.compressed_to_rgb(msg)
+            else:
+                msg = cdr.read_image(msg)
+                rgb = convert.image_to_rgb(msg)
         found = self._camera_for(msg.header, rgb, timer)
         pipeline = self.pipeline
         if found is None or pipeline is None:
@@ -487,7 +496,8 @@ class _DepthNodeBody:
         )
         self._report_scale(result.scale)
         self._report_model_output(result)
-        header = msg.header
+        stamp = msg.header.stamp  # the input's header, as an rclpy Header (depth/camera_info is built as a message)
+        header = Header(stamp=Time(sec=stamp.sec, nanosec=stamp.nanosec), frame_id=msg.header.frame_id)
         if stop.is_set():
             return  # stopped (deactivated, shutting down) while this frame was computed
         with timer.stage("publish"):
