@@ -131,6 +131,8 @@ def test_a_killed_worker_is_retried_and_an_unreadable_bag_is_reported(tmp_path: 
 
 
 def test_ctrl_c_cancels_the_tasks_and_leaves_a_readable_partial_report(tmp_path: Path, bags: list[Path], model_dir: Path) -> None:
+    """Ctrl-C while shards run: no new shard starts, each worker stops after its frame in progress and returns what it
+    did, and the reports hold those frames, marked interrupted (exit 130)."""
     from _models import conv_model
 
     slow = model_dir / "ray_slow_interrupt"
@@ -140,11 +142,12 @@ def test_ctrl_c_cancels_the_tasks_and_leaves_a_readable_partial_report(tmp_path:
     process = subprocess.Popen([*CLI, "eval", *map(str, bags), "-o", str(tmp_path / "out"), "--no-bag", "-p", f"model_card:={card}",
                                 "--ray", "--workers", "2", "--shard-frames", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     end = time.monotonic() + 120
-    while time.monotonic() < end and len(list((tmp_path / "out").glob("*/thumbs/*.jpg"))) < 3:
-        time.sleep(0.1)
+    while time.monotonic() < end and not list((tmp_path / "out").glob("*/thumbs/*.jpg")):  # a frame done, no shard yet
+        time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
+    assert "every worker stops after its frame in progress" in stderr
     done = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("*/metrics.json")]
     assert done and all(d["interrupted"] for d in done) and 1 <= sum(d["frames"]["scored"] for d in done) < 14
     assert all("interrupted — partial result" in p.read_text() for p in (tmp_path / "out").glob("*/report.html"))

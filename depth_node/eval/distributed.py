@@ -15,8 +15,8 @@ per-frame scores equal the serial run's bit for bit (test/test_eval_ray.py).
 
 Faults: an actor that dies (killed, out of memory) is restarted and its shard retried (``max_restarts`` /
 ``max_task_retries``); a shard that still fails, or a bag that cannot be read, is reported with its reason in
-``summary.json`` while the others finish; Ctrl-C cancels what is pending and writes partial reports of the shards
-done.
+``summary.json`` while the others finish; Ctrl-C starts no new shard and has every worker stop after its frame in
+progress (a second one kills them), and the partial reports hold what was done.
 """
 
 from __future__ import annotations
@@ -126,20 +126,26 @@ class EvalWorker:
         label = self.configurations[shard.configuration].label
         evaluator = Evaluator(source, config, frames, shard.out_dir, self.options, label, {}, score_from=shard.start,
                               thumbs=shard.thumbs)
-        evaluation = evaluator.run(progress=lambda done, total: counter.add.remote(1), handle_signals=False)
+        # after each frame: count it, and stop there when the driver was interrupted (one round trip a frame)
+        evaluation = evaluator.run(handle_signals=False, should_stop=lambda: ray.get(counter.add.remote(1)))
         backend = f"{source.estimator.backend}/{source.estimator.device}" if isinstance(source, DepthPipeline) else "recorded in the bag"
         return ShardResult(shard, evaluation.rows, backend,
                            f"{socket.gethostname()}:{os.getpid()}", time.perf_counter() - start)
 
 
 class _Counter:
-    """Frames scored so far over every shard (one progress bar for the whole run)."""
+    """Frames scored so far over every shard (one progress bar for the whole run), and whether to stop."""
 
     def __init__(self) -> None:
-        self.count = 0
+        self.count, self.stopping = 0, False
 
-    def add(self, n: int) -> None:
+    def add(self, n: int) -> bool:
+        """Count ``n`` frames; True when the shards are to stop after this frame."""
         self.count += n
+        return self.stopping
+
+    def stop(self) -> None:
+        self.stopping = True
 
     def value(self) -> int:
         return self.count
@@ -186,8 +192,8 @@ def run_shards(shards: list[Shard], configurations: list[Configuration], options
         give(worker)
     total = sum(s.end - s.start for s in shards)
     bar = ProgressBar(f"{label} on {len(workers)} Ray worker(s)")
-    try:
-        while running:
+    while running:
+        try:
             ready, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
             for task in ready:
                 worker, shard = running.pop(task)
@@ -198,13 +204,19 @@ def run_shards(shards: list[Shard], configurations: list[Configuration], options
                     outcome.failed.append((shard, reason))
                     say(f"WARNING: {shard.bag.name} frames {shard.start}-{shard.end - 1} failed after {MAX_RESTARTS} "
                         f"retries: {reason}")
-                give(worker)
+                if not outcome.interrupted:
+                    give(worker)
             bar(min(ray.get(counter.value.remote()), total), total)  # a retried shard counts its frames again
-    except KeyboardInterrupt:
-        outcome.interrupted = True
-        say("\nCtrl-C: stopping the workers; the reports hold the shards done")
-        for worker in workers:
-            ray.kill(worker, no_restart=True)
+        except KeyboardInterrupt:
+            if outcome.interrupted:  # the second one: now
+                say("Ctrl-C again: stopping the workers now; their shards in progress are lost")
+                for worker in workers:
+                    ray.kill(worker, no_restart=True)
+                break
+            outcome.interrupted = True
+            queue.clear()
+            counter.stop.remote()
+            say("\nCtrl-C: every worker stops after its frame in progress (again to stop now); the reports hold what is done")
     return outcome
 
 

@@ -259,7 +259,8 @@ class Evaluator:
         self.score_from = score_from
         self._geometry = convert.InputGeometry()
 
-    def run(self, progress: Callable[[int, int], None] | None = None, handle_signals: bool = True) -> Evaluation:
+    def run(self, progress: Callable[[int, int], None] | None = None, handle_signals: bool = True,
+            should_stop: Callable[[], bool] | None = None) -> Evaluation:
         """Every frame; returns the evaluation. Ctrl-C (SIGINT) or SIGTERM stops after the frame in progress, so the CSV,
         the output bag and the summary agree frame for frame; a second one stops at once. After a SIGKILL, the output
         bag has no index: ``depth-node bag-recover`` (or eval itself) reads every frame written before it."""
@@ -289,6 +290,8 @@ class Evaluator:
                     handle.flush()
                     if progress:
                         progress(len(self.result.rows), total)
+                    if should_stop is not None and should_stop():  # asked from elsewhere (a Ray driver's Ctrl-C)
+                        stop.set()
             except KeyboardInterrupt:
                 self.result.interrupted = True
             finally:
