@@ -31,8 +31,8 @@ ros2: $(ROS2_BUILD)/.built  ## ros2 launch / param / topic / lifecycle from sour
 
 $(BROWSER_STAMP):
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	  DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null; } || \
+	  DEBIAN_FRONTEND=noninteractive timeout 300 apt-get update -q >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -q --no-install-recommends chromium >/dev/null; } || \
 	  echo "chromium is not installed (needs root and apt-get): the report's browser test skips"
 	@mkdir -p build && touch $@
 
