@@ -650,6 +650,9 @@ def main(args: list[str] | None = None) -> int:
         print(f"ERROR: {exc}", file=sys.stderr)
         return 2
     keep_frame_buffers_mapped()
+    # Fast DDS sends from its own thread, not inside publish(): at 640x480 with every output the worker spent
+    # ~11 ms of each frame in publish(), ~4.5 ms this way (docs/benchmarks.md). A value the user set wins.
+    os.environ.setdefault("RMW_FASTRTPS_PUBLICATION_MODE", "ASYNCHRONOUS")
     try:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     except Exception as exc:  # RCLError: a command line rcl reads differently from us
