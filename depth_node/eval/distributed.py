@@ -230,12 +230,6 @@ def _reason(error: Exception) -> str:
     return (lines[-1] if lines else type(error).__name__)[:300]
 
 
-def merged(results: list[ShardResult], configuration: int, bag: Path) -> list[FrameRow]:
-    """The rows of one (configuration, bag), from all its shards, in frame order."""
-    rows = [row for r in results if r.shard.configuration == configuration and r.shard.bag == bag for row in r.rows]
-    return sorted(rows, key=lambda row: row.index)
-
-
 def write_rows(out_dir: Path, rows: list[FrameRow]) -> None:
     """frames.csv of a merged run, as a serial run writes it."""
     with (out_dir / "frames.csv").open("w", newline="") as handle:

@@ -91,7 +91,7 @@ def evaluate(request: EvalRequest, say: Callable[[str], None] = _stderr) -> int:
         bag_out = _bag_out(request, bag)
         evaluations, summaries = [], []
         for label, params, config, model in configs:
-            out_dir = bag_out / _folder(label) if len(configs) > 1 else bag_out
+            out_dir = _config_out(bag_out, label, len(configs))
             source, info = _source(request, label, params, config, model, frames, out_dir)
             evaluation, summary = run_and_report(source, config, frames, out_dir, options, label, info, f"{label} on {bag.name}",
                                                  ProgressBar(f"{label} on {bag.name}"))
@@ -210,7 +210,7 @@ def _evaluate_on_ray(request: EvalRequest, say: Callable[[str], None]) -> int:
             bag_out = _bag_out(request, bag)
             bags.append((bag, frames, bag_out))
             for number, (configuration, config, _, _) in enumerate(configurations):
-                out_dir = bag_out / _folder(configuration.label) if len(configurations) > 1 else bag_out
+                out_dir = _config_out(bag_out, configuration.label, len(configurations))
                 if (out_dir / "frames.csv").exists():
                     raise FileExistsError(f"{out_dir} already holds an evaluation: choose a new --output folder")
                 warm_up = request.shard_overlap if request.shard_overlap is not None else distributed.default_warm_up(config)
@@ -226,19 +226,14 @@ def _evaluate_on_ray(request: EvalRequest, say: Callable[[str], None]) -> int:
     for bag, frames, bag_out in bags:
         evaluations, summaries = [], []
         for number, (configuration, config, spec, model_name) in enumerate(configurations):
-            out_dir = bag_out / _folder(configuration.label) if len(configurations) > 1 else bag_out
+            out_dir = _config_out(bag_out, configuration.label, len(configurations))
             out_dir.mkdir(parents=True, exist_ok=True)
             mine = [r for r in run.results if r.shard.configuration == number and r.shard.bag == frames.bag]
             lost = [(s, why) for s, why in run.failed if s.configuration == number and s.bag == frames.bag]
-            rows = distributed.merged(run.results, number, frames.bag)
+            rows = sorted((row for result in mine for row in result.rows), key=lambda row: row.index)  # frame order
             distributed.write_rows(out_dir, rows)
-            info = {"model": model_name, "backend": mine[0].backend if mine else "n/a", "output_space": spec.describe(),
-                    "params_file": str(configuration.params), "bag": str(frames.bag),
-                    "topics": {"image": frames.topics.image, "camera_info": frames.topics.camera_info, "depth": frames.topics.depth,
-                               "depth_info": frames.topics.depth_info},
-                    "eval_range": {"min_depth": options.eval_range.min_depth, "max_depth": options.eval_range.max_depth,
-                                   "crop": list(options.eval_range.crop)},
-                    "parameters": config.parameters(),
+            info = {**_run_facts(model_name, mine[0].backend if mine else "n/a", spec.describe(), configuration.params, frames,
+                                 options, config),
                     "ray": {"workers": run.workers, "shard_frames": request.shard_frames, "shards_done": len(mine),
                             "failed_shards": [{"frames": [s.start, s.end - 1], "reason": why} for s, why in lost],
                             "workers_used": sorted({r.worker for r in mine})},
@@ -335,12 +330,17 @@ def _source(request: EvalRequest, label: str, params: Path, config: Any, model: 
     else:
         source, estimator = model, model.estimator
         model_name, space, backend = estimator.name, estimator.output.describe(), f"{estimator.backend}/{estimator.device}"
-    eval_range = options.eval_range
-    info = {"model": model_name, "backend": backend, "output_space": space, "params_file": str(params), "bag": str(frames.bag),
+    return source, _run_facts(model_name, backend, space, params, frames, options, config)
+
+
+def _run_facts(model: str, backend: str, space: str, params: Path | None, frames: BagFrames, options: EvalOptions,
+               config: Any) -> dict[str, Any]:
+    """What metrics.json records about a configuration's run on a bag (serial and Ray alike)."""
+    topics, eval_range = frames.topics, options.eval_range
+    return {"model": model, "backend": backend, "output_space": space, "params_file": str(params), "bag": str(frames.bag),
             "topics": {"image": topics.image, "camera_info": topics.camera_info, "depth": topics.depth, "depth_info": topics.depth_info},
             "eval_range": {"min_depth": eval_range.min_depth, "max_depth": eval_range.max_depth, "crop": list(eval_range.crop)},
             "parameters": config.parameters()}
-    return source, info
 
 
 def _bag_out(request: EvalRequest, bag: Path) -> Path:
@@ -354,6 +354,11 @@ def _bag_out(request: EvalRequest, bag: Path) -> Path:
         if len(set(names)) == len(names):
             return request.output / names[request.bags.index(bag)]
     return request.output / f"{request.bags.index(bag):03d}_{_name(bag)}"
+
+
+def _config_out(bag_out: Path, label: str, configurations: int) -> Path:
+    """A configuration's output folder: the bag's own with one configuration, else a subfolder named after it."""
+    return bag_out / _folder(label) if configurations > 1 else bag_out
 
 
 def _folder(label: str) -> str:
