@@ -122,7 +122,7 @@ class RecordedSource:
     def __call__(self, frame: EvalFrame, rgb: np.ndarray, camera: PinholeCamera) -> Outcome:
         if frame.prediction is None:
             raise DepthNodeError(f"no message on {self.topic} within --slop of this image")
-        recorded = gt_metres(frame.prediction)
+        recorded = convert.depth_image_to_metres(frame.prediction, self.topic)  # errors name the recorded topic
         depth = np.where(np.isfinite(recorded), recorded, np.float32(np.nan)).astype(np.float32, copy=False)
         source_camera = gt_camera(depth, frame.prediction_info, camera)
         return Outcome(depth, None, source_camera, {}, lambda: [])
