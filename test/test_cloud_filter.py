@@ -76,6 +76,39 @@ def test_a_ramp_between_two_surfaces_is_removed_and_the_surfaces_are_kept():
         flying_pixels(depth, camera, "median")
 
 
+def _flying_by_definition(depth: np.ndarray, max_ratio: float, radius: int) -> np.ndarray:
+    """The ratio test pixel by pixel, as the module docstring states it: a finite pixel whose depth differs from a
+    finite neighbour within ``radius`` by more than ``max_ratio`` of its own depth."""
+    h, w = depth.shape
+    flying = np.zeros((h, w), bool)
+    for y in range(h):
+        for x in range(w):
+            d = float(depth[y, x])
+            if not math.isfinite(d):
+                continue
+            window = depth[max(0, y - radius):y + radius + 1, max(0, x - radius):x + radius + 1].astype(np.float64)
+            window = window[np.isfinite(window)]
+            flying[y, x] = bool((np.abs(window - d) > max_ratio * d).any())
+    return flying
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_ratio_test_is_its_definition_with_holes_infinities_and_zeros(seed: int):
+    """The OpenCV implementation (dilate/erode of patched copies) against a per-pixel loop, on frames with NaN, ±Inf,
+    0 and negative depths, and on a frame with none (the path that patches nothing)."""
+    rng = np.random.default_rng(seed)
+    depth = rng.uniform(0.5, 6.0, (23, 31)).astype(np.float32)
+    if seed:
+        for value, share in ((np.nan, 0.08), (np.inf, 0.03), (-np.inf, 0.03), (0.0, 0.03), (-1.0, 0.02)):
+            depth[rng.random(depth.shape) < share] = value
+    camera = PinholeCamera(31, 23, 30.0, 30.0, 15.0, 11.0)
+    for radius in (1, 2, 4):
+        for ratio in (0.05, 0.3):
+            expected = _flying_by_definition(depth, ratio, radius)
+            np.testing.assert_array_equal(flying_pixels(depth, camera, "ratio", ratio, radius=radius), expected)
+    assert flying_pixels(np.zeros((0, 31), np.float32), camera).shape == (0, 31)
+
+
 def test_a_tilted_plane_is_not_an_edge():
     """A floor seen at 45°: smooth, every pixel survives both tests."""
     camera = PinholeCamera(64, 48, 60.0, 60.0, 31.5, 23.5)

@@ -10,6 +10,7 @@ import pytest
 
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.cloud import backproject, unpack_rgb
+from depth_node.core.colorize import _table as colour_table
 from depth_node.core.colorize import colorize_depth
 from depth_node.core.confidence import gradient_confidence
 from depth_node.core.depth_encoding import decode_depth, encode_depth
@@ -109,6 +110,14 @@ def test_cloud_ranges_decimation_and_colour() -> None:
     np.testing.assert_allclose(points[60, 40, 2], 2.0)
     np.testing.assert_allclose(points[60, 40, 0], 2.0 * (160 - CAM.cx) / CAM.fx, rtol=1e-6)
     assert unpack_rgb(points[..., 3])[5, 5].tolist() == [200, 100, 7]
+    dropped = np.zeros(depth.shape, bool)
+    dropped[200:204, 40:44] = True
+    into = np.full((120, 160, 4), 7.0, np.float32)
+    kept = backproject(depth, CAM, step=4, min_range=0.5, max_range=10.0, rgb=rgb, drop=dropped, out=into)
+    assert kept is into and np.isnan(into[50, 10, :3]).all()  # pixel (200, 40) is dropped
+    np.testing.assert_array_equal(np.delete(into.reshape(-1, 4), 50 * 160 + 10, axis=0), np.delete(points.reshape(-1, 4), 50 * 160 + 10, axis=0))
+    with pytest.raises(ValueError, match="out must be"):
+        backproject(depth, CAM, step=4, rgb=rgb, out=np.zeros((120, 160, 3), np.float32))
     near = backproject(depth, CAM, min_range=2.5)  # the ray through the centre is 2.0 m long
     assert np.isnan(near[240, 321, 2])
     assert np.isfinite(near[240, 321 - 320, 2]) == (2.0 * math.sqrt(1 + ((1 - CAM.cx) / CAM.fx) ** 2 + ((240 - CAM.cy) / CAM.fy) ** 2) >= 2.5)
@@ -124,6 +133,28 @@ def test_confidence_is_low_at_discontinuities_and_zero_when_invalid() -> None:
     assert conf[0, 0] == 0.0 and ((conf >= 0) & (conf <= 1)).all()
 
 
+def test_gradient_confidence_is_its_formula_pixel_by_pixel() -> None:
+    """The OpenCV implementation against the module's formula in float64, pixel by pixel: g = max(|∂d/∂u|, |∂d/∂v|)
+    by central differences (0 on the border), confidence = 1 / (1 + (g / (g₀ d))²), 0 where undefined."""
+    rng = np.random.default_rng(11)
+    depth = rng.uniform(0.3, 8.0, (17, 23)).astype(np.float32)
+    depth[rng.random(depth.shape) < 0.1] = np.nan
+    depth[3, 4] = 0.0
+    h, w = depth.shape
+    for scale in (0.05, 0.3):
+        expected = np.zeros((h, w))
+        for y in range(h):
+            for x in range(w):
+                d = float(depth[y, x])
+                gu = abs(float(depth[y, x + 1]) - float(depth[y, x - 1])) / 2 if 0 < x < w - 1 else 0.0
+                gv = abs(float(depth[y + 1, x]) - float(depth[y - 1, x])) / 2 if 0 < y < h - 1 else 0.0
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    value = 1.0 / (1.0 + (np.float64(max(gu, gv) if not (math.isnan(gu) or math.isnan(gv)) else math.nan) / (scale * d)) ** 2)
+                expected[y, x] = value if math.isfinite(value) and math.isfinite(d) and d > 0 else 0.0
+        np.testing.assert_allclose(gradient_confidence(depth, scale), expected, rtol=2e-6, atol=1e-7)
+    assert gradient_confidence(np.zeros((0, 4), np.float32)).shape == (0, 4)
+
+
 def test_colorize_uses_a_fixed_range() -> None:
     depth = np.array([[np.nan, 0.0, 1.0, 5.5, 10.0, 50.0]], np.float32)
     a = colorize_depth(depth, 1.0, 10.0, "gray")
@@ -134,6 +165,11 @@ def test_colorize_uses_a_fixed_range() -> None:
     b = colorize_depth(np.array([[5.5, 9.0]], np.float32), 1.0, 10.0, "turbo")
     c = colorize_depth(np.array([[5.5, 1.0]], np.float32), 1.0, 10.0, "turbo")
     assert b[0, 0].tolist() == c[0, 0].tolist()
+    # levels: min → 1, max → 255, linear between (rounded); ±Inf clip to the ends; NaN is level 0 (black)
+    ramp = np.array([[1.0, 10.0, 1.0 + 9.0 * 100.4 / 254, np.inf, -np.inf, np.nan]], np.float32)
+    levels = [1, 255, 101, 255, 1, 0]
+    np.testing.assert_array_equal(colorize_depth(ramp, 1.0, 10.0, "turbo")[0], colour_table("turbo")[levels, 0])
+    assert colorize_depth(np.zeros((0, 3), np.float32), 1.0, 10.0).shape == (0, 3, 3)
 
 
 def test_to_metres_in_place_only_when_asked() -> None:

@@ -48,16 +48,28 @@ def flying_pixels(depth_m: np.ndarray, camera: PinholeCamera, mode: str = "ratio
                   max_angle_deg: float = 80.0, radius: int = 1) -> np.ndarray:
     """Boolean (h, w): True where a pixel is a flying pixel by ``mode`` (see the module docstring), comparing
     neighbours up to ``radius`` pixels away (see :func:`edge_radius`)."""
-    if mode == "off":
+    if mode == "off" or not depth_m.size:  # (OpenCV's patchNaNs dies on an empty array: SIGFPE)
         return np.zeros(depth_m.shape, bool)
-    valid = np.isfinite(depth_m)
     if mode == "ratio":
-        kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
-        highest = cv2.dilate(np.where(valid, depth_m, np.float32(0)), kernel, borderType=cv2.BORDER_REPLICATE)
-        lowest = cv2.erode(np.where(valid, depth_m, _BIG), kernel, borderType=cv2.BORDER_REPLICATE)
+        # jump > max_ratio·d to the farthest or the nearest valid neighbour ⇔ highest > (1 + max_ratio)·d or
+        # lowest < (1 − max_ratio)·d. Invalid neighbours take no part: 0 for the max, _BIG for the min (the pixel
+        # itself is in its window, so a valid pixel's own depth bounds both). NaN compares false: never flagged.
+        # OpenCV kernels and comparisons only: np.where on a frame costs as much as the whole test (issue 31).
+        depth_m = depth_m.astype(np.float32, copy=False)
+        kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * radius + 1, 2 * radius + 1))
+        below = above = depth_m  # all valid (a metric model's usual frame): nothing to hide
+        if not np.isfinite(depth_m).all():
+            depth_m = _nan_for_inf(depth_m)
+            below, above = depth_m.copy(), depth_m.copy()
+            cv2.patchNaNs(below, 0.0)
+            cv2.patchNaNs(above, float(_BIG))
+        highest = cv2.dilate(below, kernel, borderType=cv2.BORDER_REPLICATE)
+        lowest = cv2.erode(above, kernel, borderType=cv2.BORDER_REPLICATE)
         with np.errstate(invalid="ignore", over="ignore"):
-            jump = np.maximum(highest - depth_m, np.where(lowest < _BIG, depth_m - lowest, 0))
-            return valid & (jump > max_ratio * depth_m)
+            flying = highest > depth_m * np.float32(1.0 + max_ratio)
+            flying |= lowest < depth_m * np.float32(1.0 - max_ratio)
+        return flying
+    valid = np.isfinite(depth_m)
     if mode == "normal":
         u, v = normalized_rays(camera)
         u, v = np.broadcast_to(u[None, :], depth_m.shape), np.broadcast_to(v[:, None], depth_m.shape)
@@ -79,6 +91,13 @@ def flying_pixels(depth_m: np.ndarray, camera: PinholeCamera, mode: str = "ratio
             # cos(angle) < cos(max) ⇔ along < cos(max)·size; undefined normals (border, NaN) never condemn a pixel
             return valid & (along < np.float32(math.cos(math.radians(max_angle_deg))) * size)
     raise ValueError(f"edge filter must be one of {EDGE_FILTERS}, got {mode!r}")
+
+
+def _nan_for_inf(depth_m: np.ndarray) -> np.ndarray:
+    """``depth_m`` with ±Inf as NaN (invalid), the array itself when it has none (the pipeline's never has:
+    ``core.spaces.to_metres`` gives positive finite metres or NaN)."""
+    infinite = np.isinf(depth_m)
+    return np.where(infinite, np.float32(np.nan), depth_m) if infinite.any() else depth_m
 
 
 def edge_radius(upsampling: float) -> int:

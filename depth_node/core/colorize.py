@@ -38,11 +38,12 @@ def colorize_depth(depth_m: np.ndarray, min_m: float, max_m: float, colormap: st
     if colormap not in COLORMAPS:
         raise ValueError(f"unknown colormap {colormap!r}; choose one of {sorted(COLORMAPS)}")
     gain = 254.0 / (max_m - min_m)
-    level = depth_m * np.float32(gain)
-    level += np.float32(1.0 - min_m * gain)  # valid depths map to 1..255
-    np.clip(level, 1.0, 255.0, out=level)  # NaN stays NaN
-    np.nan_to_num(level, copy=False, nan=0.0)
-    level8 = (level + 0.5).astype(np.uint8)
+    # min_m..max_m → levels 1..255 (clipped outside), NaN → level 0 (black): three OpenCV passes over the frame
+    level = np.clip(np.asarray(depth_m, np.float32), np.float32(min_m), np.float32(max_m))  # NaN stays NaN
+    if not level.size:
+        return np.zeros(level.shape + (3,), np.uint8)  # (OpenCV's patchNaNs dies on an empty array: SIGFPE)
+    cv2.patchNaNs(level, min_m - 1.0 / gain)  # the depth whose level is 0
+    level8 = cv2.convertScaleAbs(level, alpha=gain, beta=1.0 - min_m * gain)
     return cv2.applyColorMap(level8, _table(colormap))
 
 

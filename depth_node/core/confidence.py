@@ -19,6 +19,7 @@ Invalid depth has confidence 0. This is a ranking signal, not a calibrated proba
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from depth_node.core.spaces import OutputSpace, to_metres
@@ -28,20 +29,23 @@ def gradient_confidence(depth_m: np.ndarray, gradient_scale: float = 0.05) -> np
     """Confidence (float32, same shape as ``depth_m``) from the relative depth gradient; see module docs."""
     if gradient_scale <= 0:
         raise ValueError(f"gradient_scale must be positive, got {gradient_scale}")
-    d = depth_m.astype(np.float32, copy=False)
+    d = np.ascontiguousarray(depth_m, np.float32)
+    if not d.size:
+        return d.copy()  # (OpenCV's patchNaNs dies on an empty array: SIGFPE)
+    # |central difference| = |d[+1] − d[−1]| / 2 along each axis; the larger of the two, 0 on the border
     grad = np.zeros_like(d)
     if d.shape[1] > 2:
-        np.abs(d[:, 2:] - d[:, :-2], out=grad[:, 1:-1])
-        grad[:, 1:-1] *= 0.5
+        cv2.absdiff(d[:, 2:], d[:, :-2], dst=grad[:, 1:-1])
     if d.shape[0] > 2:
-        gv = np.abs(d[2:, :] - d[:-2, :]) * 0.5
-        np.maximum(grad[1:-1, :], gv, out=grad[1:-1, :])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        g = grad / (d * np.float32(gradient_scale))
-        confidence = 1.0 / (1.0 + g * g)
-    # NaN depth (or a NaN neighbour) gives NaN here: unknown means not confident.
-    confidence[~np.isfinite(confidence)] = 0.0
-    return confidence.astype(np.float32, copy=False)
+        np.maximum(grad[1:-1], cv2.absdiff(d[2:], d[:-2]), out=grad[1:-1])  # numpy's: a NaN wins (not OpenCV's)
+    # 1 / (1 + (g / (g₀ d))²) with g = grad / 2, as (2 g₀ d)² / ((2 g₀ d)² + grad²): one division, OpenCV kernels
+    # writing in place (this runs on every frame at the camera's resolution). NaN depth or a NaN neighbour gives
+    # NaN, d = 0 gives 0 / 0: unknown means not confident, 0.
+    confidence = cv2.multiply(d, d, scale=float((2.0 * gradient_scale) ** 2))
+    cv2.multiply(grad, grad, dst=grad)
+    cv2.divide(confidence, cv2.add(confidence, grad, dst=grad), dst=confidence)
+    cv2.patchNaNs(confidence, 0.0)
+    return confidence
 
 
 def uncertainty_confidence(values: np.ndarray, uncertainty: np.ndarray, space: OutputSpace, scale: float = 1.0,

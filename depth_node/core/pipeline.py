@@ -25,6 +25,7 @@ RGB), ``'model'`` on the model's output grid (cheaper); ``DepthResult.camera`` a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -229,9 +230,13 @@ class DepthPipeline:
         colorized: bool = False,
         timer: StageTimer | None = None,
         reference_depth_m: np.ndarray | None = None,
+        points_out: Callable[[int, int, int], np.ndarray] | None = None,
     ) -> DepthResult:
         """Run every requested stage on one uint8 (H, W, 3) RGB image whose intrinsics are ``camera``.
-        ``reference_depth_m``: this frame's reference depth for ``scale_mode`` sparse (see :meth:`scale`)."""
+        ``reference_depth_m``: this frame's reference depth for ``scale_mode`` sparse (see :meth:`scale`).
+        ``points_out``: where the cloud is written, called with its (height, width, channels) and returning a
+        C-contiguous float32 array of that shape (the node's: the data of the message that carries it, so the
+        cloud is computed straight into it); default a new array."""
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise InputError(f"pipeline input must be uint8 (H, W, 3) RGB, got {rgb.dtype} {rgb.shape}")
         if rgb.shape[:2] != (camera.height, camera.width):
@@ -318,7 +323,7 @@ class DepthPipeline:
                     colour = rgb if (height, width) == rgb.shape[:2] else cv2.resize(
                         rgb, (width, height), interpolation=cv2.INTER_AREA
                     )
-                cloud = self._cloud(depth, depth_camera, conf, colour, width / model_width, cfg)
+                cloud = self._cloud(depth, depth_camera, conf, colour, width / model_width, cfg, points_out)
 
         picture = None
         if colorized:
@@ -330,19 +335,22 @@ class DepthPipeline:
 
     @staticmethod
     def _cloud(depth: np.ndarray, camera: PinholeCamera, confidence: np.ndarray | None, colour: np.ndarray | None,
-               upsampling: float, cfg: PipelineConfig) -> np.ndarray:
+               upsampling: float, cfg: PipelineConfig, points_out: Callable[[int, int, int], np.ndarray] | None) -> np.ndarray:
         """The organized cloud of ``depth``: flying pixels and low-confidence points out, then decimated."""
         removed = flying_pixels(depth, camera, cfg.cloud_edge_filter, cfg.cloud_edge_max_ratio, cfg.cloud_edge_max_angle_deg,
                                 cfg.cloud_edge_radius or edge_radius(upsampling))
         if confidence is not None and cfg.cloud_min_confidence > 0:
             removed |= confidence < cfg.cloud_min_confidence
-        if removed.any():
-            depth = np.where(removed, np.float32(np.nan), depth)
-        if cfg.cloud_decimation_mode == "median" and cfg.cloud_decimation > 1:
-            block = cfg.cloud_decimation
-            return backproject(block_median(depth, block), block_camera(camera, block), 1, cfg.min_range, cfg.max_range,
-                               None if colour is None else block_colour(colour, block))
-        return backproject(depth, camera, cfg.cloud_decimation, cfg.min_range, cfg.max_range, colour)
+        step, channels = cfg.cloud_decimation, 3 if colour is None else 4
+        if cfg.cloud_decimation_mode == "median" and step > 1:
+            if removed.any():  # out before the median, which must not see them
+                depth = np.where(removed, np.float32(np.nan), depth)
+            grid = block_camera(camera, step)
+            out = None if points_out is None else points_out(grid.height, grid.width, channels)
+            return backproject(block_median(depth, step), grid, 1, cfg.min_range, cfg.max_range,
+                               None if colour is None else block_colour(colour, step), out=out)
+        out = None if points_out is None else points_out(-(-camera.height // step), -(-camera.width // step), channels)
+        return backproject(depth, camera, step, cfg.min_range, cfg.max_range, colour, drop=removed, out=out)
 
     def _ensemble(self, members: np.ndarray, cfg: PipelineConfig) -> tuple[Prediction, np.ndarray]:
         """(N, h, w) members → the prediction to publish and its uncertainty, both in the model's output space.
