@@ -17,10 +17,11 @@ def _header(frame_id: str, sec: int = 1_700_000_123, nanosec: int = 999_999_999)
     return header
 
 
-def _same_as_rclpy(ours: bytes, message: object) -> None:
+def _same_as_rclpy(serialized: np.ndarray, message: object) -> None:
     """Same length as rclpy's bytes, decoded by rclpy to the same message, and different only where ours holds a
     zero: alignment padding, which rclpy leaves uninitialized."""
-    theirs = serialize_message(message)
+    assert serialized.dtype == np.uint8 and serialized.ndim == 1 and serialized.flags.c_contiguous
+    ours, theirs = serialized.tobytes(), serialize_message(message)
     assert len(ours) == len(theirs)
     assert deserialize_message(ours, type(message)) == message
     a, b = np.frombuffer(ours, np.uint8), np.frombuffer(theirs, np.uint8)
@@ -47,11 +48,11 @@ def test_images_match_rclpy(frame_id: str, encoding: str, dtype: type, channels:
 def test_a_big_endian_or_strided_array_is_written_little_endian_and_packed() -> None:
     pixels = np.arange(12, dtype=">f4").reshape(3, 4)
     header = _header("x")
-    message = deserialize_message(cdr.image(header, pixels, "32FC1"), Image)
+    message = deserialize_message(cdr.image(header, pixels, "32FC1").tobytes(), Image)
     assert message.is_bigendian == 0 and message.step == 16
     np.testing.assert_array_equal(convert.image_to_array(message), pixels.astype("<f4"))
     strided = np.arange(40, dtype=np.float32).reshape(5, 8)[:, ::2]
-    np.testing.assert_array_equal(convert.image_to_array(deserialize_message(cdr.image(header, strided, "32FC1"), Image)), strided)
+    np.testing.assert_array_equal(convert.image_to_array(deserialize_message(cdr.image(header, strided, "32FC1").tobytes(), Image)), strided)
 
 
 @pytest.mark.parametrize("frame_id", FRAME_IDS)
@@ -76,6 +77,21 @@ def test_camera_infos_match_rclpy(frame_id: str, d: list[float]) -> None:
     _same_as_rclpy(cdr.camera_info(info), info)
 
 
+@pytest.mark.parametrize("frame_id", ["", "odd", "kamera_ø_光学"])
+@pytest.mark.parametrize("shape", [(3, 5, 4), (2, 7, 3), (0, 0, 3)])
+def test_a_cloud_written_into_its_message_is_the_message_of_the_cloud(frame_id: str, shape: tuple[int, int, int]) -> None:
+    """point_cloud_message: the points view is aligned float32 inside the message buffer, and what is written there
+    is what rclpy decodes (the pipeline computes its cloud straight into it)."""
+    points = np.random.default_rng(4).normal(size=shape).astype(np.float32)
+    serialized, view = cdr.point_cloud_message(_header(frame_id), *shape)
+    assert view.shape == shape and view.dtype == np.float32 and view.flags.c_contiguous
+    assert view.size == 0 or (np.shares_memory(view, serialized) and view.ctypes.data % 4 == 0)
+    view[...] = points
+    _same_as_rclpy(serialized, convert.points_to_cloud(points, _header(frame_id)))
+    with pytest.raises(ValueError, match="3 .* or 4"):
+        cdr.point_cloud_message(_header(frame_id), 2, 2, 5)
+
+
 def test_what_is_not_a_cloud_is_refused() -> None:
     with pytest.raises(ValueError, match="float32"):
         cdr.point_cloud(_header("x"), np.zeros((2, 2, 3), np.float64))
@@ -85,7 +101,7 @@ def test_what_is_not_a_cloud_is_refused() -> None:
         fake = type("Info", (), {k: getattr(info, k) for k in ("header", "height", "width", "distortion_model", "d", "r", "p",
                                                                 "binning_x", "binning_y", "roi")} | {"k": [1.0, 2.0, 3.0]})
         cdr.camera_info(fake)
-    assert deserialize_message(cdr.point_cloud(_header("x"), np.zeros((0, 0, 3), np.float32)), PointCloud2).width == 0
+    assert deserialize_message(cdr.point_cloud(_header("x"), np.zeros((0, 0, 3), np.float32)).tobytes(), PointCloud2).width == 0
 
 
 def test_the_node_outputs_as_bytes_decode_to_the_outputs_as_messages(tmp_path) -> None:  # noqa: ANN001
@@ -98,22 +114,31 @@ def test_the_node_outputs_as_bytes_decode_to_the_outputs_as_messages(tmp_path) -
     from depth_node.core.parameters import PipelineConfig
     from depth_node.core.pipeline import DepthPipeline
     from depth_node.estimators import load_estimator
-    from depth_node.ros.outputs import OUTPUTS, output_cdr, output_messages
+    from depth_node.ros.outputs import OUTPUTS, CloudMessage, output_cdr, output_messages
 
     camera = PinholeCamera(160, 120, 140.0, 141.0, 79.0, 60.5)
     info = CameraInfo(header=_header("cam"), height=120, width=160, distortion_model="plumb_bob")
     info.k = [140.0, 0.0, 79.0, 0.0, 141.0, 60.5, 0.0, 0.0, 1.0]
     info.p = [139.0, 0.0, 78.5, -7.0, 0.0, 140.0, 60.0, 0.0, 0.0, 0.0, 1.0, 0.0]
     rgb = np.random.default_rng(3).integers(0, 256, (120, 160, 3), dtype=np.uint8)
-    for encoding in ("32FC1", "16UC1"):
-        config = replace(PipelineConfig(), depth_encoding=encoding, max_range=3.0)
-        result = DepthPipeline(load_estimator(conv_model(tmp_path)), config).process(rgb, camera, colorized=True)
+    for encoding, decimation, mode in (("32FC1", 1, "stride"), ("16UC1", 3, "stride"), ("32FC1", 4, "median")):
+        config = replace(PipelineConfig(), depth_encoding=encoding, max_range=3.0, cloud_decimation=decimation,
+                         cloud_decimation_mode=mode)
+        pipeline = DepthPipeline(load_estimator(conv_model(tmp_path)), config)
+        result = pipeline.process(rgb, camera, colorized=True)
         header = _header("camera_color_optical_frame")
         messages = output_messages(result, header, info, camera, config)
         serialized = output_cdr(result, header, info, camera, config)
         assert set(messages) == set(serialized) == set(OUTPUTS)
         for name, message in messages.items():
-            assert deserialize_message(serialized[name], OUTPUTS[name][1]) == message, (encoding, name)
+            assert deserialize_message(serialized[name].tobytes(), OUTPUTS[name][1]) == message, (encoding, name)
+        # the node's way: the cloud computed straight into its message, which is then published as it is
+        cloud = CloudMessage(header)
+        in_place = pipeline.process(rgb, camera, colorized=True, points_out=cloud)
+        assert in_place.points is cloud.points and np.shares_memory(cloud.points, cloud.serialized)
+        np.testing.assert_array_equal(in_place.points, result.points)
+        assert output_cdr(in_place, header, info, camera, config, cloud=cloud)["points"] is cloud.serialized
+        assert deserialize_message(cloud.serialized.tobytes(), PointCloud2) == messages["points"]
 
 
 @pytest.mark.parametrize("encoding, dtype, big_endian, padding", [("rgb8", np.uint8, False, 0), ("16UC1", np.uint16, True, 6),

@@ -77,7 +77,7 @@ class Outcome:
     confidence: np.ndarray | None
     camera: PinholeCamera
     timings_ms: dict[str, float]
-    messages: Callable[[], list[tuple[str, str, bytes]]]  # (topic, msgtype, CDR) as published, made on demand
+    messages: Callable[[], list[tuple[str, str, bytes | memoryview]]]  # (topic, msgtype, CDR) as published, made on demand
 
 
 class PipelineSource:
@@ -102,11 +102,12 @@ class PipelineSource:
         return Outcome(result.depth_m, result.confidence, result.camera, result.timings_ms,
                        lambda: self._messages(frame, result, camera))
 
-    def _messages(self, frame: EvalFrame, result: DepthResult, camera: PinholeCamera) -> list[tuple[str, str, bytes]]:
+    def _messages(self, frame: EvalFrame, result: DepthResult, camera: PinholeCamera) -> list[tuple[str, str, memoryview]]:
         stamp = frame.image.header.stamp
         header = Header(stamp=Time(sec=int(stamp.sec), nanosec=int(stamp.nanosec)), frame_id=str(frame.image.header.frame_id))
         serialized = output_cdr(result, header, frame.camera_info, camera, self.config, BAG_OUTPUTS)
-        return [(f"/{OUTPUTS[name][0]}", f"sensor_msgs/msg/{OUTPUTS[name][1].__name__}", data) for name, data in serialized.items()]
+        return [(f"/{OUTPUTS[name][0]}", f"sensor_msgs/msg/{OUTPUTS[name][1].__name__}", memoryview(data))
+                for name, data in serialized.items()]
 
 
 class RecordedSource:

@@ -1,10 +1,11 @@
 """The CDR bytes of the node's output messages, written from numpy arrays — what ``rclpy`` would serialize, without
 building the Python message first — and its input image read from the received bytes, pixels as a view of them.
 
-rclpy publishes an already-serialized message (``Publisher.publish(bytes)``) as it is. Building a ``sensor_msgs``
-message in Python and letting rclpy convert and serialize it copies a multi-MB cloud two to three times through
-Python-to-C conversion; here the message is laid out once (the header fields, then the array's own buffer) and joined
-into one ``bytes``: one copy of the data.
+Writing: a message is laid out once into one uint8 numpy buffer (the serialized message): the header fields, then
+the array's own bytes. The cloud need not exist before its message does: :func:`point_cloud_message` gives the
+buffer with the points still to be written and a float32 view where they go, so the pipeline computes the cloud
+straight into the message (``core.pipeline``'s ``points_out``). The buffers are published as they are
+(``ros.serialized_publisher``) or written into a bag.
 
 Layout: XCDR1 little endian (encapsulation ``00 01 00 00``, what rmw_fastrtps writes), each primitive aligned to its
 size from the start of the payload, strings as uint32 length (with the NUL) + bytes + NUL, sequences as uint32 count
@@ -28,13 +29,14 @@ import numpy as np
 from depth_node.errors import InputError
 
 ENCAPSULATION = b"\x00\x01\x00\x00"  # CDR, little endian
+_SMALL = 4096  # parts up to this size are joined as bytes first; larger ones are copied into the buffer directly
 
 
 class _Payload:
-    """Pieces of one message's payload, aligned as CDR wants them, joined once at the end."""
+    """Pieces of one message's payload, aligned as CDR wants them, copied once into one buffer at the end."""
 
     def __init__(self) -> None:
-        self.parts: list[Any] = [ENCAPSULATION]
+        self.parts: list[Any] = [ENCAPSULATION]  # bytes / memoryview, or an int: bytes reserved for the caller
         self.size = 0  # bytes after the encapsulation header: alignment counts from there
 
     def _align(self, n: int) -> None:
@@ -57,11 +59,18 @@ class _Payload:
         self.size += len(data)
 
     def octets(self, data: Any) -> None:
-        """A sequence<uint8>: its count, then the buffer itself (not copied until the final join)."""
+        """A sequence<uint8>: its count, then the buffer itself (not copied until :meth:`buffer`)."""
         view = memoryview(np.ascontiguousarray(data).reshape(-1).view(np.uint8)) if isinstance(data, np.ndarray) else memoryview(data).cast("B")
         self.fixed("<I", view.nbytes)
         self.parts.append(view)
         self.size += view.nbytes
+
+    def reserve(self, nbytes: int) -> int:
+        """A sequence<uint8> of ``nbytes`` whose bytes the caller writes into the buffer; returns their offset in it."""
+        self.fixed("<I", nbytes)
+        self.parts.append(nbytes)
+        self.size += nbytes
+        return len(ENCAPSULATION) + self.size - nbytes
 
     def doubles(self, values: Sequence[float], bounded: bool = False) -> None:
         """float64[N] (``bounded``: a fixed-size array, no count) or sequence<float64>."""
@@ -70,8 +79,31 @@ class _Payload:
         if len(values):
             self.fixed(f"<{len(values)}d", *values)
 
-    def join(self) -> bytes:
-        return b"".join(self.parts)
+    def buffer(self) -> np.ndarray:
+        """The serialized message: uint8 (encapsulation header + payload); reserved bytes are left unwritten."""
+        out = np.empty(len(ENCAPSULATION) + self.size, np.uint8)
+        position, small = 0, []
+
+        def put(data: Any) -> None:
+            nonlocal position
+            n = memoryview(data).nbytes
+            out[position:position + n] = np.frombuffer(data, np.uint8)
+            position += n
+
+        for part in self.parts:
+            if isinstance(part, int) or memoryview(part).nbytes > _SMALL:
+                if small:
+                    put(b"".join(small))
+                    small = []
+                if isinstance(part, int):
+                    position += part
+                else:
+                    put(part)
+            else:
+                small.append(part)
+        if small:
+            put(b"".join(small))
+        return out
 
 
 def _header(out: _Payload, header: Any) -> None:
@@ -79,7 +111,7 @@ def _header(out: _Payload, header: Any) -> None:
     out.string(str(header.frame_id))
 
 
-def image(header: Any, pixels: np.ndarray, encoding: str) -> bytes:
+def image(header: Any, pixels: np.ndarray, encoding: str) -> np.ndarray:
     """sensor_msgs/Image of a C-contiguous (H, W[, C]) array: little endian, no row padding (step = W × C × itemsize)."""
     pixels = np.ascontiguousarray(pixels)
     if pixels.dtype.byteorder == ">":
@@ -92,16 +124,15 @@ def image(header: Any, pixels: np.ndarray, encoding: str) -> bytes:
     out.fixed("<B", 0)
     out.fixed("<I", pixels.strides[0] if height else 0)
     out.octets(pixels)
-    return out.join()
+    return out.buffer()
 
 
-def point_cloud(header: Any, points: np.ndarray) -> bytes:
-    """sensor_msgs/PointCloud2 of an organized float32 (h, w, 3 | 4) array: fields x, y, z[, rgb] (FLOAT32, as
-    ``convert.points_to_cloud``), not dense (NaN marks no point)."""
-    if points.dtype != np.float32 or points.ndim != 3 or points.shape[2] not in (3, 4):
-        raise ValueError(f"points must be float32 (h, w, 3|4), got {points.dtype} {points.shape}")
-    points = np.ascontiguousarray(points)
-    height, width, channels = points.shape
+def point_cloud_message(header: Any, height: int, width: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """A sensor_msgs/PointCloud2 of an organized float32 (height, width, 3 | 4) cloud whose points are not written
+    yet: (the serialized message, a float32 (height, width, channels) view of its ``data`` to write them into).
+    Fields x, y, z[, rgb] (FLOAT32, as ``convert.points_to_cloud``), not dense (NaN marks no point)."""
+    if channels not in (3, 4):
+        raise ValueError(f"a cloud has 3 (x, y, z) or 4 (x, y, z, rgb) channels, got {channels}")
     out = _Payload()
     _header(out, header)
     out.fixed("<II", height, width)
@@ -113,12 +144,23 @@ def point_cloud(header: Any, points: np.ndarray) -> bytes:
         out.fixed("<I", 1)
     out.fixed("<B", 0)  # is_bigendian
     out.fixed("<II", 4 * channels, 4 * channels * width)
-    out.octets(points)
+    nbytes = 4 * channels * width * height
+    offset = out.reserve(nbytes)  # a multiple of 4 from the buffer's start: the float32 view is aligned
     out.fixed("<B", 0)  # is_dense
-    return out.join()
+    serialized = out.buffer()
+    return serialized, serialized[offset:offset + nbytes].view(np.float32).reshape(height, width, channels)
 
 
-def camera_info(message: Any) -> bytes:
+def point_cloud(header: Any, points: np.ndarray) -> np.ndarray:
+    """sensor_msgs/PointCloud2 of an organized float32 (h, w, 3 | 4) array (see :func:`point_cloud_message`)."""
+    if points.dtype != np.float32 or points.ndim != 3 or points.shape[2] not in (3, 4):
+        raise ValueError(f"points must be float32 (h, w, 3|4), got {points.dtype} {points.shape}")
+    serialized, data = point_cloud_message(header, *points.shape)
+    data[...] = points
+    return serialized
+
+
+def camera_info(message: Any) -> np.ndarray:
     """sensor_msgs/CameraInfo from any object with its fields (an rclpy message, ``convert.camera_info_for_grid``)."""
     out = _Payload()
     _header(out, message.header)
@@ -134,7 +176,7 @@ def camera_info(message: Any) -> bytes:
     roi = message.roi
     out.fixed("<IIII", int(roi.x_offset), int(roi.y_offset), int(roi.height), int(roi.width))
     out.fixed("<B", int(bool(roi.do_rectify)))
-    return out.join()
+    return out.buffer()
 
 
 # --------------------------------------------------------------------------------------------------------- reading

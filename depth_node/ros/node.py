@@ -69,7 +69,8 @@ from depth_node.ros.diagnostics import (
     WarningBoard,
     build_status,
 )
-from depth_node.ros.outputs import OUTPUTS, output_cdr
+from depth_node.ros.outputs import OUTPUTS, CloudMessage, output_cdr
+from depth_node.ros.serialized_publisher import SerializedPublisher
 from depth_node.ros.sync import LAST, MATCHED, NONE, StampedCache, stamp_ns
 
 # Every input and output takes `qos_overrides./<topic>.<subscription|publisher>.<policy>` parameters (read at start).
@@ -143,6 +144,7 @@ class _DepthNodeBody:
         self.estimator: DepthEstimator | None = None
         self.pipeline: DepthPipeline | None = None
         self.publishers_by_output: dict[str, Any] = {}
+        self._senders: dict[str, SerializedPublisher] = {}  # the same publishers, publishing CDR from its buffer
         self.pub_diagnostics: Any = None
         self._attempt = 0            # index into backend_attempts of the loaded backend
         self._last_stamp_ns: int | None = None
@@ -170,6 +172,7 @@ class _DepthNodeBody:
         self._load_model(self.config)
         self.publishers_by_output = {name: self.create_publisher(msg_type, topic, _qos(OUTPUT_QOS), qos_overriding_options=QOS_OVERRIDES)
                                      for name, (topic, msg_type) in OUTPUTS.items()}
+        self._senders = {name: SerializedPublisher(publisher) for name, publisher in self.publishers_by_output.items()}
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
     def _activate(self) -> None:
@@ -217,7 +220,7 @@ class _DepthNodeBody:
         for publisher in [*self.publishers_by_output.values(), self.pub_diagnostics]:
             if publisher is not None:
                 self.destroy_publisher(publisher)
-        self.publishers_by_output, self.pub_diagnostics = {}, None
+        self.publishers_by_output, self._senders, self.pub_diagnostics = {}, {}, None
         self.estimator = self.pipeline = None
         self._attempt = 0
 
@@ -485,6 +488,9 @@ class _DepthNodeBody:
         if config.scale_mode == "sparse":
             with timer.stage("convert_reference"):
                 reference = self._reference_for(msg.header)
+        stamp = msg.header.stamp  # the input's header, as an rclpy Header (depth/camera_info is built as a message)
+        header = Header(stamp=Time(sec=stamp.sec, nanosec=stamp.nanosec), frame_id=msg.header.frame_id)
+        cloud = CloudMessage(header)  # the pipeline computes the cloud straight into its message
         result = pipeline.process(
             rgb,
             camera,
@@ -493,16 +499,15 @@ class _DepthNodeBody:
             colorized="colorized" in want,
             timer=timer,
             reference_depth_m=reference,
+            points_out=cloud,
         )
         self._report_scale(result.scale)
         self._report_model_output(result)
-        stamp = msg.header.stamp  # the input's header, as an rclpy Header (depth/camera_info is built as a message)
-        header = Header(stamp=Time(sec=stamp.sec, nanosec=stamp.nanosec), frame_id=msg.header.frame_id)
         if stop.is_set():
             return  # stopped (deactivated, shutting down) while this frame was computed
         with timer.stage("publish"):
-            for name, serialized in output_cdr(result, header, info, camera, config, want).items():
-                self.publishers_by_output[name].publish(serialized)  # already CDR: rclpy hands it to the middleware as is
+            for name, serialized in output_cdr(result, header, info, camera, config, want, cloud).items():
+                self._senders[name].publish(serialized)  # already CDR, published from its buffer
         now_ns = self.get_clock().now().nanoseconds
         self.stats.frame_done((now_ns - stamp_ns(header.stamp)) / 1e6, (time.monotonic() - received) * 1e3, timer.ms)
 

@@ -1,6 +1,7 @@
-"""The node's output messages for one frame, built in one place: :func:`output_cdr` gives their serialized bytes,
-which the node publishes as they are and ``depth-node eval`` writes into its output bag; :func:`output_messages`
-gives the same as rclpy message objects (for code that wants messages; the tests hold the two equal).
+"""The node's output messages for one frame, built in one place: :func:`output_cdr` gives them serialized (CDR, one
+uint8 buffer each), which the node publishes as they are and ``depth-node eval`` writes into its output bag;
+:func:`output_messages` gives the same as rclpy message objects (for code that wants messages; the tests hold the
+two equal). :class:`CloudMessage` lets the pipeline compute the cloud straight into its message.
 
 Topic names are relative (the node's namespace and remappings apply); each message carries the input image's
 header, so stamps and frame ids pass through unchanged.
@@ -56,11 +57,27 @@ def output_messages(result: DepthResult, header: Any, camera_info: Any | None, c
     return messages
 
 
+class CloudMessage:
+    """One frame's depth/points message before its cloud exists: pass it as ``DepthPipeline.process(points_out=...)``
+    and the cloud is computed into the message's own buffer (the largest output, 4.9 MB at 640×480 with colour, is
+    then written once, not computed and copied); :func:`output_cdr` publishes that buffer."""
+
+    def __init__(self, header: Any) -> None:
+        self.header = header
+        self.serialized: np.ndarray | None = None
+        self.points: np.ndarray | None = None
+
+    def __call__(self, height: int, width: int, channels: int) -> np.ndarray:
+        self.serialized, self.points = cdr.point_cloud_message(self.header, height, width, channels)
+        return self.points
+
+
 def output_cdr(result: DepthResult, header: Any, camera_info: Any | None, camera: PinholeCamera, config: Any,
-               wanted: Container[str] = tuple(OUTPUTS)) -> dict[str, bytes]:
+               wanted: Container[str] = tuple(OUTPUTS), cloud: CloudMessage | None = None) -> dict[str, np.ndarray]:
     """:func:`output_messages`, serialized (CDR, :mod:`depth_node.ros.cdr`): each array is copied once, into its
-    message's bytes, instead of through a Python message and rclpy's conversion."""
-    serialized: dict[str, bytes] = {}
+    message's buffer, instead of through a Python message and rclpy's conversion; the cloud not even once when
+    the pipeline computed it into ``cloud``."""
+    serialized: dict[str, np.ndarray] = {}
     if "depth" in wanted:
         serialized["depth"] = cdr.image(header, published_depth(result, config), config.depth_encoding)
     if "camera_info" in wanted:
@@ -68,7 +85,8 @@ def output_cdr(result: DepthResult, header: Any, camera_info: Any | None, camera
     if "confidence" in wanted and result.confidence is not None:
         serialized["confidence"] = cdr.image(header, result.confidence, "32FC1")
     if "points" in wanted and result.points is not None:
-        serialized["points"] = cdr.point_cloud(header, result.points)
+        computed_in_place = cloud is not None and cloud.points is result.points
+        serialized["points"] = cloud.serialized if computed_in_place else cdr.point_cloud(header, result.points)
     if "colorized" in wanted and result.colorized is not None:
         serialized["colorized"] = cdr.image(header, result.colorized, "rgb8")
     return serialized
