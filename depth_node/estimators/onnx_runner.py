@@ -54,6 +54,10 @@ class OnnxEstimator(DepthEstimator):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if num_threads > 0:
             options.intra_op_num_threads = num_threads
+        # ONNX Runtime's pool threads spin for a while after each run, on the cores the frame's other stages, the
+        # middleware and the subscribers need next: without it, receive->publish p95 at 640x480 with every output
+        # went 18.6-22.8 -> 13.6-16.0 ms over four alternated pairs (docs/benchmarks.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(
                 str(card.weights), sess_options=options, providers=[p for p in wanted if p in available]
