@@ -8,8 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
+from depth_node.core import parallel as bands
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.cloud import backproject, unpack_rgb
+from depth_node.core.cloud_filter import flying_pixels
 from depth_node.core.colorize import _table as colour_table
 from depth_node.core.colorize import colorize_depth
 from depth_node.core.confidence import gradient_confidence
@@ -131,6 +133,44 @@ def test_confidence_is_low_at_discontinuities_and_zero_when_invalid() -> None:
     assert conf.dtype == np.float32 and conf.shape == depth.shape
     assert conf[25, 10] == pytest.approx(1.0) and conf[25, 29] < 0.05 and conf[25, 30] < 0.1
     assert conf[0, 0] == 0.0 and ((conf >= 0) & (conf <= 1)).all()
+
+
+@pytest.mark.parametrize("step", [1, 3])
+@pytest.mark.parametrize("mode", ["ratio", "normal"])
+def test_a_cloud_computed_in_row_bands_is_the_cloud_computed_at_once(step: int, mode: str) -> None:
+    """flying_pixels and backproject on row bands (what core.parallel hands to threads), for uneven splits, equal the
+    whole-frame calls bit for bit: the filter reads its halo, rays and range limits come from the whole camera."""
+    rng = np.random.default_rng(5)
+    depth = cv2.resize(rng.uniform(0.5, 6.0, (9, 12)).astype(np.float32), (CAM.width, CAM.height))
+    depth[rng.random(depth.shape) < 0.02] = np.nan
+    rgb = rng.integers(0, 256, (CAM.height, CAM.width, 3), dtype=np.uint8)
+    whole_removed = flying_pixels(depth, CAM, mode, radius=4)
+    whole = backproject(depth, CAM, step, 0.3, 5.0, rgb, drop=whole_removed)
+    rows = whole.shape[0]
+    for edges in ([0, rows], [0, rows // 2, rows], [0, 1, 7, rows - 1, rows], [0, 37, 38, rows]):
+        removed = np.empty(depth.shape, bool)
+        out = np.full(whole.shape, 9.0, np.float32)
+        for first, last in zip(edges[:-1], edges[1:]):
+            top, bottom = first * step, min(CAM.height, last * step)
+            removed[top:bottom] = flying_pixels(depth, CAM, mode, radius=4, rows=(top, bottom))
+            band = backproject(depth, CAM, step, 0.3, 5.0, rgb, drop=removed, out=out, rows=(first, last))
+            assert band.shape[0] == last - first and np.shares_memory(band, out)
+        np.testing.assert_array_equal(removed, whole_removed)
+        np.testing.assert_array_equal(out, whole)
+
+
+def test_row_bands_cover_every_row_once_and_pass_on_errors() -> None:
+    seen: list[tuple[int, int]] = []
+    bands.in_bands(480, 640, lambda first, last: seen.append((first, last)))
+    assert sorted(seen)[0][0] == 0 and sorted(seen)[-1][1] == 480 and len(seen) == bands.band_count(480, 640)
+    assert all(a[1] == b[0] for a, b in zip(sorted(seen), sorted(seen)[1:]))
+    assert bands.band_count(10, 10) == 1 and bands.band_count(2, 10**7) <= 2
+    if bands.band_count(480, 640) > 1:
+        def fail_late(first: int, last: int) -> None:
+            if first > 0:
+                raise RuntimeError(f"band {first}")
+        with pytest.raises(RuntimeError, match="band"):
+            bands.in_bands(480, 640, fail_late)
 
 
 def test_gradient_confidence_is_its_formula_pixel_by_pixel() -> None:

@@ -64,6 +64,7 @@ def backproject(
     rgb: np.ndarray | None = None,
     drop: np.ndarray | None = None,
     out: np.ndarray | None = None,
+    rows: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Interleaved points (h, w, 3), or (h, w, 4) with packed ``rgb``, for every ``step``-th pixel.
 
@@ -71,6 +72,8 @@ def backproject(
     same grid (decimated here). Points outside [min_range, max_range], and where the bool ``drop`` (same grid as
     ``depth_m``) is True, are NaN. ``out``: a C-contiguous float32 array of the cloud's shape to write the points
     into (e.g. the data of the message that will carry them, ``ros.cdr.point_cloud_message``); returned.
+    ``rows`` = (first, last): only those rows of the cloud (depth rows first·step ..), written to ``out[first:last]``
+    and returned as that view: bands of one frame computed on several threads (``core.parallel``).
     """
     if depth_m.shape != (camera.height, camera.width):
         raise ValueError(f"depth is {depth_m.shape[1]}x{depth_m.shape[0]} but camera is {camera.width}x{camera.height}")
@@ -78,26 +81,29 @@ def backproject(
         raise ValueError(f"rgb is {rgb.shape[1]}x{rgb.shape[0]} but depth is {depth_m.shape[1]}x{depth_m.shape[0]}")
     if drop is not None and drop.shape != depth_m.shape:
         raise ValueError(f"drop mask is {drop.shape[1]}x{drop.shape[0]} but depth is {depth_m.shape[1]}x{depth_m.shape[0]}")
-    z = np.ascontiguousarray(depth_m[::step, ::step], np.float32)
-    shape = z.shape + (3 if rgb is None else 4,)
+    u, v = _ray_grids(camera, step)
+    shape = u.shape + (3 if rgb is None else 4,)
     if out is not None and (out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous):
         raise ValueError(f"out must be C-contiguous float32 {shape}, got {out.dtype} {out.shape}")
-    outside = None if drop is None else np.ascontiguousarray(drop[::step, ::step], bool)
+    first, last = (0, shape[0]) if rows is None else rows
+    band = slice(first * step, last * step, step)  # the depth rows of these cloud rows
+    z = np.ascontiguousarray(depth_m[band, ::step], np.float32)
+    outside = None if drop is None else np.ascontiguousarray(drop[band, ::step], bool)
     if min_range > 0.0 or np.isfinite(max_range):
         z_min, z_max = _z_limits(camera, step, float(min_range), float(max_range))
         with np.errstate(invalid="ignore"):
-            beyond = (z < z_min) | (z > z_max)
+            beyond = (z < z_min[first:last]) | (z > z_max[first:last])
         outside = beyond if outside is None else outside | beyond
     if outside is not None and outside.any():
         z = cv2.add(z, cv2.LUT(outside.view(np.uint8), _DROP))  # + NaN where dropped, + 0 elsewhere
-    u, v = _ray_grids(camera, step)
-    channels = [cv2.multiply(z, u), cv2.multiply(z, v), z]
+    channels = [cv2.multiply(z, u[first:last]), cv2.multiply(z, v[first:last]), z]
     if rgb is not None:
-        channels.append(packed_rgb(rgb[::step, ::step]))
+        channels.append(packed_rgb(rgb[band, ::step]))
     if out is None:
         return cv2.merge(channels)
-    cv2.merge(channels, dst=out)  # shape, type and layout checked above: OpenCV writes into it, never reallocates
-    return out
+    written = out[first:last]  # whole rows of a C-contiguous array: contiguous too
+    cv2.merge(channels, dst=written)  # shape, type and layout checked above: OpenCV writes into it, never reallocates
+    return out if rows is None else written
 
 
 def unpack_rgb(packed: np.ndarray) -> np.ndarray:

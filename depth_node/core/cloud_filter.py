@@ -45,9 +45,20 @@ _BIG = np.float32(3.0e38)
 
 
 def flying_pixels(depth_m: np.ndarray, camera: PinholeCamera, mode: str = "ratio", max_ratio: float = 0.05,
-                  max_angle_deg: float = 80.0, radius: int = 1) -> np.ndarray:
+                  max_angle_deg: float = 80.0, radius: int = 1, rows: tuple[int, int] | None = None) -> np.ndarray:
     """Boolean (h, w): True where a pixel is a flying pixel by ``mode`` (see the module docstring), comparing
-    neighbours up to ``radius`` pixels away (see :func:`edge_radius`)."""
+    neighbours up to ``radius`` pixels away (see :func:`edge_radius`). ``rows`` = (first, last): only those rows of
+    the mask, read with ``radius`` rows around them, so they equal the whole frame's (a frame split into bands)."""
+    if rows is not None:
+        first, last = rows
+        top, bottom = max(0, first - radius), min(depth_m.shape[0], last + radius)
+        return _flying(depth_m[top:bottom], camera, top, mode, max_ratio, max_angle_deg, radius)[first - top:last - top]
+    return _flying(depth_m, camera, 0, mode, max_ratio, max_angle_deg, radius)
+
+
+def _flying(depth_m: np.ndarray, camera: PinholeCamera, top: int, mode: str, max_ratio: float, max_angle_deg: float,
+            radius: int) -> np.ndarray:
+    """:func:`flying_pixels` of ``depth_m``, rows ``top``.. of ``camera``'s image."""
     if mode == "off" or not depth_m.size:  # (OpenCV's patchNaNs dies on an empty array: SIGFPE)
         return np.zeros(depth_m.shape, bool)
     if mode == "ratio":
@@ -72,6 +83,7 @@ def flying_pixels(depth_m: np.ndarray, camera: PinholeCamera, mode: str = "ratio
     valid = np.isfinite(depth_m)
     if mode == "normal":
         u, v = normalized_rays(camera)
+        v = v[top:top + depth_m.shape[0]]
         u, v = np.broadcast_to(u[None, :], depth_m.shape), np.broadcast_to(v[:, None], depth_m.shape)
         x, y = depth_m * u, depth_m * v
         r = radius

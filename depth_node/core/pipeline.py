@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from depth_node.core.parallel import in_bands
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.cloud import backproject
 from depth_node.core.cloud_filter import (
@@ -337,20 +338,35 @@ class DepthPipeline:
     def _cloud(depth: np.ndarray, camera: PinholeCamera, confidence: np.ndarray | None, colour: np.ndarray | None,
                upsampling: float, cfg: PipelineConfig, points_out: Callable[[int, int, int], np.ndarray] | None) -> np.ndarray:
         """The organized cloud of ``depth``: flying pixels and low-confidence points out, then decimated."""
-        removed = flying_pixels(depth, camera, cfg.cloud_edge_filter, cfg.cloud_edge_max_ratio, cfg.cloud_edge_max_angle_deg,
-                                cfg.cloud_edge_radius or edge_radius(upsampling))
-        if confidence is not None and cfg.cloud_min_confidence > 0:
-            removed |= confidence < cfg.cloud_min_confidence
+        radius = cfg.cloud_edge_radius or edge_radius(upsampling)
         step, channels = cfg.cloud_decimation, 3 if colour is None else 4
+
+        def removed_in(rows: tuple[int, int] | None = None) -> np.ndarray:
+            removed = flying_pixels(depth, camera, cfg.cloud_edge_filter, cfg.cloud_edge_max_ratio,
+                                    cfg.cloud_edge_max_angle_deg, radius, rows)
+            if confidence is not None and cfg.cloud_min_confidence > 0:
+                removed |= (confidence if rows is None else confidence[rows[0]:rows[1]]) < cfg.cloud_min_confidence
+            return removed
+
         if cfg.cloud_decimation_mode == "median" and step > 1:
+            removed = removed_in()
             if removed.any():  # out before the median, which must not see them
                 depth = np.where(removed, np.float32(np.nan), depth)
             grid = block_camera(camera, step)
             out = None if points_out is None else points_out(grid.height, grid.width, channels)
             return backproject(block_median(depth, step), grid, 1, cfg.min_range, cfg.max_range,
                                None if colour is None else block_colour(colour, step), out=out)
-        out = None if points_out is None else points_out(-(-camera.height // step), -(-camera.width // step), channels)
-        return backproject(depth, camera, step, cfg.min_range, cfg.max_range, colour, drop=removed, out=out)
+        shape = (-(-camera.height // step), -(-camera.width // step), channels)
+        out = np.empty(shape, np.float32) if points_out is None else points_out(*shape)
+        removed = np.empty(depth.shape, bool)
+
+        def band(first: int, last: int) -> None:  # cloud rows [first, last): depth rows first·step ..
+            rows = (first * step, min(camera.height, last * step))
+            removed[rows[0]:rows[1]] = removed_in(rows)
+            backproject(depth, camera, step, cfg.min_range, cfg.max_range, colour, drop=removed, out=out, rows=(first, last))
+
+        in_bands(shape[0], shape[1] * step * step, band)  # the filter's work is on the depth grid
+        return out
 
     def _ensemble(self, members: np.ndarray, cfg: PipelineConfig) -> tuple[Prediction, np.ndarray]:
         """(N, h, w) members → the prediction to publish and its uncertainty, both in the model's output space.
