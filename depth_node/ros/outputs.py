@@ -20,7 +20,7 @@ from depth_node.core.depth_encoding import encode_depth, no_return_values
 from depth_node.core.pipeline import DepthResult
 from depth_node.ros import cdr, convert
 
-# output → (topic, message type); the order is the order they are published in
+# output → (topic, message type); the node publishes them in this order, the cloud on a thread of its own (ros.node)
 OUTPUTS: dict[str, tuple[str, Any]] = {
     "depth": ("depth/image", Image),
     "camera_info": ("depth/camera_info", CameraInfo),
