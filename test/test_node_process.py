@@ -267,3 +267,16 @@ def test_a_signal_during_start_up_exits_zero(conv_card: Path, command: str, sig:
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert "Traceback" not in out and "KeyboardInterrupt" not in out, out
+
+
+def test_the_node_process_runs_the_harness_own_package_wherever_it_is_started(conv_card: Path, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder named depth_node beside the command (a workspace, another checkout) is not what the node imports:
+    `python -m` would put the working folder first; the harness starts the node with this process's package."""
+    decoy = tmp_path / "depth_node"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise ImportError('the decoy depth_node was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    with NodeProcess([f"model_card:={conv_card}"], log_path=tmp_path / "node.log") as node:
+        node.wait_ready(timeout_s=60, settle_s=0.0)
+    assert "decoy" not in (tmp_path / "node.log").read_text()

@@ -29,9 +29,12 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+import depth_node
 from depth_node.errors import DepthNodeError
 from depth_node.paths import config_file
 from depth_node.ros.outputs import OUTPUTS
+
+_PACKAGE_ROOT = Path(depth_node.__file__).resolve().parent.parent  # the folder this depth_node is imported from
 
 PROFILE = "fastdds_shm.xml"  # a 64 MB shared-memory transport: 640x480 images and clouds cross processes intact
 STARTUP_TIMEOUT_S = 300.0    # a large model loads before the node subscribes
@@ -96,7 +99,9 @@ class NodeProcess:
         self.outputs, self.transport, self.raw = tuple(outputs), transport, raw
         self.log_path = log_path or Path(f"/tmp/depth_node_{self.namespace.strip('/')}.log")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        command = [*(executable or (sys.executable, "-m", "depth_node.tools.cli")), "run",
+        # -P: not the working folder first on sys.path (python -m puts it there), so the node imports this process's
+        # depth_node, put first on PYTHONPATH, and not a depth_node folder the command happens to be run beside
+        command = [*(executable or (sys.executable, "-P", "-m", "depth_node.tools.cli")), "run",
                    "--params-file", str(params_file or config_file("depth.yaml")),
                    "--ros-args", "-r", f"__ns:={self.namespace}", "-p", f"input_transport:={transport}"]
         if sim_time:
@@ -104,6 +109,7 @@ class NodeProcess:
         for item in param_args:
             command += ["-p", item]
         env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")]))
         if env.get("FASTDDS_DEFAULT_PROFILES_FILE") == str(config_file(PROFILE)):
             del env["FASTDDS_DEFAULT_PROFILES_FILE"]  # `depth-node run` sets the shipped profile itself
         self._log = self.log_path.open("w")
