@@ -31,7 +31,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from depth_node.core.parallel import in_bands
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.cloud import backproject
 from depth_node.core.cloud_filter import (
@@ -46,6 +45,7 @@ from depth_node.core.colorize import colorize_depth
 from depth_node.core.confidence import gradient_confidence, uncertainty_confidence
 from depth_node.core.estimator import DepthEstimator, Prediction
 from depth_node.core.members import Member, member_plan, run_members
+from depth_node.core.parallel import in_bands
 from depth_node.core.parameters import PipelineConfig
 from depth_node.core.scale import (
     GroundRegion,
