@@ -18,23 +18,13 @@ import os
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "test"))
-
-
-def median_ms(work, repeats: int) -> float:  # noqa: ANN001
-    work()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        times.append((time.perf_counter() - start) * 1e3)
-    return float(np.median(times))
+from bench_models import median_ms  # noqa: E402  (this folder is on sys.path: the script's own)
 
 
 def main() -> int:
@@ -67,8 +57,8 @@ def main() -> int:
             header.stamp.sec = 1_700_000_000
             rgb = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
             wire = serialize_message(convert.array_to_image(rgb, "rgb8", header))
-            receive_old = median_ms(lambda: convert.image_to_rgb(deserialize_message(wire, Image)), args.repeats)
-            receive_new = median_ms(lambda: convert.image_to_rgb(cdr.read_image(wire)), args.repeats)
+            receive_old = median_ms(lambda: convert.image_to_rgb(deserialize_message(wire, Image)), args.repeats, 1)
+            receive_new = median_ms(lambda: convert.image_to_rgb(cdr.read_image(wire)), args.repeats, 1)
             camera = PinholeCamera(width, height, 0.8 * width, 0.8 * width, (width - 1) / 2, (height - 1) / 2)
             info = CameraInfo(header=header, width=width, height=height, distortion_model="plumb_bob")
             info.k = [camera.fx, 0.0, camera.cx, 0.0, camera.fy, camera.cy, 0.0, 0.0, 1.0]
@@ -76,8 +66,8 @@ def main() -> int:
             config = pipeline.config
             result = pipeline.process(rgb, camera, colorized=True)
             publish_old = median_ms(lambda: [serialize_message(m) for m in output_messages(result, header, info, camera, config).values()],
-                                    args.repeats)
-            publish_new = median_ms(lambda: output_cdr(result, header, info, camera, config), args.repeats)
+                                    args.repeats, 1)
+            publish_new = median_ms(lambda: output_cdr(result, header, info, camera, config), args.repeats, 1)
             print(f"| {width}×{height} | {receive_old:.2f} | {receive_new:.2f} | {receive_old / receive_new:.1f}× | "
                   f"{publish_old:.2f} | {publish_new:.2f} | {publish_old / publish_new:.1f}× |")
     return 0
