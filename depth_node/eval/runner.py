@@ -49,7 +49,7 @@ from depth_node.eval.metrics import (
     score_frame,
 )
 from depth_node.ros import convert
-from depth_node.ros.outputs import OUTPUTS, output_cdr
+from depth_node.ros.outputs import OUTPUTS, CloudMessage, output_cdr
 
 BAG_OUTPUTS = ("depth", "camera_info", "confidence", "points")  # what the output bag holds (as the node publishes them)
 
@@ -81,8 +81,8 @@ class Outcome:
 
 
 class PipelineSource:
-    """The node's pipeline in this process (no DDS): fast and deterministic. The published messages are built by
-    the node's own converters (``depth_node.ros.convert``) and serialized by rclpy."""
+    """The node's pipeline in this process (no DDS): fast and deterministic. The published messages are built as the
+    node builds them (``depth_node.ros.outputs``: the cloud computed straight into its message, CDR buffers)."""
 
     def __init__(self, pipeline: DepthPipeline, config: PipelineConfig, points: bool = True, sparse_reference: float = 0.0) -> None:
         self.pipeline, self.config, self.points = pipeline, config, points
@@ -97,15 +97,17 @@ class PipelineSource:
             truth = gt_metres(frame.depth)
             keep = np.random.default_rng(frame.index).random(truth.shape) < self.sparse_reference
             reference = np.where(keep, truth, np.float32(np.nan))
-        result = self.pipeline.process(rgb, camera, confidence=True, points=self.points,
-                                       reference_depth_m=reference)
-        return Outcome(result.depth_m, result.confidence, result.camera, result.timings_ms,
-                       lambda: self._messages(frame, result, camera))
-
-    def _messages(self, frame: EvalFrame, result: DepthResult, camera: PinholeCamera) -> list[tuple[str, str, memoryview]]:
         stamp = frame.image.header.stamp
         header = Header(stamp=Time(sec=int(stamp.sec), nanosec=int(stamp.nanosec)), frame_id=str(frame.image.header.frame_id))
-        serialized = output_cdr(result, header, frame.camera_info, camera, self.config, BAG_OUTPUTS)
+        cloud = CloudMessage(header)
+        result = self.pipeline.process(rgb, camera, confidence=True, points=self.points,
+                                       reference_depth_m=reference, points_out=cloud)
+        return Outcome(result.depth_m, result.confidence, result.camera, result.timings_ms,
+                       lambda: self._messages(frame, result, camera, header, cloud))
+
+    def _messages(self, frame: EvalFrame, result: DepthResult, camera: PinholeCamera, header: Header,
+                  cloud: CloudMessage) -> list[tuple[str, str, memoryview]]:
+        serialized = output_cdr(result, header, frame.camera_info, camera, self.config, BAG_OUTPUTS, cloud)
         return [(f"/{OUTPUTS[name][0]}", f"sensor_msgs/msg/{OUTPUTS[name][1].__name__}", memoryview(data))
                 for name, data in serialized.items()]
 
