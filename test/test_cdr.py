@@ -114,7 +114,7 @@ def test_the_node_outputs_as_bytes_decode_to_the_outputs_as_messages(tmp_path) -
     from depth_node.core.parameters import PipelineConfig
     from depth_node.core.pipeline import DepthPipeline
     from depth_node.estimators import load_estimator
-    from depth_node.ros.outputs import OUTPUTS, CloudMessage, output_cdr, output_messages
+    from depth_node.ros.outputs import OUTPUTS, OutputMessages, output_cdr, output_messages
 
     camera = PinholeCamera(160, 120, 140.0, 141.0, 79.0, 60.5)
     info = CameraInfo(header=_header("cam"), height=120, width=160, distortion_model="plumb_bob")
@@ -132,13 +132,16 @@ def test_the_node_outputs_as_bytes_decode_to_the_outputs_as_messages(tmp_path) -
         assert set(messages) == set(serialized) == set(OUTPUTS)
         for name, message in messages.items():
             assert deserialize_message(serialized[name].tobytes(), OUTPUTS[name][1]) == message, (encoding, name)
-        # the node's way: the cloud computed straight into its message, which is then published as it is
-        cloud = CloudMessage(header)
-        in_place = pipeline.process(rgb, camera, colorized=True, points_out=cloud)
-        assert in_place.points is cloud.points and np.shares_memory(cloud.points, cloud.serialized)
-        np.testing.assert_array_equal(in_place.points, result.points)
-        assert output_cdr(in_place, header, info, camera, config, cloud=cloud)["points"] is cloud.serialized
-        assert deserialize_message(cloud.serialized.tobytes(), PointCloud2) == messages["points"]
+        # the node's way: confidence, cloud and picture computed straight into their messages, which are then
+        # published as they are
+        written = OutputMessages(header, info, camera, config)
+        in_place = pipeline.process(rgb, camera, colorized=True, out=written)
+        node_way = written.serialized(in_place)
+        assert list(node_way) == list(OUTPUTS)
+        for name, array in (("confidence", in_place.confidence), ("points", in_place.points), ("colorized", in_place.colorized)):
+            assert np.shares_memory(array, node_way[name]), name
+        for name, message in messages.items():
+            assert deserialize_message(node_way[name].tobytes(), OUTPUTS[name][1]) == message, (encoding, name)
 
 
 @pytest.mark.parametrize("encoding, dtype, big_endian, padding", [("rgb8", np.uint8, False, 0), ("16UC1", np.uint16, True, 6),

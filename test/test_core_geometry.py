@@ -159,18 +159,34 @@ def test_a_cloud_computed_in_row_bands_is_the_cloud_computed_at_once(step: int, 
         np.testing.assert_array_equal(out, whole)
 
 
-def test_row_bands_cover_every_row_once_and_pass_on_errors() -> None:
-    seen: list[tuple[int, int]] = []
-    bands.in_bands(480, 640, lambda first, last: seen.append((first, last)))
-    assert sorted(seen)[0][0] == 0 and sorted(seen)[-1][1] == 480 and len(seen) == bands.band_count(480, 640)
-    assert all(a[1] == b[0] for a, b in zip(sorted(seen), sorted(seen)[1:]))
-    assert bands.band_count(10, 10) == 1 and bands.band_count(2, 10**7) <= 2
-    if bands.band_count(480, 640) > 1:
-        def fail_late(first: int, last: int) -> None:
-            if first > 0:
-                raise RuntimeError(f"band {first}")
-        with pytest.raises(RuntimeError, match="band"):
-            bands.in_bands(480, 640, fail_late)
+def test_row_bands_cover_every_row_once() -> None:
+    for rows, columns in ((480, 640), (7, 10**7), (1081, 1920)):
+        edges = bands.band_edges(rows, columns)
+        assert edges[0] == 0 and edges[-1] == rows and all(a < b for a, b in zip(edges, edges[1:]))
+        assert len(edges) - 1 == min(bands.THREADS, rows)
+    assert bands.band_edges(10, 10) == [0, 10] and bands.band_edges(0, 640) == [0, 0]  # small: one band
+
+
+def test_together_runs_every_task_once_at_once_and_raises_the_first_error_after_all() -> None:
+    import threading
+
+    ran: list[int] = []
+    bands.together([lambda n=n: ran.append(n) for n in range(9)])
+    assert sorted(ran) == list(range(9))
+    if bands.THREADS > 1:  # at once: two tasks that each wait for the other
+        meet = threading.Barrier(2, timeout=10)
+        bands.together([meet.wait, meet.wait])
+    finished: list[int] = []
+
+    def fail(n: int) -> None:
+        finished.append(n)
+        raise RuntimeError(f"task {n}")
+    with pytest.raises(RuntimeError, match="task 1"):  # the first in the list's order, once every task is done
+        bands.together([lambda: finished.append(0), lambda: fail(1), lambda: fail(2), lambda: finished.append(3)])
+    assert sorted(finished) == [0, 1, 2, 3]
+    nested: list[str] = []  # a task's own together() runs its tasks there, one after the other: no deadlock
+    bands.together([lambda: bands.together([lambda: nested.append("a"), lambda: nested.append("b")]), lambda: nested.append("c")])
+    assert sorted(nested) == ["a", "b", "c"]
 
 
 def test_gradient_confidence_is_its_formula_pixel_by_pixel() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -122,7 +123,11 @@ def test_pipeline_plane_geometry_within_1mm(plane_card: Path, resolution: str) -
     np.testing.assert_allclose(1.0 / result.depth_m[2:-2, 2:-2], plane_disparity(result.camera, NORMAL, 2.0)[2:-2, 2:-2], rtol=1e-5)
     distance = result.points[..., :3].reshape(-1, 3) @ NORMAL - 2.0
     assert np.nanmax(np.abs(distance)) < 1e-3
-    assert set(result.timings_ms) == {"preprocess", "infer", "scale", "metric", "confidence", "cloud", "colorize"}
+    # the three stages that only read the depth ran at once: one wall time under their joined names
+    assert set(result.timings_ms) == {"preprocess", "infer", "scale", "metric", "cloud+confidence+colorize"}
+    masking = DepthPipeline(pipeline.estimator, replace(pipeline.config, confidence_threshold=0.1))
+    assert set(masking.process(np.zeros((480, 640, 3), np.uint8), CAM).timings_ms) == {  # it masks the depth: first
+        "preprocess", "infer", "scale", "metric", "confidence", "cloud"}
 
 
 def test_pipeline_scale_modes_and_threshold(conv_card: Path, model_dir: Path) -> None:

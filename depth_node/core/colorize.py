@@ -31,8 +31,10 @@ def _table(colormap: str) -> np.ndarray:
     return table
 
 
-def colorize_depth(depth_m: np.ndarray, min_m: float, max_m: float, colormap: str = "turbo") -> np.ndarray:
-    """uint8 (H, W, 3) RGB: ``min_m`` → first colour, ``max_m`` → last, clipped outside; invalid (NaN) → black."""
+def colorize_depth(depth_m: np.ndarray, min_m: float, max_m: float, colormap: str = "turbo",
+                   out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 (H, W, 3) RGB: ``min_m`` → first colour, ``max_m`` → last, clipped outside; invalid (NaN) → black.
+    ``out``: a C-contiguous uint8 (H, W, 3) array to write it into (returned); default a new one."""
     if not max_m > min_m:
         raise ValueError(f"colormap range needs max > min, got [{min_m}, {max_m}]")
     if colormap not in COLORMAPS:
@@ -40,11 +42,16 @@ def colorize_depth(depth_m: np.ndarray, min_m: float, max_m: float, colormap: st
     gain = 254.0 / (max_m - min_m)
     # min_m..max_m → levels 1..255 (clipped outside), NaN → level 0 (black): three OpenCV passes over the frame
     level = np.clip(np.asarray(depth_m, np.float32), np.float32(min_m), np.float32(max_m))  # NaN stays NaN
+    shape = level.shape + (3,)
+    if out is None:
+        out = np.empty(shape, np.uint8)
+    elif out.shape != shape or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous uint8 {shape}, got {out.dtype} {out.shape}")
     if not level.size:
-        return np.zeros(level.shape + (3,), np.uint8)  # (OpenCV's patchNaNs dies on an empty array: SIGFPE)
+        return out  # (OpenCV's patchNaNs dies on an empty array: SIGFPE)
     cv2.patchNaNs(level, min_m - 1.0 / gain)  # the depth whose level is 0
     level8 = cv2.convertScaleAbs(level, alpha=gain, beta=1.0 - min_m * gain)
-    return cv2.applyColorMap(level8, _table(colormap))
+    return cv2.applyColorMap(level8, _table(colormap), dst=out)  # shape and type checked: OpenCV writes into out
 
 
 def display_range(depth_m: np.ndarray, low_pct: float = 2.0, high_pct: float = 98.0) -> tuple[float, float]:

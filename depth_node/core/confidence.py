@@ -25,13 +25,18 @@ import numpy as np
 from depth_node.core.spaces import OutputSpace, to_metres
 
 
-def gradient_confidence(depth_m: np.ndarray, gradient_scale: float = 0.05) -> np.ndarray:
-    """Confidence (float32, same shape as ``depth_m``) from the relative depth gradient; see module docs."""
+def gradient_confidence(depth_m: np.ndarray, gradient_scale: float = 0.05, out: np.ndarray | None = None) -> np.ndarray:
+    """Confidence (float32, same shape as ``depth_m``) from the relative depth gradient; see module docs.
+    ``out``: a C-contiguous float32 array of that shape to compute it into (returned); default a new one."""
     if gradient_scale <= 0:
         raise ValueError(f"gradient_scale must be positive, got {gradient_scale}")
     d = np.ascontiguousarray(depth_m, np.float32)
+    if out is None:
+        out = np.empty(d.shape, np.float32)
+    elif out.shape != d.shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be C-contiguous float32 {d.shape}, got {out.dtype} {out.shape}")
     if not d.size:
-        return d.copy()  # (OpenCV's patchNaNs dies on an empty array: SIGFPE)
+        return out  # (OpenCV's patchNaNs dies on an empty array: SIGFPE)
     # |central difference| = |d[+1] − d[−1]| / 2 along each axis; the larger of the two, 0 on the border
     grad = np.zeros_like(d)
     if d.shape[1] > 2:
@@ -41,7 +46,7 @@ def gradient_confidence(depth_m: np.ndarray, gradient_scale: float = 0.05) -> np
     # 1 / (1 + (g / (g₀ d))²) with g = grad / 2, as (2 g₀ d)² / ((2 g₀ d)² + grad²): one division, OpenCV kernels
     # writing in place (this runs on every frame at the camera's resolution). NaN depth or a NaN neighbour gives
     # NaN, d = 0 gives 0 / 0: unknown means not confident, 0.
-    confidence = cv2.multiply(d, d, scale=float((2.0 * gradient_scale) ** 2))
+    confidence = cv2.multiply(d, d, dst=out, scale=float((2.0 * gradient_scale) ** 2))  # OpenCV writes into out
     cv2.multiply(grad, grad, dst=grad)
     cv2.divide(confidence, cv2.add(confidence, grad, dst=grad), dst=confidence)
     cv2.patchNaNs(confidence, 0.0)

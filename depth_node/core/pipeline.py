@@ -1,6 +1,6 @@
 """The one pipeline the node and every tool call: RGB + intrinsics → metric depth, confidence, points.
 
-Stages, each timed under its own name in ``DepthResult.timings_ms``:
+Stages, in this order, each timed under its own name in ``DepthResult.timings_ms``:
 
 ``preprocess``  estimator: resize/normalize to the model's input rules
 ``infer``       estimator: forward pass → prediction in the model's own output space (every ensemble member's
@@ -15,6 +15,13 @@ Stages, each timed under its own name in ``DepthResult.timings_ms``:
 ``cloud``       flying pixels and low-confidence points removed, stride or block-median decimation, organized
                 back-projection (+ packed colour) (``core.cloud_filter``, ``core.cloud``)
 ``colorize``    fixed-range colormap for people
+
+``cloud``, ``confidence`` and ``colorize`` only read the metric depth, so they run at once on every core
+(``core.parallel``; the cloud in row bands) and are timed together, under their names joined by ``+`` (e.g.
+``cloud+confidence+colorize``): the frame's wall time, so the stages' times still add up to the frame's. The
+confidence runs first, alone, where it masks the depth (``confidence_threshold``) or the points
+(``cloud_min_confidence``). At 640×480 on 2 cores these stages took 3.6 ms one after the other, 2.8 ms at once
+(docs/benchmarks.md).
 
 Configuration: :class:`PipelineConfig` (``core.parameters``), one field per node parameter.
 
@@ -45,7 +52,7 @@ from depth_node.core.colorize import colorize_depth
 from depth_node.core.confidence import gradient_confidence, uncertainty_confidence
 from depth_node.core.estimator import DepthEstimator, Prediction
 from depth_node.core.members import Member, member_plan, run_members
-from depth_node.core.parallel import in_bands
+from depth_node.core.parallel import band_edges, together
 from depth_node.core.parameters import PipelineConfig
 from depth_node.core.scale import (
     GroundRegion,
@@ -60,6 +67,13 @@ from depth_node.core.spaces import Invariance, to_metres
 from depth_node.core.temporal import TemporalFilter
 from depth_node.core.timing import StageTimer
 from depth_node.errors import ConfigError, InputError
+
+
+OutputArrays = Callable[[str, tuple[int, ...], type], np.ndarray]
+"""Where :meth:`DepthPipeline.process` computes an output: called as ``out(name, shape, dtype)`` for
+``"confidence"`` (float32 (h, w)), ``"points"`` (float32 (h', w', 3 | 4)) and ``"colorized"`` (uint8 (h, w, 3)), it
+returns a C-contiguous array of that shape and dtype, e.g. the data of the message that will carry it
+(``ros.outputs.OutputMessages``), so the output is computed straight into it, never copied."""
 
 
 @dataclass
@@ -231,13 +245,13 @@ class DepthPipeline:
         colorized: bool = False,
         timer: StageTimer | None = None,
         reference_depth_m: np.ndarray | None = None,
-        points_out: Callable[[int, int, int], np.ndarray] | None = None,
+        out: OutputArrays | None = None,
     ) -> DepthResult:
         """Run every requested stage on one uint8 (H, W, 3) RGB image whose intrinsics are ``camera``.
+
         ``reference_depth_m``: this frame's reference depth for ``scale_mode`` sparse (see :meth:`scale`).
-        ``points_out``: where the cloud is written, called with its (height, width, channels) and returning a
-        C-contiguous float32 array of that shape (the node's: the data of the message that carries it, so the
-        cloud is computed straight into it); default a new array."""
+        ``out``: where the ``confidence``, ``points`` and ``colorized`` outputs are computed (see
+        :data:`OutputArrays`); default new arrays."""
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise InputError(f"pipeline input must be uint8 (H, W, 3) RGB, got {rgb.dtype} {rgb.shape}")
         if rgb.shape[:2] != (camera.height, camera.width):
@@ -296,48 +310,72 @@ class DepthPipeline:
             if sky is not None:
                 depth[sky] = np.nan  # never a wall in the sky (core.cloud_filter)
 
-        conf, confidence_invalid = None, 0.0
-        if confidence or cfg.confidence_threshold > 0 or (points and cfg.cloud_min_confidence > 0):
+        result = DepthResult(depth, None, depth_camera, None, None, prediction, timer.ms, uncertainty, scale_state, sky,
+                             model_invalid)
+        confidence_first = cfg.confidence_threshold > 0 or (points and cfg.cloud_min_confidence > 0)
+        if confidence_first:  # it masks the depth or the points: before them
             with timer.stage("confidence"):
-                model_confidence = prediction.confidence
-                if uncertainty is not None:
-                    model_confidence = uncertainty_confidence(prediction.values, uncertainty, prediction.spec.space, scale, shift,
-                                                              cfg.confidence_uncertainty_scale)
-                if model_confidence is not None:
-                    conf = _resize_values(model_confidence, height, width).copy()
-                    conf[~np.isfinite(depth)] = 0.0
-                else:
-                    conf = gradient_confidence(depth, cfg.confidence_gradient_scale)
-                unknown = np.isnan(conf)
-                if unknown.any():  # a model's NaN confidence is no confidence: 0, never a value that passes thresholds
-                    valid = np.isfinite(depth)
-                    confidence_invalid = float((unknown & valid).sum()) / max(int(valid.sum()), 1)
-                    conf[unknown] = 0.0
-                if cfg.confidence_threshold > 0:
-                    depth[conf < cfg.confidence_threshold] = np.nan
-
-        cloud = None
+                self._confidence(result, uncertainty, scale, shift, cfg, _array(out, "confidence", depth.shape, np.float32)
+                                 if confidence else None)
+        # The other stages only read the depth: they run at once, on every core (core.parallel), timed together
+        # under their names joined by "+" (the frame's wall time, not the sum of each one's).
+        stages: dict[str, list[Callable[[], None]]] = {}
         if points:
-            with timer.stage("cloud"):
-                colour = None
-                if cfg.cloud_color:
-                    colour = rgb if (height, width) == rgb.shape[:2] else cv2.resize(
-                        rgb, (width, height), interpolation=cv2.INTER_AREA
-                    )
-                cloud = self._cloud(depth, depth_camera, conf, colour, width / model_width, cfg, points_out)
-
-        picture = None
+            colour = None
+            if cfg.cloud_color:
+                colour = rgb if (height, width) == rgb.shape[:2] else cv2.resize(
+                    rgb, (width, height), interpolation=cv2.INTER_AREA
+                )
+            result.points, stages["cloud"] = self._cloud(depth, depth_camera, result.confidence, colour,
+                                                         width / model_width, cfg, out)
+        if confidence and not confidence_first:
+            target = _array(out, "confidence", depth.shape, np.float32)  # here: each thread allocating its own costs
+            stages["confidence"] = [lambda: self._confidence(result, uncertainty, scale, shift, cfg, target)]
         if colorized:
-            with timer.stage("colorize"):
-                picture = colorize_depth(depth, cfg.colormap_min_m, cfg.colormap_max_m, cfg.colormap)
+            picture = _array(out, "colorized", (height, width, 3), np.uint8)
 
-        return DepthResult(depth, conf, depth_camera, cloud, picture, prediction, timer.ms, uncertainty, scale_state, sky,
-                           model_invalid, confidence_invalid)
+            def colorize() -> None:
+                result.colorized = colorize_depth(depth, cfg.colormap_min_m, cfg.colormap_max_m, cfg.colormap, out=picture)
+            stages["colorize"] = [colorize]
+        if stages:
+            with timer.stage("+".join(stages)):
+                together([task for tasks in stages.values() for task in tasks])  # in this order: the cloud's bands first
+        return result
+
+    @staticmethod
+    def _confidence(result: DepthResult, uncertainty: np.ndarray | None, scale: float, shift: float, cfg: PipelineConfig,
+                    target: np.ndarray | None) -> None:
+        """``result.confidence`` (and ``confidence_invalid``), computed into ``target`` (a new array when None);
+        ``confidence_threshold`` masks ``result.depth_m``."""
+        depth, prediction = result.depth_m, result.prediction
+        model_confidence = prediction.confidence
+        if uncertainty is not None:
+            model_confidence = uncertainty_confidence(prediction.values, uncertainty, prediction.spec.space, scale, shift,
+                                                      cfg.confidence_uncertainty_scale)
+        if model_confidence is not None:
+            conf = _resize_values(model_confidence, *depth.shape)
+            if target is None:
+                conf = conf.copy()  # the model's own array stays intact in DepthResult.prediction
+            else:
+                np.copyto(target, conf)
+                conf = target
+            conf[~np.isfinite(depth)] = 0.0
+        else:
+            conf = gradient_confidence(depth, cfg.confidence_gradient_scale, out=target)
+        unknown = np.isnan(conf)
+        if unknown.any():  # a model's NaN confidence is no confidence: 0, never a value that passes thresholds
+            valid = np.isfinite(depth)
+            result.confidence_invalid = float((unknown & valid).sum()) / max(int(valid.sum()), 1)
+            conf[unknown] = 0.0
+        if cfg.confidence_threshold > 0:
+            depth[conf < cfg.confidence_threshold] = np.nan
+        result.confidence = conf
 
     @staticmethod
     def _cloud(depth: np.ndarray, camera: PinholeCamera, confidence: np.ndarray | None, colour: np.ndarray | None,
-               upsampling: float, cfg: PipelineConfig, points_out: Callable[[int, int, int], np.ndarray] | None) -> np.ndarray:
-        """The organized cloud of ``depth``: flying pixels and low-confidence points out, then decimated."""
+               upsampling: float, cfg: PipelineConfig, out: OutputArrays | None) -> tuple[np.ndarray, list[Callable[[], None]]]:
+        """The organized cloud of ``depth`` (flying pixels and low-confidence points out, then decimated), and the
+        tasks that compute it into that array (row bands, any order, at once: ``core.parallel.together``)."""
         radius = cfg.cloud_edge_radius or edge_radius(upsampling)
         step, channels = cfg.cloud_decimation, 3 if colour is None else 4
 
@@ -349,24 +387,26 @@ class DepthPipeline:
             return removed
 
         if cfg.cloud_decimation_mode == "median" and step > 1:
-            removed = removed_in()
-            if removed.any():  # out before the median, which must not see them
-                depth = np.where(removed, np.float32(np.nan), depth)
             grid = block_camera(camera, step)
-            out = None if points_out is None else points_out(grid.height, grid.width, channels)
-            return backproject(block_median(depth, step), grid, 1, cfg.min_range, cfg.max_range,
-                               None if colour is None else block_colour(colour, step), out=out)
+            cloud = _array(out, "points", (grid.height, grid.width, channels), np.float32)
+
+            def whole() -> None:
+                removed = removed_in()
+                blocks = np.where(removed, np.float32(np.nan), depth) if removed.any() else depth  # the median must not see them
+                backproject(block_median(blocks, step), grid, 1, cfg.min_range, cfg.max_range,
+                            None if colour is None else block_colour(colour, step), out=cloud)
+            return cloud, [whole]
         shape = (-(-camera.height // step), -(-camera.width // step), channels)
-        out = np.empty(shape, np.float32) if points_out is None else points_out(*shape)
+        cloud = _array(out, "points", shape, np.float32)
         removed = np.empty(depth.shape, bool)
 
         def band(first: int, last: int) -> None:  # cloud rows [first, last): depth rows first·step ..
             rows = (first * step, min(camera.height, last * step))
             removed[rows[0]:rows[1]] = removed_in(rows)
-            backproject(depth, camera, step, cfg.min_range, cfg.max_range, colour, drop=removed, out=out, rows=(first, last))
+            backproject(depth, camera, step, cfg.min_range, cfg.max_range, colour, drop=removed, out=cloud, rows=(first, last))
 
-        in_bands(shape[0], shape[1] * step * step, band)  # the filter's work is on the depth grid
-        return out
+        edges = band_edges(shape[0], shape[1] * step * step)  # the filter's work is on the depth grid
+        return cloud, [lambda first=first, last=last: band(first, last) for first, last in zip(edges[:-1], edges[1:])]
 
     def _ensemble(self, members: np.ndarray, cfg: PipelineConfig) -> tuple[Prediction, np.ndarray]:
         """(N, h, w) members → the prediction to publish and its uncertainty, both in the model's output space.
@@ -384,6 +424,11 @@ class DepthPipeline:
         device = torch.device(self.estimator.device if str(self.estimator.device).startswith("cuda") else "cpu")
         result = ensemble(torch.from_numpy(members).to(device), spec.invariance, cfg.ensemble_reduction)
         return Prediction(result.values.cpu().numpy(), spec), result.uncertainty.cpu().numpy()
+
+
+def _array(out: OutputArrays | None, name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+    """Where output ``name`` is computed: ``out``'s array, or a new one."""
+    return np.empty(shape, dtype) if out is None else out(name, shape, dtype)
 
 
 def _resize_values(values: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -49,7 +49,7 @@ from depth_node.eval.metrics import (
     score_frame,
 )
 from depth_node.ros import convert
-from depth_node.ros.outputs import OUTPUTS, CloudMessage, output_cdr
+from depth_node.ros.outputs import OUTPUTS, OutputMessages
 
 BAG_OUTPUTS = ("depth", "camera_info", "confidence", "points")  # what the output bag holds (as the node publishes them)
 
@@ -99,15 +99,15 @@ class PipelineSource:
             reference = np.where(keep, truth, np.float32(np.nan))
         stamp = frame.image.header.stamp
         header = Header(stamp=Time(sec=int(stamp.sec), nanosec=int(stamp.nanosec)), frame_id=str(frame.image.header.frame_id))
-        cloud = CloudMessage(header)
+        messages = OutputMessages(header, frame.camera_info, camera, self.config, BAG_OUTPUTS)  # computed into, as the node's
         result = self.pipeline.process(rgb, camera, confidence=True, points=self.points,
-                                       reference_depth_m=reference, points_out=cloud)
+                                       reference_depth_m=reference, out=messages)
         return Outcome(result.depth_m, result.confidence, result.camera, result.timings_ms,
-                       lambda: self._messages(frame, result, camera, header, cloud))
+                       lambda: self._messages(result, messages))
 
-    def _messages(self, frame: EvalFrame, result: DepthResult, camera: PinholeCamera, header: Header,
-                  cloud: CloudMessage) -> list[tuple[str, str, memoryview]]:
-        serialized = output_cdr(result, header, frame.camera_info, camera, self.config, BAG_OUTPUTS, cloud)
+    @staticmethod
+    def _messages(result: DepthResult, messages: OutputMessages) -> list[tuple[str, str, memoryview]]:
+        serialized = messages.serialized(result)
         return [(f"/{OUTPUTS[name][0]}", f"sensor_msgs/msg/{OUTPUTS[name][1].__name__}", memoryview(data))
                 for name, data in serialized.items()]
 

@@ -116,15 +116,29 @@ def image(header: Any, pixels: np.ndarray, encoding: str) -> np.ndarray:
     pixels = np.ascontiguousarray(pixels)
     if pixels.dtype.byteorder == ">":
         pixels = pixels.astype(pixels.dtype.newbyteorder("<"))
-    height, width = pixels.shape[:2]
+    serialized, data = image_message(header, encoding, pixels.shape, pixels.dtype)
+    data[...] = pixels
+    return serialized
+
+
+def image_message(header: Any, encoding: str, shape: tuple[int, ...], dtype: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A sensor_msgs/Image whose pixels are not written yet: (the serialized message, a C-contiguous ``shape``
+    (H, W[, C]) array of ``dtype`` (little endian) that is a view of its ``data``, to compute the pixels into).
+    No row padding (step = W × C × itemsize)."""
+    dtype = np.dtype(dtype).newbyteorder("<") if np.dtype(dtype).itemsize > 1 else np.dtype(dtype)
+    if len(shape) not in (2, 3):
+        raise ValueError(f"an image is (H, W) or (H, W, C), got shape {shape}")
+    height, width = shape[:2]
+    nbytes = int(np.prod(shape)) * dtype.itemsize
     out = _Payload()
     _header(out, header)
     out.fixed("<II", height, width)
     out.string(encoding)
-    out.fixed("<B", 0)
-    out.fixed("<I", pixels.strides[0] if height else 0)
-    out.octets(pixels)
-    return out.buffer()
+    out.fixed("<B", 0)  # is_bigendian
+    out.fixed("<I", nbytes // height if height else 0)  # step
+    offset = out.reserve(nbytes)  # a multiple of 4 from the buffer's start: float32/uint16 views are aligned
+    serialized = out.buffer()
+    return serialized, serialized[offset:offset + nbytes].view(dtype).reshape(shape)
 
 
 def point_cloud_message(header: Any, height: int, width: int, channels: int) -> tuple[np.ndarray, np.ndarray]:

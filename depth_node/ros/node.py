@@ -71,7 +71,7 @@ from depth_node.ros.diagnostics import (
     WarningBoard,
     build_status,
 )
-from depth_node.ros.outputs import OUTPUTS, CloudMessage, output_cdr
+from depth_node.ros.outputs import OUTPUTS, OutputMessages
 from depth_node.ros.serialized_publisher import SerializedPublisher
 from depth_node.ros.sync import LAST, MATCHED, NONE, StampedCache, stamp_ns
 
@@ -492,7 +492,7 @@ class _DepthNodeBody:
                 reference = self._reference_for(msg.header)
         stamp = msg.header.stamp  # the input's header, as an rclpy Header (depth/camera_info is built as a message)
         header = Header(stamp=Time(sec=stamp.sec, nanosec=stamp.nanosec), frame_id=msg.header.frame_id)
-        cloud = CloudMessage(header)  # the pipeline computes the cloud straight into its message
+        messages = OutputMessages(header, info, camera, config, want)  # the outputs are computed straight into them
         result = pipeline.process(
             rgb,
             camera,
@@ -501,7 +501,7 @@ class _DepthNodeBody:
             colorized="colorized" in want,
             timer=timer,
             reference_depth_m=reference,
-            points_out=cloud,
+            out=messages,
         )
         self._report_scale(result.scale)
         self._report_model_output(result)
@@ -510,14 +510,15 @@ class _DepthNodeBody:
 
         def send(outputs: set[str]) -> Callable[[], None]:
             def publish() -> None:
-                for name, serialized in output_cdr(result, header, info, camera, config, outputs, cloud).items():
-                    self._senders[name].publish(serialized)  # already CDR, published from its buffer
+                for name, serialized in messages.serialized(result, outputs).items():
+                    self._senders[name].publish(serialized)  # CDR, published from its buffer
             return publish
 
         with timer.stage("publish"):
-            # the cloud (the largest, written in place) goes out on another thread while the others are serialized
-            # and go out on this one: publish() spends its time in the middleware's copy, with the GIL released
-            together([send(group) for group in (want - {"points"}, want & {"points"}) if group])
+            # the cloud (the largest, computed in its message) goes out on another thread while depth/image is
+            # serialized and the others go out on this one: publish() spends its time in the middleware's copy,
+            # with the GIL released
+            together([send(group) for group in ({"points"}, set(OUTPUTS) - {"points"}) if group & want])
         now_ns = self.get_clock().now().nanoseconds
         self.stats.frame_done((now_ns - stamp_ns(header.stamp)) / 1e6, (time.monotonic() - received) * 1e3, timer.ms)
 

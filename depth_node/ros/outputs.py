@@ -1,7 +1,7 @@
 """The node's output messages for one frame, built in one place: :func:`output_cdr` gives them serialized (CDR, one
 uint8 buffer each), which the node publishes as they are and ``depth-node eval`` writes into its output bag;
 :func:`output_messages` gives the same as rclpy message objects (for code that wants messages; the tests hold the
-two equal). :class:`CloudMessage` lets the pipeline compute the cloud straight into its message.
+two equal). :class:`OutputMessages` lets the pipeline compute its outputs straight into their messages.
 
 Topic names are relative (the node's namespace and remappings apply); each message carries the input image's
 header, so stamps and frame ids pass through unchanged.
@@ -57,37 +57,66 @@ def output_messages(result: DepthResult, header: Any, camera_info: Any | None, c
     return messages
 
 
-class CloudMessage:
-    """One frame's depth/points message before its cloud exists: pass it as ``DepthPipeline.process(points_out=...)``
-    and the cloud is computed into the message's own buffer (the largest output, 4.9 MB at 640×480 with colour, is
-    then written once, not computed and copied); :func:`output_cdr` publishes that buffer."""
+class OutputMessages:
+    """One frame's serialized output messages (CDR, :mod:`depth_node.ros.cdr`), the pipeline's outputs computed
+    straight into them.
 
-    def __init__(self, header: Any) -> None:
-        self.header = header
-        self.serialized: np.ndarray | None = None
-        self.points: np.ndarray | None = None
+    Pass it as ``DepthPipeline.process(out=messages)``: the confidence, cloud and colorized picture are computed into
+    the buffers of the messages that carry them (:data:`~depth_node.core.pipeline.OutputArrays`), so no output is
+    computed first and copied (the cloud is 4.9 MB at 640×480 with colour). :meth:`serialized` then gives the
+    ``wanted`` outputs the result holds, in :data:`OUTPUTS`'s order: those buffers as they are, depth/image and
+    depth/camera_info serialized then. ``camera_info``/``camera``: the input's (message or None, and the intrinsics
+    the pipeline ran with); depth/camera_info is rescaled from them to the depth grid. ``config``: the
+    :class:`~depth_node.core.parameters.PipelineConfig`."""
 
-    def __call__(self, height: int, width: int, channels: int) -> np.ndarray:
-        self.serialized, self.points = cdr.point_cloud_message(self.header, height, width, channels)
-        return self.points
+    ENCODINGS = {"confidence": "32FC1", "colorized": "rgb8"}  # the image outputs the pipeline computes into
+
+    def __init__(self, header: Any, camera_info: Any | None, camera: PinholeCamera, config: Any,
+                 wanted: Container[str] = tuple(OUTPUTS)) -> None:
+        self.header, self.camera_info, self.camera, self.config, self.wanted = header, camera_info, camera, config, wanted
+        self._buffers: dict[str, np.ndarray] = {}  # output → its serialized message
+        self._arrays: dict[str, np.ndarray] = {}  # output → the view of its data the pipeline computed into
+
+    def __call__(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        if name == "points":
+            if np.dtype(dtype) != np.float32 or len(shape) != 3:
+                raise ValueError(f"a cloud is float32 (h, w, channels), got {np.dtype(dtype)} {shape}")
+            buffer, array = cdr.point_cloud_message(self.header, *shape)
+        elif name in self.ENCODINGS:
+            buffer, array = cdr.image_message(self.header, self.ENCODINGS[name], shape, dtype)
+        else:
+            raise ValueError(f"no output {name!r} is computed into its message (only points, {', '.join(self.ENCODINGS)})")
+        self._buffers[name], self._arrays[name] = buffer, array
+        return array
+
+    def serialized(self, result: DepthResult, names: Container[str] = tuple(OUTPUTS)) -> dict[str, np.ndarray]:
+        """{output: serialized message} for the wanted ``names`` ``result`` holds; an array is copied once, into its
+        message, or not at all where it was computed there."""
+        messages: dict[str, np.ndarray] = {}
+        for name in OUTPUTS:
+            if name not in self.wanted or name not in names:
+                continue
+            if name == "depth":
+                messages[name] = cdr.image(self.header, published_depth(result, self.config), self.config.depth_encoding)
+            elif name == "camera_info":
+                messages[name] = cdr.camera_info(convert.camera_info_for_grid(self.camera_info, self.camera, result.camera,
+                                                                              self.header))
+            else:
+                array = {"confidence": result.confidence, "points": result.points, "colorized": result.colorized}[name]
+                if array is None:
+                    continue
+                if self._arrays.get(name) is array:  # computed in its message
+                    messages[name] = self._buffers[name]
+                elif name == "points":
+                    messages[name] = cdr.point_cloud(self.header, array)
+                else:
+                    messages[name] = cdr.image(self.header, array, self.ENCODINGS[name])
+        return messages
 
 
 def output_cdr(result: DepthResult, header: Any, camera_info: Any | None, camera: PinholeCamera, config: Any,
-               wanted: Container[str] = tuple(OUTPUTS), cloud: CloudMessage | None = None) -> dict[str, np.ndarray]:
-    """:func:`output_messages`, serialized (CDR, :mod:`depth_node.ros.cdr`): each array is copied once, into its
-    message's buffer, instead of through a Python message and rclpy's conversion; the cloud not even once when
-    the pipeline computed it into ``cloud``."""
-    serialized: dict[str, np.ndarray] = {}
-    if "depth" in wanted:
-        serialized["depth"] = cdr.image(header, published_depth(result, config), config.depth_encoding)
-    if "camera_info" in wanted:
-        serialized["camera_info"] = cdr.camera_info(convert.camera_info_for_grid(camera_info, camera, result.camera, header))
-    if "confidence" in wanted and result.confidence is not None:
-        serialized["confidence"] = cdr.image(header, result.confidence, "32FC1")
-    if "points" in wanted and result.points is not None:
-        computed_in_place = cloud is not None and cloud.points is result.points
-        serialized["points"] = cloud.serialized if computed_in_place else cdr.point_cloud(header, result.points)
-    if "colorized" in wanted and result.colorized is not None:
-        serialized["colorized"] = cdr.image(header, result.colorized, "rgb8")
-    return serialized
-
+               wanted: Container[str] = tuple(OUTPUTS)) -> dict[str, np.ndarray]:
+    """:func:`output_messages`, serialized (CDR, :mod:`depth_node.ros.cdr`): each array copied once, into its
+    message's buffer, instead of through a Python message and rclpy's conversion (:class:`OutputMessages` passed to
+    the pipeline saves even that copy)."""
+    return OutputMessages(header, camera_info, camera, config, wanted).serialized(result)
