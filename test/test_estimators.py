@@ -88,6 +88,48 @@ def test_missing_corrupt_and_unknown_models(tmp_path: Path) -> None:
         load_estimator(card_path)
 
 
+@pytest.mark.parametrize("source, target", [((480, 640), (72, 96)), ((480, 640), (224, 224)), ((720, 1280), (224, 224)),
+                                            ((720, 1280), (518, 518)), ((376, 672), (192, 256)), ((481, 641), (72, 96))])
+def test_area_resize_in_bands_is_the_whole_resize_bit_for_bit(source: tuple[int, int], target: tuple[int, int]) -> None:
+    """The model input resized in row bands on the cores equals OpenCV's one pass exactly (the model sees the same
+    input), wherever the bands are cut; 481 rows have no whole-numbered cut: one pass."""
+    import cv2
+
+    from depth_node.core.parallel import THREADS
+    from depth_node.estimators.preprocess import area_bands, resize_image
+
+    (rows, cols), (height, width) = source, target
+    edges = area_bands(rows, height, cols, width)
+    assert edges[0] == 0 and edges[-1] == height and list(edges) == sorted(set(edges))
+    assert (len(edges) > 2) == (THREADS > 1 and rows != 481)
+    for seed in range(3):
+        image = np.random.default_rng(seed).integers(0, 256, (rows, cols, 3), dtype=np.uint8)
+        np.testing.assert_array_equal(resize_image(image, height, width, "area"),
+                                      cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA))
+    assert area_bands(480, 240, 640, 320) == (0, 240)  # whole factors: OpenCV's fast path, one pass
+
+
+def test_area_weights_are_opencvs() -> None:
+    """The weight table area_bands compares is OpenCV's: the exact weighted mean by it is OpenCV's output before
+    rounding (within its float32 accumulation), for a shrink by a non-integer factor both ways."""
+    import cv2
+
+    from depth_node.estimators.preprocess import _area_table
+
+    image = np.random.default_rng(5).integers(0, 256, (120, 161), dtype=np.uint8)
+    (rows, cols), (height, width) = image.shape, (37, 53)
+    weights = []
+    for source, target in ((rows, height), (cols, width)):
+        matrix = np.zeros((target, source))
+        for d, s, alpha in _area_table(source, target, 1.0 / (target / source)):
+            matrix[d, s] += alpha
+        np.testing.assert_allclose(matrix.sum(axis=1), 1.0, rtol=1e-6)  # each output cell is a mean
+        weights.append(matrix)
+    exact = weights[0] @ image.astype(np.float64) @ weights[1].T
+    resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA).astype(np.float64)
+    assert np.abs(resized - exact).max() <= 0.5 + 1e-3
+
+
 def test_conv_model_runs_at_the_cards_resolution(conv_card: Path) -> None:
     estimator = load_estimator(conv_card)
     rgb = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
