@@ -142,6 +142,10 @@ def test_the_node_outputs_as_bytes_decode_to_the_outputs_as_messages(tmp_path) -
             assert np.shares_memory(array, node_way[name]), name
         for name, message in messages.items():
             assert deserialize_message(node_way[name].tobytes(), OUTPUTS[name][1]) == message, (encoding, name)
+    with pytest.raises(ValueError, match="depth"):  # depth/image is encoded (REP 117/118) from the result, not computed into
+        written("depth", (120, 160), np.float32)
+    with pytest.raises(ValueError, match="float32"):
+        written("points", (40, 54, 4), np.float64)
 
 
 @pytest.mark.parametrize("encoding, dtype, big_endian, padding", [("rgb8", np.uint8, False, 0), ("16UC1", np.uint16, True, 6),

@@ -2,9 +2,10 @@
 building the Python message first — and its input image read from the received bytes, pixels as a view of them.
 
 Writing: a message is laid out once into one uint8 numpy buffer (the serialized message): the header fields, then
-the array's own bytes. The cloud need not exist before its message does: :func:`point_cloud_message` gives the
-buffer with the points still to be written and a float32 view where they go, so the pipeline computes the cloud
-straight into the message (``core.pipeline``'s ``points_out``). The buffers are published as they are
+the array's own bytes. An output need not exist before its message does: :func:`point_cloud_message` and
+:func:`image_message` give the buffer with the data still to be written and a view where it goes, so the pipeline
+computes the cloud, the confidence and the picture straight into their messages (``core.pipeline``'s ``out``,
+``ros.outputs.OutputMessages``). The buffers are published as they are
 (``ros.serialized_publisher``) or written into a bag.
 
 Layout: XCDR1 little endian (encapsulation ``00 01 00 00``, what rmw_fastrtps writes), each primitive aligned to its
