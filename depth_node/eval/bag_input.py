@@ -23,6 +23,7 @@ from rosbags.convert.converter import migrate_message
 from rosbags.highlevel import AnyReader
 from rosbags.typesys import Stores, get_typestore
 
+from depth_node.core.camera import PinholeCamera
 from depth_node.errors import DepthNodeError
 from depth_node.ros import convert
 
@@ -71,6 +72,19 @@ class EvalFrame:
     raw: dict[str, tuple[int, bytes]]  # topic → (bag timestamp, CDR bytes) of the messages used, for the output bag
     prediction: Any | None = None       # the recorded depth image of TopicChoice.prediction, and its camera_info
     prediction_info: Any | None = None
+
+
+def frame_image(frame: EvalFrame, image_type: str, geometry: convert.InputGeometry, camera_model: str,
+                fallback_hfov_deg: float) -> tuple[np.ndarray, PinholeCamera]:
+    """A frame's camera image as uint8 RGB and its intrinsics, as the node gets them: through its camera_info
+    (``geometry``: binning, ROI, rectification by ``camera_model``), else ``fallback_hfov_deg`` (0: refused)."""
+    rgb = convert.compressed_to_rgb(frame.image) if image_type == COMPRESSED else convert.image_to_rgb(frame.image)
+    if frame.camera_info is not None:
+        rgb, camera, _ = geometry(rgb, frame.camera_info, camera_model)
+        return rgb, camera
+    if fallback_hfov_deg <= 0:
+        raise DepthNodeError("the bag has no camera_info for the image and fallback_hfov_deg is 0: give --camera-info-topic")
+    return rgb, PinholeCamera.from_hfov(rgb.shape[1], rgb.shape[0], fallback_hfov_deg)
 
 
 def stamp_of(msg: Any) -> int:

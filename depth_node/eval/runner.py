@@ -31,7 +31,7 @@ from depth_node.core.parameters import PipelineConfig
 from depth_node.core.pipeline import DepthPipeline, DepthResult
 from depth_node.core.spaces import Invariance, OutputSpace
 from depth_node.errors import DepthNodeError
-from depth_node.eval.bag_input import COMPRESSED, IMAGE, INFO, BagFrames, EvalFrame
+from depth_node.eval.bag_input import IMAGE, INFO, BagFrames, EvalFrame, frame_image
 from depth_node.eval.bag_output import BagWriter
 from depth_node.eval.groundtruth import gt_camera, gt_metres, resample_to
 from depth_node.eval.picture import colour_bar, label_panel
@@ -342,16 +342,8 @@ class Evaluator:
             pass
 
     def _decode(self, frame: EvalFrame) -> tuple[np.ndarray, PinholeCamera]:
-        compressed = self.frames.topics.image_type == COMPRESSED
-        rgb = convert.compressed_to_rgb(frame.image) if compressed else convert.image_to_rgb(frame.image)
-        height, width = rgb.shape[:2]
-        if frame.camera_info is not None:
-            rgb, camera, _ = self._geometry(rgb, frame.camera_info, self.config.camera_model)
-            return rgb, camera
-        hfov = self.config.fallback_hfov_deg
-        if hfov <= 0:
-            raise DepthNodeError("the bag has no camera_info for the image and fallback_hfov_deg is 0: give --camera-info-topic")
-        return rgb, PinholeCamera.from_hfov(width, height, hfov)
+        return frame_image(frame, self.frames.topics.image_type, self._geometry, self.config.camera_model,
+                           self.config.fallback_hfov_deg)
 
     def _write(self, writer: BagWriter, frame: EvalFrame, result: Outcome) -> None:
         """The input topics as recorded, and what the node published for this frame, at the image's bag time."""

@@ -14,7 +14,7 @@ from depth_node.errors import DepthNodeError
 # verb → its module in depth_node.tools. Only the verb asked for is imported: `depth-node run`, the node's own
 # process, then loads the node and not eval, synth and train (14 MB of resident memory and 0.3 s of start-up).
 VERBS = {"run": "run_cmd", "demo": "demo_cmd", "eval": "eval_cmd", "bench": "bench_cmd", "dataset-to-bag": "dataset_cmd",
-         "synth": "synth_cmd", "train": "train_cmd", "models": "models_cmd", "export": "export_cmd", "build-engine": "engine_cmd",
+         "synth": "synth_cmd", "train": "train_cmd", "adapt": "adapt_cmd", "models": "models_cmd", "export": "export_cmd", "build-engine": "engine_cmd",
          "bag-recover": "recover_cmd"}
 
 

@@ -30,14 +30,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-dir", type=Path, default=Path("../shared/data/train"),
                    help="folder with index.csv, as ../shared/data/train (default)")
     p.add_argument("--freeze-encoder", action="store_true", help="train the decoder only (keeps the encoder as it was)")
-    p.add_argument("--steps", type=int, default=1000, help="optimizer steps (default 1000)")
+    add_recipe_arguments(p, steps=1000, log_every=100)
+    p.add_argument("--limit", type=int, default=0, help="use at most this many training frames (smoke tests)")
+    p.set_defaults(func=run)
+
+
+def add_recipe_arguments(p: argparse.ArgumentParser, steps: int, log_every: int) -> None:
+    """The training recipe's options (train and adapt): steps, batch, learning rate, seed, threads, log interval."""
+    p.add_argument("--steps", type=int, default=steps, help=f"optimizer steps (default {steps})")
     p.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
     p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate: 5 %% warm-up, then cosine decay (default 3e-4)")
     p.add_argument("--seed", type=int, default=0, help="seed of everything random (default 0)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: all cores)")
-    p.add_argument("--log-every", type=int, default=100, help="steps between loss/validation lines (default 100)")
-    p.add_argument("--limit", type=int, default=0, help="use at most this many training frames (smoke tests)")
-    p.set_defaults(func=run)
+    p.add_argument("--log-every", type=int, default=log_every, help=f"steps between loss / held-out lines (default {log_every})")
 
 
 def run(args: argparse.Namespace, ros_args: list[str]) -> int:

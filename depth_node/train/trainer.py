@@ -87,7 +87,7 @@ def load_data(cfg: TrainConfig, rules: Any, say: Callable[[str], None] = print) 
 
 
 def validate(model: Any, sets: dict[str, Samples]) -> dict[str, float]:
-    """Per validation set: AbsRel and δ1 as published (the network's metres) and AbsRel scale+shift aligned."""
+    """Per validation set: AbsRel and δ1 as published (the network's metres) and scale+shift aligned."""
     import torch
 
 
@@ -104,6 +104,7 @@ def validate(model: Any, sets: dict[str, Samples]) -> dict[str, float]:
             out[f"{name}_abs_rel"] = float(np.nanmean([s.metrics["metric"]["abs_rel"] for s in scores]))
             out[f"{name}_delta1"] = float(np.nanmean([s.metrics["metric"]["delta1"] for s in scores]))
             out[f"{name}_aligned_abs_rel"] = float(np.nanmean([s.metrics["affine"]["abs_rel"] for s in scores]))
+            out[f"{name}_aligned_delta1"] = float(np.nanmean([s.metrics["affine"]["delta1"] for s in scores]))
     model.train()
     return out
 
