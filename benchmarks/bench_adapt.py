@@ -4,14 +4,18 @@ base and the adapted card scored by `depth-node eval` (the node's pipeline, metr
 sequence's later frames — held out by adapt's own split, never trained on — and on other places: what is gained on
 the site and what is lost elsewhere.
 
-  site                 TUM fr1 rpy from ../shared/data/train (349 frames at 10 Hz), made into a bag with dataset-to-bag;
+  site (--site tum)    TUM fr1 rpy from ../shared/data/train (349 frames at 10 Hz), made into a bag with dataset-to-bag;
                        adapt holds out the last 20 % by stamp (70 frames), the "site, later frames" bag is exactly those
+  site (--site street) a rendered street (depth-node synth, 200 frames at 320×240) whose bag has LiDAR-like ground truth
+                       only: every 8th image row, to 80 m; the later frames are scored against the dense rendered depth
+                       (to 80 m)
   other sequence       TUM fr3 cabinet from ../shared/data/train (58 frames; another room and camera)
   slambook bag         ../shared/data/bags/slambook_rgbd_ros2_mcap (5 frames)
   rgbd_dev indoor      ../shared/data/rgbd_dev real indoor frames (6; measurement only)
 
     .venv/bin/python benchmarks/bench_adapt.py --work /tmp/sites                  # adapt with its defaults
     .venv/bin/python benchmarks/bench_adapt.py --work /tmp/sites --name enc -- --train-encoder
+    .venv/bin/python benchmarks/bench_adapt.py --work /tmp/sites --site street --name street
 Arguments after -- go to depth-node adapt. Prints a markdown table; --json writes the numbers.
 """
 
@@ -25,18 +29,55 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy_default import SHARED, cli, score, tum_folder  # noqa: E402 - the gate's bag builders and scorer
+from accuracy_default import MAX_DEPTH_M, SHARED, cli, tum_folder  # noqa: E402 - the gate's bag builders
 
 SITE_SOURCE = "tum_fr1_rpy"
 HOLDOUT = 0.2  # adapt's default
+STREET_FRAMES, LIDAR_ROW_STEP, LIDAR_RANGE_M = 200, 8, 80.0
 
 
-def site_bags(work: Path) -> dict[str, Path]:
+def score(card: Path, bag: Path, work: Path, max_depth: float = MAX_DEPTH_M) -> dict[str, float]:
+    out = work / f"eval_{card.parent.name}_{card.stem}_{bag.name}"
+    shutil.rmtree(out, ignore_errors=True)  # this script's own result folder: eval will not overwrite one
+    cli("eval", str(bag), "-o", str(out), "-p", f"model_card:={card}", "--max-depth", str(max_depth), "--no-bag")
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    return {"abs_rel": metrics["metric"]["abs_rel"], "delta1": metrics["metric"]["delta1"],
+            "aligned_abs_rel": metrics["affine"]["abs_rel"], "aligned_delta1": metrics["affine"]["delta1"]}
+
+
+def street_bags(work: Path) -> tuple[Path, Path]:
+    """The rendered street with LiDAR rows as its only ground truth, and its later frames with the dense truth."""
+    from depth_node.eval.bag_output import BagWriter, rgbd_messages, write_rgbd
+    from depth_node.synth.writer import SynthSpec, generate
+
+    site, late = work / "street_lidar", work / "street_lidar_late"
+    if site.exists() and late.exists():
+        return site, late
+    shutil.rmtree(site, ignore_errors=True)
+    shutil.rmtree(late, ignore_errors=True)
+    held_from = STREET_FRAMES - math.ceil(STREET_FRAMES * HOLDOUT)
+    with BagWriter(site) as lidar, BagWriter(late) as dense:
+        for frame in generate(SynthSpec(scenes=("street",), frames=STREET_FRAMES, width=320, height=240)):
+            truth = np.where(frame.depth_m <= LIDAR_RANGE_M, frame.depth_m, np.nan).astype(np.float32)
+            rows = np.full_like(truth, np.nan)
+            rows[::LIDAR_ROW_STEP] = truth[::LIDAR_ROW_STEP]
+            write_rgbd(lidar, frame.stamp_ns, rgbd_messages(lidar.typestore, frame.stamp_ns, frame.rgb, rows, frame.camera))
+            if frame.index >= held_from:
+                write_rgbd(dense, frame.stamp_ns, rgbd_messages(dense.typestore, frame.stamp_ns, frame.rgb, truth, frame.camera))
+    return site, late
+
+
+def site_bags(work: Path, site: str) -> dict[str, Path]:
     """The site bag, its later frames as a bag of their own, and the other places."""
     bags = {"site": work / SITE_SOURCE, "site, later frames (held out)": work / f"{SITE_SOURCE}_late",
             "TUM fr3 cabinet (other room)": work / "tum_fr3", "slambook bag": SHARED / "bags" / "slambook_rgbd_ros2_mcap",
             "rgbd_dev indoor": work / "rgbd_dev_indoor"}
+    if site == "street":
+        bags["site"], bags["site, later frames (held out)"] = street_bags(work)
     folder, intrinsics = tum_folder(work, SITE_SOURCE)
     if not bags["site"].exists():
         cli("dataset-to-bag", str(folder), str(bags["site"]), "--intrinsics", intrinsics)
@@ -65,11 +106,12 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/depth_node_sites"), help="bags and results (reused)")
     parser.add_argument("--base", default="default", help="the base card (default: default)")
     parser.add_argument("--name", default="defaults", help="this run's name (its folder under --work)")
+    parser.add_argument("--site", choices=("tum", "street"), default="tum", help="the site adapted to (default tum)")
     parser.add_argument("--json", type=Path, help="write the numbers here too")
     args, adapt_args = parser.parse_known_args()
     adapt_args = [a for a in adapt_args if a != "--"]
     args.work.mkdir(parents=True, exist_ok=True)
-    bags = site_bags(args.work)
+    bags = site_bags(args.work, args.site)
     out = args.work / f"adapt_{args.name}"
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
@@ -80,9 +122,11 @@ def main() -> int:
     for place, bag in bags.items():
         if place == "site":
             continue
-        rows[place] = {"base": score(base, bag, args.work), "adapted": score(out / "card.yaml", bag, args.work)}
+        max_depth = LIDAR_RANGE_M if args.site == "street" and place.startswith("site") else MAX_DEPTH_M
+        rows[place] = {"base": score(base, bag, args.work, max_depth), "adapted": score(out / "card.yaml", bag, args.work, max_depth)}
+    card = yaml.safe_load((out / "card.yaml").read_text())
     print(f"depth-node adapt {bags['site']} --card {args.base} {' '.join(adapt_args)}: {seconds / 60:.1f} min "
-          f"({sum(1 for _ in open(bags['site'].parent / (SITE_SOURCE + '_folder') / 'rgb.txt'))} frames)")
+          f"({card['training']['bags'][0]['labelled_frames']} labelled frames)")
     print("| scored on | model | AbsRel as published | δ1 as published | AbsRel aligned | δ1 aligned |")
     print("|---|---|---|---|---|---|")
     for place, models in rows.items():
