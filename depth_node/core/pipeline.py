@@ -319,27 +319,30 @@ class DepthPipeline:
                                  if confidence else None)
         # The other stages only read the depth: they run at once, on every core (core.parallel), timed together
         # under their names joined by "+" (the frame's wall time, not the sum of each one's).
-        stages: dict[str, list[Callable[[], None]]] = {}
-        if points:
-            colour = None
-            if cfg.cloud_color:
-                colour = rgb if (height, width) == rgb.shape[:2] else cv2.resize(
-                    rgb, (width, height), interpolation=cv2.INTER_AREA
-                )
-            result.points, stages["cloud"] = self._cloud(depth, depth_camera, result.confidence, colour,
-                                                         width / model_width, cfg, out)
-        if confidence and not confidence_first:
-            target = _array(out, "confidence", depth.shape, np.float32)  # here: each thread allocating its own costs
-            stages["confidence"] = [lambda: self._confidence(result, uncertainty, scale, shift, cfg, target)]
-        if colorized:
-            picture = _array(out, "colorized", (height, width, 3), np.uint8)
+        names = [name for name, wanted in (("cloud", points), ("confidence", confidence and not confidence_first),
+                                           ("colorize", colorized)) if wanted]
+        if not names:
+            return result
+        with timer.stage("+".join(names)):
+            tasks: list[Callable[[], None]] = []
+            if points:
+                colour = None
+                if cfg.cloud_color:
+                    colour = rgb if (height, width) == rgb.shape[:2] else cv2.resize(
+                        rgb, (width, height), interpolation=cv2.INTER_AREA
+                    )
+                result.points, bands = self._cloud(depth, depth_camera, result.confidence, colour, width / model_width, cfg, out)
+                tasks += bands  # first: the longest
+            if "confidence" in names:
+                target = _array(out, "confidence", depth.shape, np.float32)  # its message, made before the threads start
+                tasks.append(lambda: self._confidence(result, uncertainty, scale, shift, cfg, target))
+            if colorized:
+                picture = _array(out, "colorized", (height, width, 3), np.uint8)
 
-            def colorize() -> None:
-                result.colorized = colorize_depth(depth, cfg.colormap_min_m, cfg.colormap_max_m, cfg.colormap, out=picture)
-            stages["colorize"] = [colorize]
-        if stages:
-            with timer.stage("+".join(stages)):
-                together([task for tasks in stages.values() for task in tasks])  # in this order: the cloud's bands first
+                def colorize() -> None:
+                    result.colorized = colorize_depth(depth, cfg.colormap_min_m, cfg.colormap_max_m, cfg.colormap, out=picture)
+                tasks.append(colorize)
+            together(tasks)
         return result
 
     @staticmethod
