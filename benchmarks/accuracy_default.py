@@ -81,10 +81,10 @@ def ensure_sets(work: Path) -> dict[str, Path]:
     return sets
 
 
-def score(card: Path, bag: Path, work: Path) -> dict[str, float]:
+def score(card: Path, bag: Path, work: Path, max_depth: float = MAX_DEPTH_M) -> dict[str, float]:
     out = work / f"eval_{card.parent.name}_{card.stem}_{bag.name}"
     shutil.rmtree(out, ignore_errors=True)  # this script's own result folder: eval will not overwrite one
-    cli("eval", str(bag), "-o", str(out), "-p", f"model_card:={card}", "--max-depth", str(MAX_DEPTH_M), "--no-bag")
+    cli("eval", str(bag), "-o", str(out), "-p", f"model_card:={card}", "--max-depth", str(max_depth), "--no-bag")
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     return {"abs_rel": metrics["metric"]["abs_rel"], "delta1": metrics["metric"]["delta1"],
             "aligned_abs_rel": metrics["affine"]["abs_rel"], "aligned_delta1": metrics["affine"]["delta1"]}

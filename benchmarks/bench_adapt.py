@@ -33,20 +33,11 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy_default import MAX_DEPTH_M, SHARED, cli, tum_folder  # noqa: E402 - the gate's bag builders
+from accuracy_default import MAX_DEPTH_M, SHARED, cli, score, tum_folder  # noqa: E402 - the gate's bag builders and scorer
 
 SITE_SOURCE = "tum_fr1_rpy"
 HOLDOUT = 0.2  # adapt's default
 STREET_FRAMES, LIDAR_ROW_STEP, LIDAR_RANGE_M = 200, 8, 80.0
-
-
-def score(card: Path, bag: Path, work: Path, max_depth: float = MAX_DEPTH_M) -> dict[str, float]:
-    out = work / f"eval_{card.parent.name}_{card.stem}_{bag.name}"
-    shutil.rmtree(out, ignore_errors=True)  # this script's own result folder: eval will not overwrite one
-    cli("eval", str(bag), "-o", str(out), "-p", f"model_card:={card}", "--max-depth", str(max_depth), "--no-bag")
-    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
-    return {"abs_rel": metrics["metric"]["abs_rel"], "delta1": metrics["metric"]["delta1"],
-            "aligned_abs_rel": metrics["affine"]["abs_rel"], "aligned_delta1": metrics["affine"]["delta1"]}
 
 
 def street_bags(work: Path) -> tuple[Path, Path]:
