@@ -33,18 +33,25 @@ def encode_depth(depth_m: np.ndarray, encoding: str) -> np.ndarray:
 
 
 def no_return_values(depth_m: np.ndarray, no_return: np.ndarray | None, min_range: float, max_range: float,
-                     far: float = np.inf, near: float = -np.inf) -> np.ndarray:
+                     far: float = np.inf, near: float = -np.inf, out: np.ndarray | None = None) -> np.ndarray:
     """REP 117 for a published 32FC1 image: ``depth_m`` (float32 metres along the optical axis, NaN invalid) with
     ``far`` (+Inf) where nothing returns within range — ``no_return`` (e.g. sky) and depth beyond ``max_range`` — and
-    ``near`` (-Inf) where the depth is closer than ``min_range``; NaN stays NaN (no estimate at all). A copy only when
-    a pixel changes (``depth_m`` itself is never written)."""
+    ``near`` (-Inf) where the depth is closer than ``min_range``; NaN stays NaN (no estimate at all). ``out``: a
+    float32 array of the same shape to write it into (e.g. the data of its message), returned; without it, a copy only
+    when a pixel changes (``depth_m`` itself is never written)."""
     with np.errstate(invalid="ignore"):
         beyond, closer = depth_m > max_range, depth_m < min_range
     if no_return is not None:
         beyond |= no_return
-    if not (beyond.any() or closer.any()):
-        return depth_m
-    out = depth_m.copy()
+    changes = beyond.any() or closer.any()
+    if out is None:
+        if not changes:
+            return depth_m
+        out = depth_m.copy()
+    else:
+        np.copyto(out, depth_m)
+    if not changes:
+        return out
     out[beyond] = far
     out[closer] = near
     return out

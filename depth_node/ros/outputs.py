@@ -30,12 +30,15 @@ OUTPUTS: dict[str, tuple[str, Any]] = {
 }
 
 
-def published_depth(result: DepthResult, config: Any) -> np.ndarray:
+def published_depth(result: DepthResult, config: Any, out: np.ndarray | None = None) -> np.ndarray:
     """The depth/image array in ``config.depth_encoding``: REP 117's ±Inf for no return (sky), beyond ``max_range``
-    and closer than ``min_range`` — NaN instead with ``depth_no_return: nan``, 0 in 16UC1 (REP 118)."""
+    and closer than ``min_range`` — NaN instead with ``depth_no_return: nan``, 0 in 16UC1 (REP 118). ``out`` (32FC1
+    only): a float32 array to write it into, e.g. the data of its message."""
     far, near = (np.inf, -np.inf) if config.depth_no_return == "inf" else (np.nan, np.nan)
-    return encode_depth(no_return_values(result.depth_m, result.no_return, config.min_range, config.max_range, far, near),
-                        config.depth_encoding)
+    if out is not None and config.depth_encoding != "32FC1":
+        raise ValueError(f"depth is written into a given array only as 32FC1, not {config.depth_encoding}")
+    metres = no_return_values(result.depth_m, result.no_return, config.min_range, config.max_range, far, near, out=out)
+    return encode_depth(metres, config.depth_encoding)
 
 
 def output_messages(result: DepthResult, header: Any, camera_info: Any | None, camera: PinholeCamera, config: Any,
@@ -96,7 +99,10 @@ class OutputMessages:
         for name in OUTPUTS:
             if name not in self.wanted or name not in names:
                 continue
-            if name == "depth":
+            if name == "depth" and self.config.depth_encoding == "32FC1":  # written once, into its message
+                messages[name], pixels = cdr.image_message(self.header, "32FC1", result.depth_m.shape, np.float32)
+                published_depth(result, self.config, out=pixels)
+            elif name == "depth":  # 16UC1: the millimetres are a new array anyway
                 messages[name] = cdr.image(self.header, published_depth(result, self.config), self.config.depth_encoding)
             elif name == "camera_info":
                 messages[name] = cdr.camera_info(convert.camera_info_for_grid(self.camera_info, self.camera, result.camera,
