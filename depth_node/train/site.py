@@ -88,7 +88,6 @@ class AdaptConfig:
 class SiteFrames:
     samples: Samples
     stamps_ns: np.ndarray  # int64, one per sample
-    bag: Path
     skipped: int = 0       # images without ground truth matched in time, or too little of it
 
 
@@ -143,7 +142,7 @@ def read_site(bag: Path, rules: Any, topics: dict[str, str] | None = None, slop_
         samples = Samples(np.zeros((0, 1, 1, 3), np.uint8), np.zeros((0, 1, 1), np.float32), [])
     else:
         samples = Samples(np.stack(rgb_out), np.stack(depth_out).astype(np.float32), names)
-    return SiteFrames(samples, np.asarray(stamps, np.int64), Path(bag), skipped)
+    return SiteFrames(samples, np.asarray(stamps, np.int64), skipped)
 
 
 def split_by_time(site: SiteFrames, holdout: float) -> tuple[np.ndarray, np.ndarray]:
@@ -186,7 +185,6 @@ class AdaptResult:
     held_out_frames: int
     before: dict[str, float]
     after: dict[str, float]
-    training: TrainResult
 
 
 def adapt(cfg: AdaptConfig, say: Callable[[str], None] = print) -> AdaptResult:
@@ -224,7 +222,7 @@ def adapt(cfg: AdaptConfig, say: Callable[[str], None] = print) -> AdaptResult:
     before = {k[len(SITE) + 1:]: v for k, v in result.initial.items()}
     after = {k[len(SITE) + 1:]: v for k, v in (result.log[-1] if result.log else {}).items() if k.startswith(SITE + "_")}
     _write_card(cfg, base, bags, before, after, result)
-    return AdaptResult(Path(cfg.out), len(frames), len(held), before, after, result)
+    return AdaptResult(Path(cfg.out), len(frames), len(held), before, after)
 
 
 def _write_card(cfg: AdaptConfig, base: Path, bags: list[dict[str, Any]], before: dict[str, float], after: dict[str, float],
