@@ -113,10 +113,9 @@ def _header(out: _Payload, header: Any) -> None:
 
 
 def image(header: Any, pixels: np.ndarray, encoding: str) -> np.ndarray:
-    """sensor_msgs/Image of a C-contiguous (H, W[, C]) array: little endian, no row padding (step = W × C × itemsize)."""
-    pixels = np.ascontiguousarray(pixels)
-    if pixels.dtype.byteorder == ">":
-        pixels = pixels.astype(pixels.dtype.newbyteorder("<"))
+    """sensor_msgs/Image of an (H, W[, C]) array: little endian, no row padding (step = W × C × itemsize); one copy,
+    into the message (strides and byte order are settled by that copy)."""
+    pixels = np.asarray(pixels)
     serialized, data = image_message(header, encoding, pixels.shape, pixels.dtype)
     data[...] = pixels
     return serialized
