@@ -28,6 +28,7 @@ from depth_node.errors import DepthNodeError
 from depth_node.ros import convert
 
 IMAGE, COMPRESSED, INFO = "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/CameraInfo"
+CLOUD = "sensor_msgs/msg/PointCloud2"
 # a 16-bit mono image in an RGB-D bag is depth, not a camera image
 DEPTH_ENCODINGS = ("16UC1", "32FC1", "mono16")
 CAMERA_ENCODINGS = tuple(e for e in convert.COLOR_ENCODINGS if e not in DEPTH_ENCODINGS)
@@ -47,12 +48,16 @@ class TopicChoice:
     notes: tuple[str, ...] = ()
     prediction: str | None = None       # a depth image recorded in the bag, scored like the node's (--prediction-topic)
     prediction_info: str | None = None  # its camera_info (None: on the image's field of view)
+    cloud: str | None = None            # ground truth as a PointCloud2 (a LiDAR), projected into the camera
 
     def describe(self) -> str:
         lines = [f"image:       {self.image} ({self.image_type.rsplit('/', 1)[-1]})",
-                 f"camera_info: {self.camera_info or '(none: fallback_hfov_deg)'}",
-                 f"gt depth:    {self.depth or '(none: latency only, nothing scored)'}",
-                 f"gt info:     {self.depth_info or '(none: assumed registered to the image)'}"]
+                 f"camera_info: {self.camera_info or '(none: fallback_hfov_deg)'}"]
+        if self.cloud:
+            lines.append(f"gt cloud:    {self.cloud} (PointCloud2, projected into the camera)")
+        else:
+            lines += [f"gt depth:    {self.depth or '(none: latency only, nothing scored)'}",
+                      f"gt info:     {self.depth_info or '(none: assumed registered to the image)'}"]
         if self.prediction:
             lines.append(f"recorded:    {self.prediction} (scored as a prediction; info: "
                          f"{self.prediction_info or 'none, assumed registered to the image'})")
@@ -72,6 +77,7 @@ class EvalFrame:
     raw: dict[str, tuple[int, bytes]]  # topic → (bag timestamp, CDR bytes) of the messages used, for the output bag
     prediction: Any | None = None       # the recorded depth image of TopicChoice.prediction, and its camera_info
     prediction_info: Any | None = None
+    cloud: Any | None = None            # the ground-truth PointCloud2 of TopicChoice.cloud
 
 
 def frame_image(frame: EvalFrame, image_type: str, geometry: convert.InputGeometry, camera_model: str,
@@ -165,9 +171,10 @@ def _first_encoding(reader: Any, connection: Any) -> str | None:
 
 
 def choose_topics(reader: Any, image: str | None = None, camera_info: str | None = None, depth: str | None = None,
-                  depth_info: str | None = None, prediction: str | None = None) -> TopicChoice:
+                  depth_info: str | None = None, prediction: str | None = None, cloud: str | None = None) -> TopicChoice:
     """Given topics as they are (checked to exist with the right type); the rest found by type, or BagError.
-    ``prediction``: a recorded depth image to score (never taken as the ground truth)."""
+    ``prediction``: a recorded depth image to score (never taken as the ground truth). ``cloud``: a PointCloud2 as the
+    ground truth instead of a depth image; found by type when the bag has no depth image and exactly one cloud."""
     by_topic = {c.topic: c for c in reader.connections}
     listing = ", ".join(f"{c.topic} [{c.msgtype}, {c.msgcount} messages]" for c in reader.connections)
 
@@ -198,6 +205,20 @@ def choose_topics(reader: Any, image: str | None = None, camera_info: str | None
         image = pool[0]
         if colour and compressed:
             notes.append(f"raw {image} preferred over compressed {', '.join(compressed)}")
+    clouds = [c.topic for c in reader.connections if c.msgtype == CLOUD and c.msgcount]
+    if cloud:
+        check(cloud, (CLOUD,), "ground-truth cloud")
+        if depth:
+            raise BagError(f"one ground truth at a time: --gt-topic {depth} or --gt-cloud-topic {cloud}")
+        depths = []
+    elif not depth and not depths and clouds:
+        if len(clouds) > 1:
+            raise BagError(f"several point clouds ({', '.join(clouds)}) and no depth image: pick the ground truth with "
+                           "--gt-cloud-topic")
+        cloud = clouds[0]
+    elif clouds:
+        notes.append(f"{', '.join(clouds)} (PointCloud2) not used: the depth image is the ground truth; "
+                     "--gt-cloud-topic scores against a cloud instead")
     if depth:
         check(depth, (IMAGE,), "ground-truth depth")
     elif depths:
@@ -218,7 +239,8 @@ def choose_topics(reader: Any, image: str | None = None, camera_info: str | None
         if prediction == depth:
             raise BagError(f"{prediction} is the ground truth: --prediction-topic names another depth topic to score against it")
         prediction_info = _sibling_info(prediction, infos)
-    return TopicChoice(image, by_topic[image].msgtype, camera_info, depth, depth_info, tuple(notes), prediction, prediction_info)
+    return TopicChoice(image, by_topic[image].msgtype, camera_info, depth, depth_info, tuple(notes), prediction, prediction_info,
+                       cloud)
 
 
 def _nearest(stamps: np.ndarray, t: int, slop_ns: float) -> int | None:
@@ -238,10 +260,12 @@ def _latest_before(stamps: np.ndarray, t: int) -> int | None:
 class BagFrames:
     """Iterate :class:`EvalFrame` over a bag; ``len()`` is the number of camera images."""
 
-    def __init__(self, bag: Path, topics: TopicChoice, slop_s: float = 0.02, max_frames: int = 0) -> None:
-        if not (slop_s >= 0 and math.isfinite(slop_s)):
-            raise ValueError(f"slop must be a non-negative number of seconds, got {slop_s}")
-        self.bag, self.topics, self.slop_ns = Path(bag), topics, slop_s * 1e9
+    def __init__(self, bag: Path, topics: TopicChoice, slop_s: float = 0.02, max_frames: int = 0,
+                 cloud_slop_s: float = 0.05) -> None:
+        for name, value in (("slop", slop_s), ("cloud slop", cloud_slop_s)):
+            if not (value >= 0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a non-negative number of seconds, got {value}")
+        self.bag, self.topics, self.slop_ns, self.cloud_slop_ns = Path(bag), topics, slop_s * 1e9, cloud_slop_s * 1e9
         self.problems: list[str] = []  # damage found while indexing (the frames before it are still used)
         reader = open_reader(self.bag)
         try:
@@ -256,11 +280,12 @@ class BagFrames:
             image_stamps = image_stamps[:max_frames]
         self.image_stamps = image_stamps
         self._plan = [self._parts_for(int(t)) for t in image_stamps]
-        self.unmatched_gt = sum(1 for p in self._plan if topics.depth and p.get(topics.depth) is None)
+        truth = topics.depth or topics.cloud
+        self.unmatched_gt = sum(1 for p in self._plan if truth and p.get(truth) is None)
 
     def _connections(self, reader: Any) -> list[Any]:
         t = self.topics
-        wanted = {x for x in (t.image, t.camera_info, t.depth, t.depth_info, t.prediction, t.prediction_info) if x}
+        wanted = {x for x in (t.image, t.camera_info, t.depth, t.depth_info, t.prediction, t.prediction_info, t.cloud) if x}
         return [c for c in reader.connections if c.topic in wanted]
 
     def _sorted(self, topic: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -273,11 +298,11 @@ class BagFrames:
         parts: dict[str, int | None] = {}
         chosen = self.topics
         for topic, exact in ((chosen.camera_info, False), (chosen.depth, True), (chosen.depth_info, False),
-                             (chosen.prediction, True), (chosen.prediction_info, False)):
+                             (chosen.prediction, True), (chosen.prediction_info, False), (chosen.cloud, True)):
             if not topic:
                 continue
             stamps, order = self._sorted(topic)
-            i = _nearest(stamps, t, self.slop_ns)
+            i = _nearest(stamps, t, self.cloud_slop_ns if topic == chosen.cloud else self.slop_ns)
             if i is None and not exact:
                 i = _latest_before(stamps, t)
             parts[topic] = None if i is None else int(order[i])
@@ -336,7 +361,8 @@ class BagFrames:
                 if needed[(topic, i)] == 0:
                     del held[(topic, i)]
         return EvalFrame(frame_index, stamp_of(msg), msg, parts.get(topics.camera_info), parts.get(topics.depth),
-                         parts.get(topics.depth_info), raw_parts, parts.get(topics.prediction), parts.get(topics.prediction_info))
+                         parts.get(topics.depth_info), raw_parts, parts.get(topics.prediction), parts.get(topics.prediction_info),
+                         parts.get(topics.cloud) if topics.cloud else None)
 
 
 class FrameRange:

@@ -108,3 +108,45 @@ def write_rgbd(writer: BagWriter, stamp_ns: int, messages: dict[str, Any]) -> No
     for key, msg in messages.items():
         topic, msgtype = RGBD_TOPICS[key]
         writer.write(topic, msgtype, stamp_ns, msg)
+
+
+LIDAR_TOPIC = ("/lidar/points", "sensor_msgs/msg/PointCloud2")
+TF_STATIC_TOPIC, TF_TOPIC = ("/tf_static", "tf2_msgs/msg/TFMessage"), ("/tf", "tf2_msgs/msg/TFMessage")
+
+
+def _header(typestore: Any, stamp_ns: int, frame_id: str) -> Any:
+    T = typestore.types
+    return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=stamp_ns // 1_000_000_000,
+                                                                          nanosec=stamp_ns % 1_000_000_000), frame_id=frame_id)
+
+
+def lidar_cloud_message(typestore: Any, stamp_ns: int, points: np.ndarray, rings: np.ndarray, frame_id: str) -> Any:
+    """An unorganized PointCloud2 as LiDAR drivers publish it: x, y, z (float32), intensity (float32, 0 here) and
+    ring (uint16), 18 bytes a point, little-endian."""
+    T = typestore.types
+    layout = np.dtype({"names": ["x", "y", "z", "intensity", "ring"], "formats": ["<f4", "<f4", "<f4", "<f4", "<u2"],
+                       "offsets": [0, 4, 8, 12, 16], "itemsize": 18})
+    data = np.zeros(len(points), layout)
+    for i, axis in enumerate("xyz"):
+        data[axis] = points[:, i]
+    data["ring"] = rings
+    Field = T["sensor_msgs/msg/PointField"]
+    fields = [Field(name=n, offset=o, datatype=7, count=1) for n, o in (("x", 0), ("y", 4), ("z", 8), ("intensity", 12))]
+    fields.append(Field(name="ring", offset=16, datatype=4, count=1))
+    return T["sensor_msgs/msg/PointCloud2"](header=_header(typestore, stamp_ns, frame_id), height=1, width=len(points),
+                                            fields=fields, is_bigendian=False, point_step=18, row_step=18 * len(points),
+                                            data=data.view(np.uint8).reshape(-1), is_dense=True)
+
+
+def tf_message(typestore: Any, stamp_ns: int, transforms: list[tuple[str, str, Any]]) -> Any:
+    """A TFMessage of ``(parent, child, parent_from_child)`` (a :class:`~depth_node.core.transforms.RigidTransform`)."""
+    T = typestore.types
+    stamped = []
+    for parent, child, transform in transforms:
+        x, y, z = (float(v) for v in transform.translation)
+        qx, qy, qz, qw = (float(v) for v in transform.quaternion())
+        stamped.append(T["geometry_msgs/msg/TransformStamped"](
+            header=_header(typestore, stamp_ns, parent), child_frame_id=child,
+            transform=T["geometry_msgs/msg/Transform"](translation=T["geometry_msgs/msg/Vector3"](x=x, y=y, z=z),
+                                                       rotation=T["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw))))
+    return T["tf2_msgs/msg/TFMessage"](transforms=stamped)

@@ -69,6 +69,7 @@ class Shard:
     warm_up: int
     out_dir: Path      # the shard's own frames.csv and output bag
     thumbs: Path       # the configuration's thumbnails, shared by its shards
+    cloud_slop_s: float = 0.05
 
 
 @dataclass
@@ -121,7 +122,7 @@ class EvalWorker:
         config, source = self._source(shard.configuration)
         if isinstance(source, DepthPipeline):
             source.reset_temporal()  # a shard starts as a bag does; its warm-up frames rebuild the state
-        frames = FrameRange(BagFrames(shard.bag, shard.topics, shard.slop_s, max_frames=shard.end), shard.start, shard.end,
+        frames = FrameRange(BagFrames(shard.bag, shard.topics, shard.slop_s, max_frames=shard.end, cloud_slop_s=shard.cloud_slop_s), shard.start, shard.end,
                             shard.warm_up)
         label = self.configurations[shard.configuration].label
         evaluator = Evaluator(source, config, frames, shard.out_dir, self.options, label, {}, score_from=shard.start,

@@ -31,9 +31,10 @@ from depth_node.core.parameters import PipelineConfig
 from depth_node.core.pipeline import DepthPipeline, DepthResult
 from depth_node.core.spaces import Invariance, OutputSpace
 from depth_node.errors import DepthNodeError
-from depth_node.eval.bag_input import IMAGE, INFO, BagFrames, EvalFrame, frame_image
+from depth_node.eval.bag_input import CLOUD, IMAGE, INFO, BagFrames, EvalFrame, frame_image
 from depth_node.eval.bag_output import BagWriter
-from depth_node.eval.groundtruth import gt_camera, gt_metres, resample_to
+from depth_node.eval.cloud_truth import CloudTruth, frame_truth
+from depth_node.eval.groundtruth import gt_camera
 from depth_node.eval.picture import colour_bar, label_panel
 from depth_node.eval.provenance import provenance
 from depth_node.eval.metrics import (
@@ -84,17 +85,19 @@ class PipelineSource:
     """The node's pipeline in this process (no DDS): fast and deterministic. The published messages are built as the
     node builds them (``depth_node.ros.outputs``: the cloud computed straight into its message, CDR buffers)."""
 
-    def __init__(self, pipeline: DepthPipeline, config: PipelineConfig, points: bool = True, sparse_reference: float = 0.0) -> None:
+    def __init__(self, pipeline: DepthPipeline, config: PipelineConfig, points: bool = True, sparse_reference: float = 0.0,
+                 clouds: CloudTruth | None = None) -> None:
         self.pipeline, self.config, self.points = pipeline, config, points
         self.spec = pipeline.estimator.output
-        self.sparse_reference = sparse_reference
+        self.sparse_reference, self.clouds = sparse_reference, clouds
 
     def __call__(self, frame: EvalFrame, rgb: np.ndarray, camera: PinholeCamera) -> Outcome:
         reference = None
-        if self.sparse_reference > 0 and frame.depth is not None:
-            # scale.mode sparse without a LiDAR in the bag: a random, per-frame reproducible share of the ground
-            # truth stands in for one (those pixels are still scored: at 1 % they hardly move the figures)
-            truth = gt_metres(frame.depth)
+        truth = frame_truth(frame, camera, camera, self.clouds) if self.sparse_reference > 0 else None
+        if truth is not None:
+            # scale.mode sparse: a random, per-frame reproducible share of the ground truth (the depth image's, or
+            # the projected LiDAR's: 1 gives all of it, as the node's reference_points would) is the reference
+            # (those pixels are still scored: at 1 % of a depth image they hardly move the figures)
             keep = np.random.default_rng(frame.index).random(truth.shape) < self.sparse_reference
             reference = np.where(keep, truth, np.float32(np.nan))
         stamp = frame.image.header.stamp
@@ -138,6 +141,8 @@ class EvalOptions:
     bag_points: bool = True
     thumbnails: bool = True
     sparse_reference: float = 0.0   # share of the GT pixels given to the pipeline as its reference depth (scale.mode sparse)
+    extrinsic: str = ""             # ground-truth cloud → camera optical frame, x,y,z,qx,qy,qz,qw (default: the bag's TF)
+    motion_frame: str = ""          # carry cloud points across the image ↔ cloud time through this world-fixed TF frame
 
 
 @dataclass
@@ -147,6 +152,7 @@ class FrameRow:
     score: FrameScore | None
     timings_ms: dict[str, float]
     error: str = ""
+    gt_density: float = math.nan  # share of the prediction's pixels with ground truth (NaN: no ground truth)
 
 
 @dataclass
@@ -188,6 +194,8 @@ class Evaluation:
             "metrics": metrics,
             # of the ground-truth pixels of every frame with ground truth, the share with a valid prediction
             "coverage": _mean([r.score.coverage if r.score.gt_pixels else 0.0 for r in with_gt]),
+            # of the pixels of every frame with ground truth, the share that has it (a LiDAR's: a few %)
+            "gt_density": _percentiles([r.gt_density for r in with_gt]) if with_gt else {},
             "temporal": scale_flicker([r.score.fits["scale"][0] for r in scored]),
             "ause_abs_rel": ause(model_curve, oracle_curve) if model_curve is not None else math.nan,
             "ause_random_abs_rel": random_order_ause(model_curve, oracle_curve) if model_curve is not None else math.nan,
@@ -221,7 +229,7 @@ def csv_header() -> list[str]:
     cols = ["frame", "stamp_ns", "scored", "coverage", "gt_pixels"]
     for mode in MODES:
         cols += [f"{mode}_{name}" for name in METRICS] + [f"{mode}_scale", f"{mode}_shift"]
-    return cols + ["ause_abs_rel"] + [f"ms_{stage}" for stage in STAGES] + ["error"]
+    return cols + ["ause_abs_rel", "gt_density"] + [f"ms_{stage}" for stage in STAGES] + ["error"]
 
 
 def csv_row(row: FrameRow) -> list[Any]:
@@ -232,7 +240,7 @@ def csv_row(row: FrameRow) -> list[Any]:
         values += [s.metrics[mode][name] if s else "" for name in METRICS]
         values += list(s.fits[mode]) if s else ["", ""]
     curve_area = ause(*s.sparsification) if s and s.sparsification is not None else ""
-    values.append(curve_area)
+    values += [curve_area, round(row.gt_density, 6) if math.isfinite(row.gt_density) else ""]
     values += [round(row.timings_ms[k], 3) if k in row.timings_ms else "" for k in STAGES]
     return values + [row.error]
 
@@ -248,10 +256,12 @@ class Evaluator:
         """``score_from``: frames with a lower index only warm the source up (temporal smoothing, scale tracking: a
         shard of a longer bag) and leave no row, bag message or thumbnail. ``thumbs``: the thumbnails' folder
         (default ``out_dir``/thumbs)."""
+        self.clouds = (CloudTruth.for_bag(frames.bag, options.extrinsic, options.motion_frame)
+                       if frames.topics.cloud else None)  # ground truth from a LiDAR
         if isinstance(source, DepthPipeline):
             label = label or source.estimator.name
             source = PipelineSource(source, config, points=options.write_bag and options.bag_points,
-                                    sparse_reference=options.sparse_reference)
+                                    sparse_reference=options.sparse_reference, clouds=self.clouds)
         self.source, self.config, self.frames, self.options = source, config, frames, options
         self.out_dir = Path(out_dir)
         if (self.out_dir / "frames.csv").exists():
@@ -314,11 +324,12 @@ class Evaluator:
             timings["decode"] = (time.perf_counter() - t) * 1e3
             result = self.source(frame, rgb, camera)
             timings.update(result.timings_ms)
-            score = gt = None
-            if frame.depth is not None:
-                t = time.perf_counter()
-                gt_m = gt_metres(frame.depth)
-                gt = resample_to(gt_m, gt_camera(gt_m, frame.depth_info, camera), result.camera)
+            score = None
+            t = time.perf_counter()
+            gt = frame_truth(frame, camera, result.camera, self.clouds)
+            density = math.nan
+            if gt is not None:
+                density = float(np.isfinite(gt).mean())
                 timings["gt"] = (time.perf_counter() - t) * 1e3
                 t = time.perf_counter()
                 score = score_frame(result.depth_m, gt, self.options.eval_range, confidence=result.confidence,
@@ -330,7 +341,7 @@ class Evaluator:
             if self.options.thumbnails:
                 self._thumbnails(frame.index, rgb, result, gt, score)
             timings["write"] = (time.perf_counter() - t) * 1e3
-            return FrameRow(frame.index, frame.stamp_ns, score, timings)
+            return FrameRow(frame.index, frame.stamp_ns, score, timings, gt_density=density)
         except Exception as exc:  # noqa: BLE001 - a bad frame is reported and skipped, as the node does; the run goes on
             return FrameRow(frame.index, frame.stamp_ns, None, timings, f"{type(exc).__name__}: {exc}")
 
@@ -349,7 +360,7 @@ class Evaluator:
         """The input topics as recorded, and what the node published for this frame, at the image's bag time."""
         topics = self.frames.topics
         for topic, (timestamp, data) in frame.raw.items():
-            msgtype = topics.image_type if topic == topics.image else (
+            msgtype = topics.image_type if topic == topics.image else CLOUD if topic == topics.cloud else (
                 INFO if topic in (topics.camera_info, topics.depth_info, topics.prediction_info) else IMAGE)
             writer.write_cdr(topic, msgtype, timestamp, data)
         bag_time = frame.raw[topics.image][0]
@@ -367,7 +378,9 @@ class Evaluator:
         lo, hi = display_range(gt if gt is not None and np.isfinite(gt).any() else result.depth_m)
         depth_key = colour_bar(THUMB_WIDTH, lo, hi, "turbo", " m")
         blank = np.full_like(depth_key, 255)
-        panels = [(label_panel(small(rgb), "RGB"), blank), (label_panel(small(colorize_depth(result.depth_m, lo, hi)), "prediction"), depth_key)]
+        first = (label_panel(small(rgb), "RGB") if self.clouds is None or gt is None else
+                 label_panel(overlay_points(small(rgb), gt, lo, hi), "LiDAR on RGB"))  # a wrong extrinsic shows at a glance
+        panels = [(first, blank), (label_panel(small(colorize_depth(result.depth_m, lo, hi)), "prediction"), depth_key)]
         if gt is not None and score is not None:
             mode = self.result.headline
             aligned = apply_fit(result.depth_m, mode, score.fits[mode]) if math.isfinite(score.fits[mode][0]) else result.depth_m
@@ -382,6 +395,17 @@ class Evaluator:
         gap = np.full((columns[0].shape[0], 6, 3), 255, np.uint8)  # white between panels: keys and labels stay apart
         strip = np.concatenate([part for column in columns for part in (column, gap)][:-1], axis=1)
         cv2.imwrite(str(self.thumbs / f"{index:06d}.jpg"), strip[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])
+
+
+def overlay_points(picture: np.ndarray, depth_m: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Sparse depth (any grid) drawn over ``picture`` as dots coloured like the depth panels: where the depth jumps,
+    the colours should change at the picture's edges; shifted or rotated ones mean a wrong extrinsic."""
+    out = picture.copy()
+    v, u = np.nonzero(np.isfinite(depth_m))
+    x = ((u + 0.5) * picture.shape[1] / depth_m.shape[1]).astype(int)
+    y = ((v + 0.5) * picture.shape[0] / depth_m.shape[0]).astype(int)
+    out[y, x] = colorize_depth(depth_m[v, u][None, :], lo, hi)[0]
+    return out
 
 
 def _stop_on_signals(stop: threading.Event) -> dict[int, Any]:

@@ -24,6 +24,7 @@ from depth_node.estimators.card import load_card
 from depth_node.estimators.registry import load_model
 from depth_node.eval.bag_input import BagError, BagFrames, choose_topics, open_reader
 from depth_node.eval.bag_recover import RecoverError, recover
+from depth_node.eval.cloud_truth import MIN_DENSITY
 from depth_node.eval.live import LiveNode
 from depth_node.eval.report import run_and_report, write_report
 from depth_node.errors import DepthNodeError
@@ -41,6 +42,7 @@ class TopicNames:
     depth: str | None = None
     depth_info: str | None = None
     prediction: str | None = None  # a recorded depth topic scored beside depth_node's configurations
+    cloud: str | None = None       # ground truth as a PointCloud2 (a LiDAR) instead of a depth image
 
 
 @dataclass
@@ -57,6 +59,7 @@ class EvalRequest:
     live_timeout_s: float = 60.0
     topics: TopicNames = TopicNames()
     slop_s: float = 0.02
+    cloud_slop_s: float = 0.05        # largest image ↔ ground-truth cloud stamp difference
     max_frames: int = 0
     options: EvalOptions = EvalOptions()
     ray: str | None = None            # None: this process; "": a local Ray cluster; "auto" or an address: that cluster
@@ -124,6 +127,11 @@ def _say_result(evaluation: Evaluation, summary: dict[str, Any], bag: Path, out_
         say(f"WARNING: {counts['unscored']} frame(s) have ground truth but no valid prediction on it (NaN or "
             "invalid depth, or ground truth of fewer than 2 pixels): counted in coverage, not in the metrics; "
             "frames.csv column 'scored' is 0 for them")
+    density = summary.get("gt_density", {}).get("p50", math.nan)
+    if summary.get("topics", {}).get("cloud") and not density >= MIN_DENSITY:
+        say(f"WARNING: the ground-truth cloud covers {density:.3%} of the image (median over frames), under "
+            f"{MIN_DENSITY:.1%}: is the extrinsic right ({summary['topics']['extrinsic']})? thumbs/ draw the points over "
+            "the image; fix /tf_static or give --extrinsic")
     if evaluation.interrupted:
         return 130
     if not counts["scored"] and counts["images"]:
@@ -216,7 +224,7 @@ def _evaluate_on_ray(request: EvalRequest, say: Callable[[str], None]) -> int:
                 warm_up = request.shard_overlap if request.shard_overlap is not None else distributed.default_warm_up(config)
                 for n, (start, end, warm) in enumerate(distributed.plan(len(frames), request.shard_frames, warm_up)):
                     shards.append(distributed.Shard(number, frames.bag, frames.topics, request.slop_s, start, end, warm,
-                                                    out_dir / "shards" / f"{n:04d}", out_dir / "thumbs"))
+                                                    out_dir / "shards" / f"{n:04d}", out_dir / "thumbs", request.cloud_slop_s))
         label = " vs ".join(c.label for c, _, _, _ in configurations)
         run = distributed.run_shards(shards, [c for c, _, _, _ in configurations], options, actors, label, say)
     finally:
@@ -305,15 +313,18 @@ def _frames(request: EvalRequest, bag: Path, say: Callable[[str], None]) -> BagF
     reader = open_reader(bag)
     try:
         t = request.topics
-        topics = choose_topics(reader, t.image, t.camera_info, t.depth, t.depth_info, t.prediction)
+        topics = choose_topics(reader, t.image, t.camera_info, t.depth, t.depth_info, t.prediction, t.cloud)
     finally:
         reader.close()
-    frames = BagFrames(bag, topics, request.slop_s, request.max_frames)
+    frames = BagFrames(bag, topics, request.slop_s, request.max_frames, request.cloud_slop_s)
     say(f"{bag}: {len(frames)} images\n{topics.describe()}")
     for problem in frames.problems:
         say(f"WARNING: {bag}: {problem}; {len(frames)} image(s) read before it")
     if topics.depth and frames.unmatched_gt:
         say(f"note: {frames.unmatched_gt} image(s) have no ground truth within --slop {request.slop_s} s")
+    if topics.cloud and frames.unmatched_gt:
+        say(f"note: {frames.unmatched_gt} image(s) have no cloud within --cloud-slop {request.cloud_slop_s} s (not scored; "
+            "with odometry in /tf, --motion-frame odom and a larger --cloud-slop use them)")
     return frames
 
 
@@ -338,7 +349,9 @@ def _run_facts(model: str, backend: str, space: str, params: Path | None, frames
     """What metrics.json records about a configuration's run on a bag (serial and Ray alike)."""
     topics, eval_range = frames.topics, options.eval_range
     return {"model": model, "backend": backend, "output_space": space, "params_file": str(params), "bag": str(frames.bag),
-            "topics": {"image": topics.image, "camera_info": topics.camera_info, "depth": topics.depth, "depth_info": topics.depth_info},
+            "topics": {"image": topics.image, "camera_info": topics.camera_info, "depth": topics.depth, "depth_info": topics.depth_info,
+                       **({"cloud": topics.cloud, "extrinsic": options.extrinsic or "the bag's /tf_static and /tf",
+                           "motion_frame": options.motion_frame or None} if topics.cloud else {})},
             "eval_range": {"min_depth": eval_range.min_depth, "max_depth": eval_range.max_depth, "crop": list(eval_range.crop)},
             "parameters": config.parameters()}
 

@@ -23,6 +23,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.depth_encoding import decode_depth
 from depth_node.core.rectify import Calibration, Rectifier
+from depth_node.core.transforms import RigidTransform
 from depth_node.errors import InputError
 
 # encoding → (dtype, channels). The depth encodings are here so ground-truth depth reads the same way.
@@ -340,3 +341,53 @@ def points_to_cloud(points: np.ndarray, header: Any, msg_type: Any = None, field
     msg.is_dense = False
     msg.data = _bytes_of(points)
     return msg
+
+
+# PointField datatype → numpy type (sensor_msgs/PointField constants 1..8)
+_POINT_FIELD_TYPES = {1: np.int8, 2: np.uint8, 3: np.int16, 4: np.uint16, 5: np.int32, 6: np.uint32, 7: np.float32, 8: np.float64}
+MAX_CLOUD_POINTS = 20_000_000  # more than any LiDAR's frame (a 128-beam sensor gives ~260 k); garbage or an attack
+
+
+def cloud_to_points(msg: Any, what: str = "point cloud") -> np.ndarray:
+    """A PointCloud2 (any point layout, organized or not, either byte order) → float64 (N, 3) of its finite x, y, z
+    in the message's frame. Missing x/y/z fields, a data buffer shorter than its declared size and absurd sizes
+    raise :class:`InputError`."""
+    fields = {f.name: f for f in msg.fields}
+    missing = [n for n in ("x", "y", "z") if n not in fields]
+    if missing:
+        raise InputError(f"{what} has no {'/'.join(missing)} field (fields: {', '.join(fields) or 'none'})")
+    height, width, step, row_step = int(msg.height), int(msg.width), int(msg.point_step), int(msg.row_step)
+    if height * width > MAX_CLOUD_POINTS:
+        raise InputError(f"{what} declares {height}x{width} points, more than {MAX_CLOUD_POINTS}")
+    order = ">" if msg.is_bigendian else "<"
+    layout = {"names": [], "formats": [], "offsets": [], "itemsize": step}
+    for name in ("x", "y", "z"):
+        field = fields[name]
+        kind = _POINT_FIELD_TYPES.get(int(field.datatype))
+        if kind is None:
+            raise InputError(f"{what}: field {name} has unknown datatype {field.datatype}")
+        size = np.dtype(kind).itemsize
+        if int(field.offset) + size > step:
+            raise InputError(f"{what}: field {name} at offset {field.offset} does not fit a point of {step} bytes")
+        layout["names"].append(name)
+        layout["formats"].append(np.dtype(kind).newbyteorder(order))
+        layout["offsets"].append(int(field.offset))
+    data = np.frombuffer(memoryview(msg.data).cast("B"), np.uint8)
+    if width and height and (row_step < width * step or data.size < (height - 1) * row_step + width * step):
+        raise InputError(f"{what}: {data.size} bytes of data for {height}x{width} points of {step} bytes "
+                         f"(row_step {row_step})")
+    if not (width and height):
+        return np.zeros((0, 3))
+    rows = np.lib.stride_tricks.as_strided(data, (height, width * step), (row_step, 1))  # row padding skipped
+    structured = np.ascontiguousarray(rows).view(np.dtype(layout)).reshape(-1)
+    xyz = np.stack([structured[n].astype(np.float64) for n in ("x", "y", "z")], axis=1)
+    return xyz[np.isfinite(xyz).all(axis=1)]
+
+
+def transform_of(stamped: Any) -> RigidTransform:
+    """A geometry_msgs/TransformStamped → its ``parent_from_child`` (header.frame_id ← child_frame_id)."""
+    t, q = stamped.transform.translation, stamped.transform.rotation
+    try:
+        return RigidTransform.from_xyz_quaternion(t.x, t.y, t.z, q.x, q.y, q.z, q.w)
+    except ValueError as error:
+        raise InputError(f"transform {stamped.header.frame_id} → {stamped.child_frame_id}: {error}") from None

@@ -28,6 +28,12 @@ class CameraPose:
     pitch: float = 0.0
     roll: float = 0.0
 
+    def interpolated(self, other: CameraPose, fraction: float) -> CameraPose:
+        """Between ``self`` (0) and ``other`` (1), each coordinate and angle linearly (yaw about the world's z: what
+        a slerp of the two rotations gives when pitch and roll stay)."""
+        return CameraPose(*(a + fraction * (b - a) for a, b in zip(
+            (self.x, self.y, self.z, self.yaw, self.pitch, self.roll), (other.x, other.y, other.z, other.yaw, other.pitch, other.roll))))
+
     def rotation(self) -> np.ndarray:
         """3×3 world-from-optical rotation (columns: optical x = right, y = down, z = forward)."""
         cy, sy, cp, sp = math.cos(self.yaw), math.sin(self.yaw), math.cos(self.pitch), math.sin(self.pitch)
@@ -127,13 +133,10 @@ def _sky(dirs: np.ndarray) -> np.ndarray:
     return (1 - w) * np.array([0.85, 0.88, 0.92]) + w * np.array([0.35, 0.55, 0.9])
 
 
-def render(scene: Scene, camera: PinholeCamera, pose: CameraPose, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 (H, W, 3) RGB and float32 (H, W) depth in metres along the optical axis (+inf = sky)."""
-    u, v = normalized_rays(camera)
-    rays_cam = np.stack(np.broadcast_arrays(u[None, :], v[:, None], np.ones((1, 1), np.float32)), axis=-1).reshape(-1, 3)
-    rot = pose.rotation()
-    d = rays_cam.astype(np.float64) @ rot.T  # world direction, scaled so that t = optical depth
-    o = np.array([pose.x, pose.y, pose.z])
+def cast(scene: Scene, origin: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest hit of each ray ``origin + t * direction`` (world frame; (N, 3) directions, any length): ``t`` (inf =
+    nothing hit), the primitive's index (-1) and the hit face's code (for shading)."""
+    o, d = np.asarray(origin, np.float64), np.asarray(directions, np.float64)
     n_rays = d.shape[0]
     best_t = np.full(n_rays, np.inf)
     best_id = np.full(n_rays, -1, np.int64)
@@ -150,6 +153,18 @@ def render(scene: Scene, camera: PinholeCamera, pose: CameraPose, seed: int = 0)
             code = np.full(n_rays, 3)
         closer = t < best_t
         best_t[closer], best_id[closer], best_code[closer] = t[closer], index, code[closer]
+    return best_t, best_id, best_code
+
+
+def render(scene: Scene, camera: PinholeCamera, pose: CameraPose, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (H, W, 3) RGB and float32 (H, W) depth in metres along the optical axis (+inf = sky)."""
+    u, v = normalized_rays(camera)
+    rays_cam = np.stack(np.broadcast_arrays(u[None, :], v[:, None], np.ones((1, 1), np.float32)), axis=-1).reshape(-1, 3)
+    rot = pose.rotation()
+    d = rays_cam.astype(np.float64) @ rot.T  # world direction, scaled so that t = optical depth
+    o = np.array([pose.x, pose.y, pose.z])
+    n_rays = d.shape[0]
+    best_t, best_id, best_code = cast(scene, o, d)
 
     colour = np.zeros((n_rays, 3))
     hit = np.isfinite(best_t)

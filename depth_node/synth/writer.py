@@ -6,6 +6,11 @@ Bag topics (frame_id ``camera_color_optical_frame``, like the RGB-D bags in ../s
   /camera/color/camera_info                     sensor_msgs/CameraInfo
   /camera/aligned_depth_to_color/image_raw      sensor_msgs/Image 32FC1, exact metres, NaN = sky
   /camera/aligned_depth_to_color/camera_info    sensor_msgs/CameraInfo
+With a LiDAR (``SynthSpec.lidar``, :mod:`depth_node.synth.lidar`), also:
+  /lidar/points                                 sensor_msgs/PointCloud2 (x, y, z, intensity, ring), frame lidar_link,
+                                                stamped LidarSpec.time_offset_s after its image (default 0)
+  /tf_static                                    camera_link → camera_color_optical_frame and → lidar_link (once)
+  /tf                                           odom → camera_link at each image's stamp (the camera's pose)
 
 Folder layout = ../shared/data/rgbd_dev's: ``index.json`` (a list of records with id, rgb, depth, width, height,
 fx, fy, cx, cy, scene, sensor, synthetic, valid_frac, ...) and ``frames/<id>.png``, ``frames/<id>_depth.png``
@@ -23,7 +28,10 @@ import cv2
 import numpy as np
 
 from depth_node.core.camera import PinholeCamera
-from depth_node.eval.bag_output import RGBD_TOPICS, BagWriter, rgbd_messages, write_rgbd
+from depth_node.eval.bag_output import (LIDAR_TOPIC, RGBD_TOPICS, TF_STATIC_TOPIC, TF_TOPIC, BagWriter, lidar_cloud_message,
+                                        rgbd_messages, tf_message, write_rgbd)
+from depth_node.synth.lidar import (CAMERA_LINK, LIDAR_FRAME, LINK_FROM_OPTICAL, ODOM_FRAME, OPTICAL_FRAME, LidarSpec, scan,
+                                    world_from_optical)
 from depth_node.synth.render import CameraPose, render, trajectory
 from depth_node.synth.scene import SCENE_KINDS
 
@@ -45,6 +53,7 @@ class SynthSpec:
     rate_hz: float = 10.0
     seed: int = 0
     intrinsics: tuple[float, float, float, float] | None = None  # fx, fy, cx, cy; overrides hfov_deg
+    lidar: LidarSpec | None = None  # a LiDAR beside the camera: its cloud and /tf_static in the bag
 
     def camera(self) -> PinholeCamera:
         if self.intrinsics is not None:
@@ -61,6 +70,9 @@ class SynthFrame:
     depth_m: np.ndarray  # float32, +inf = sky
     camera: PinholeCamera
     pose: CameraPose
+    lidar_points: np.ndarray | None = None  # float32 (N, 3) in lidar_link, with their ring numbers
+    lidar_rings: np.ndarray | None = None
+    lidar_stamp_ns: int = 0
 
 
 def generate(spec: SynthSpec) -> Iterator[SynthFrame]:
@@ -72,9 +84,20 @@ def generate(spec: SynthSpec) -> Iterator[SynthFrame]:
             raise ValueError(f"unknown scene kind {kind!r}; choose from {', '.join(SCENE_KINDS)}")
         rng = np.random.default_rng([spec.seed, scene_number])
         scene = SCENE_KINDS[kind](rng)
-        for pose in trajectory(scene, spec.frames, spec.camera_height_m, spec.pitch_deg, rng):
+        poses = trajectory(scene, spec.frames, spec.camera_height_m, spec.pitch_deg, rng)
+        for number, pose in enumerate(poses):
             rgb, depth = render(scene, camera, pose, seed=spec.seed + scene_number)
-            yield SynthFrame(index, kind, START_NS + int(round(index * 1e9 / spec.rate_hz)), rgb, depth, camera, pose)
+            frame = SynthFrame(index, kind, START_NS + int(round(index * 1e9 / spec.rate_hz)), rgb, depth, camera, pose)
+            if spec.lidar is not None:
+                # the sweep time_offset_s after the image, from where the camera was then (between two frames' poses,
+                # as /tf interpolates them); the scene's last frame has none when that is after it
+                share = spec.lidar.time_offset_s * spec.rate_hz
+                if share == 0 or number + 1 < len(poses):
+                    frame.lidar_stamp_ns = frame.stamp_ns + int(round(spec.lidar.time_offset_s * 1e9))
+                    frame.lidar_points, frame.lidar_rings = scan(
+                        scene, pose.interpolated(poses[number + 1], share) if share else pose, spec.lidar,
+                        np.random.default_rng([spec.seed, scene_number, index]))
+            yield frame
             index += 1
 
 
@@ -102,6 +125,8 @@ def write(
         for frame in generate(spec):
             if writer is not None:
                 write_rgbd(writer, frame.stamp_ns, rgbd_messages(writer.typestore, frame.stamp_ns, frame.rgb, frame.depth_m, frame.camera))
+                if spec.lidar is not None:
+                    write_lidar(writer, frame, spec.lidar)
             if folder:
                 records.append(_write_frame_files(out_dir, frame, spec))
             if progress:
@@ -113,6 +138,19 @@ def write(
         (out_dir / "index.json").write_text(json.dumps(records, indent=1))
         written["folder"] = out_dir
     return written
+
+
+def write_lidar(writer: BagWriter, frame: SynthFrame, lidar: LidarSpec) -> None:
+    """The frame's LiDAR cloud; before the first one the ``/tf_static`` that places the sensors; and the odometry
+    (``/tf`` odom → camera_link: the camera's pose in the scene) at the image's stamp."""
+    if frame.index == 0:
+        writer.write(*TF_STATIC_TOPIC, frame.stamp_ns, tf_message(writer.typestore, frame.stamp_ns, [
+            (CAMERA_LINK, OPTICAL_FRAME, LINK_FROM_OPTICAL), (CAMERA_LINK, LIDAR_FRAME, lidar.link_from_lidar())]))
+    writer.write(*TF_TOPIC, frame.stamp_ns, tf_message(writer.typestore, frame.stamp_ns, [
+        (ODOM_FRAME, CAMERA_LINK, world_from_optical(frame.pose) @ LINK_FROM_OPTICAL.inverse())]))
+    if frame.lidar_points is not None:
+        writer.write(*LIDAR_TOPIC, frame.lidar_stamp_ns, lidar_cloud_message(
+            writer.typestore, frame.lidar_stamp_ns, frame.lidar_points, frame.lidar_rings, LIDAR_FRAME))
 
 
 def _write_frame_files(out_dir: Path, frame: SynthFrame, spec: SynthSpec) -> dict[str, object]:

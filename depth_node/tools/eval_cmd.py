@@ -70,6 +70,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="a depth image recorded in the bag (another node's output, an earlier run): scored with the same "
                              "protocol and reported beside depth_node's configuration(s)")
     topics.add_argument("--slop", type=float, default=0.02, help="seconds: largest image / ground-truth stamp difference (default 0.02)")
+    lidar = p.add_argument_group("LiDAR ground truth (a PointCloud2 projected into the camera)")
+    lidar.add_argument("--gt-cloud-topic", metavar="TOPIC",
+                       help="the ground-truth cloud (default: the bag's one PointCloud2 when it has no depth image)")
+    lidar.add_argument("--extrinsic", metavar="X,Y,Z,QX,QY,QZ,QW", default="",
+                       help="the LiDAR's pose in the camera's optical frame (a point p → R p + t; metres, quaternion); default: "
+                            "from the bag's /tf_static (and /tf), cloud frame_id → image frame_id")
+    lidar.add_argument("--cloud-slop", type=float, default=0.05,
+                       help="seconds: largest image / cloud stamp difference (default 0.05; unpaired images are counted)")
+    lidar.add_argument("--motion-frame", metavar="FRAME", default="",
+                       help="a world-fixed TF frame (e.g. odom): carry the points from the cloud's stamp to the image's "
+                            "through the bag's /tf (the robot's motion between them)")
     scoring = p.add_argument_group("scoring")
     scoring.add_argument("--min-depth", type=float, default=1e-3, help="metres: GT below is not scored (default 0.001)")
     scoring.add_argument("--max-depth", type=float, default=80.0, help="metres: GT above is not scored (default 80)")
@@ -78,7 +89,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     scoring.add_argument("--max-frames", type=int, default=0, help="stop after this many images (default: all)")
     scoring.add_argument("--sparse-reference", type=float, default=0.0, metavar="FRACTION",
                          help="with -p scale.mode:=sparse: give the pipeline this share of each frame's ground-truth pixels "
-                              "(random, reproducible) as its reference depth, a stand-in for a LiDAR (e.g. 0.01; not with --live)")
+                              "(random, reproducible) as its reference depth: of a depth image, a stand-in for a LiDAR (e.g. "
+                              "0.01); with --gt-cloud-topic, 1 gives the whole projected cloud, as the node's reference_points "
+                              "(not with --live)")
     out = p.add_argument_group("outputs")
     out.add_argument("--no-bag", action="store_true", help="do not write the output bag")
     out.add_argument("--no-points", action="store_true", help="output bag without depth/points (much smaller)")
@@ -97,8 +110,10 @@ def run(args: argparse.Namespace, ros_args: list[str]) -> int:
     return evaluate(EvalRequest(
         bags=list(args.bags), output=args.output, params_files=list(args.compare) if args.compare else [args.params],
         assignments=list(args.param), compare=bool(args.compare), live=args.live, live_timeout_s=args.live_timeout,
-        topics=TopicNames(args.image_topic, args.camera_info_topic, args.gt_topic, args.gt_info_topic, args.prediction_topic),
-        slop_s=args.slop,
+        topics=TopicNames(args.image_topic, args.camera_info_topic, args.gt_topic, args.gt_info_topic, args.prediction_topic,
+                          args.gt_cloud_topic),
+        slop_s=args.slop, cloud_slop_s=args.cloud_slop,
         max_frames=args.max_frames, options=EvalOptions(eval_range, write_bag=not args.no_bag, bag_points=not args.no_points,
-                                                         thumbnails=not args.no_thumbnails, sparse_reference=args.sparse_reference),
+                                                         thumbnails=not args.no_thumbnails, sparse_reference=args.sparse_reference,
+                                                         extrinsic=args.extrinsic, motion_frame=args.motion_frame),
         ray=args.ray, workers=args.workers, shard_frames=args.shard_frames, shard_overlap=args.shard_overlap))
