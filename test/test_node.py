@@ -524,6 +524,55 @@ def test_sparse_scale_from_a_reference_depth_topic(model_dir: Path) -> None:
         assert float(diag["scale"]) == pytest.approx(0.5, rel=2e-3) and float(diag["scale_shift"]) == pytest.approx(0.1, abs=1e-3)
 
 
+def test_sparse_scale_from_a_reference_cloud_reaches_the_reference_depths_scale(model_dir: Path) -> None:
+    """scale.reference points: the same scene as the reference_depth test, as a LiDAR would give it — 3-D points of
+    2 % of the pixels, in a sensor frame 30 cm above and 10 cm beside the camera, rotated, placed by
+    scale.reference_extrinsic — projected into the camera: the same scale and shift, the same metres published."""
+    from sensor_msgs.msg import PointCloud2
+
+    from _ros import SENSOR_QOS
+    from depth_node.core.transforms import RigidTransform, rotation_from_quaternion
+    from depth_node.ros.convert import points_to_cloud
+
+    folder = model_dir / "sparse"
+    folder.mkdir(exist_ok=True)
+    plane_model(folder, CAM.resized(320, 240), NORMAL, 2.0)
+    card = write_card(folder / "affine.yaml", "plane.onnx", {"space": "disparity", "invariance": "affine"})
+    grid = CAM.resized(320, 240)
+    truth = (1.0 / (0.5 * plane_disparity(grid, NORMAL, 2.0) + 0.1)).astype(np.float32)
+    keep = np.random.default_rng(0).random(truth.shape) < 0.02
+    v, u = np.nonzero(keep)
+    z = truth[v, u].astype(np.float64)
+    optical = np.stack([(u - grid.cx) * z / grid.fx, (v - grid.cy) * z / grid.fy, z], axis=1)  # pixel centres, back-projected
+    camera_from_lidar = RigidTransform(rotation_from_quaternion(0.1, -0.2, 0.05, 1.0), np.array([0.1, -0.3, -0.1]))
+    in_lidar = camera_from_lidar.inverse().apply(optical).astype(np.float32)
+    extrinsic = [*camera_from_lidar.translation, *camera_from_lidar.quaternion()]
+    params = {"model_card": str(card), "scale.mode": "sparse", "scale.smoothing": 1.0, "scale.reference": "points",
+              "scale.reference_extrinsic": [float(v) for v in extrinsic]}
+    with Harness(params, outputs=("depth/image",)) as h:
+        cloud_pub = h.peer.create_publisher(PointCloud2, "reference_points", SENSOR_QOS)
+        assert h.wait_for(lambda: cloud_pub.get_subscription_count() > 0, 5.0)
+        assert "/reference_depth" not in {sub.topic_name for sub in h.node.subscriptions}
+        for i in (1, 2):
+            cloud_pub.publish(points_to_cloud(in_lidar[None], header(i)))
+            assert h.wait_for(lambda: h.node._reference.received == i, 5.0)
+            h.send(rgb_image(i), camera_info(i))
+            assert h.wait_for(lambda i=i: h.count("depth/image") == i)
+        depth = image_to_array(h.last("depth/image"))
+        expected = 1.0 / (0.5 * plane_disparity(CAM, NORMAL, 2.0) + 0.1)
+        np.testing.assert_allclose(depth[2:-2, 2:-2], expected[2:-2, 2:-2], rtol=2e-3)
+        diag = h.diagnostics()
+        assert diag["scale_source"] == "sparse" and diag["scale_ok"] == "true" and float(diag["scale_fit_quality"]) > 0.99
+        assert float(diag["scale"]) == pytest.approx(0.5, rel=2e-3) and float(diag["scale_shift"]) == pytest.approx(0.1, abs=1e-3)
+        # without an extrinsic (and no tf2_ros here) the frame is published with the scale held, and /diagnostics says why
+        assert h.node.set_parameters([Parameter("scale.reference_extrinsic", value=[0.0] * 7)])[0].successful
+        cloud_pub.publish(points_to_cloud(in_lidar[None], header(3)))
+        assert h.wait_for(lambda: h.node._reference.received == 3, 5.0)
+        h.send(rgb_image(3), camera_info(3))
+        assert h.wait_for(lambda: h.count("depth/image") == 3)
+        assert "set scale.reference_extrinsic" in h.diagnostics()["message"]
+
+
 def _break(estimator, failures: list[int]) -> None:  # noqa: ANN001
     """Fault injection: the estimator's forward pass raises (as a lost GPU would) while ``failures`` is non-empty."""
     infer = estimator.infer

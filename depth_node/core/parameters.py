@@ -40,6 +40,7 @@ OUTPUT_RESOLUTIONS = ("input", "model")
 INPUT_TRANSPORTS = ("raw", "compressed")
 CAMERA_MODELS = ("rectified", "raw")
 ENSEMBLE_REDUCTIONS = ("median", "mean")
+REFERENCE_KINDS = ("depth", "points")
 # Parameters rclpy itself declares or reads: accepted anywhere, never ours to check.
 ROS_OWNED = ("use_sim_time", "start_type_description_service")
 
@@ -129,7 +130,9 @@ PARAMS: tuple[Param, ...] = (
     P("scale.ground_region", (0.2, 0.55, 0.8, 1.0), "ground_plane: image window searched for floor, [left, top, right, bottom] as fractions of width/height.", range=(0.0, 1.0), length=4),
     P("scale.ground_inlier_threshold", 0.02, "ground_plane: a pixel is on the floor plane within this fraction of its depth.", range=(0.001, 0.5)),
     P("scale.sparse_inlier_threshold", 0.1, "sparse: a reference pixel is an inlier when the fitted depth is within this fraction of it.", range=(0.001, 0.9)),
-    P("scale.reference_slop_s", 0.1, "sparse: largest image / reference_depth stamp difference accepted as a pair.", "s", range=(0.0, 10.0)),
+    P("scale.reference", "depth", "sparse: the reference topic: depth (reference_depth, sensor_msgs/Image registered to the camera) or points (reference_points, sensor_msgs/PointCloud2, e.g. a LiDAR, projected into the camera).", choices=REFERENCE_KINDS),
+    P("scale.reference_extrinsic", (0.0,) * 7, "sparse with points: the cloud's frame in the camera's optical frame, [x, y, z, qx, qy, qz, qw] (m, quaternion; a point p → R p + t). All zeros: looked up with tf2_ros (needs a ROS distro) from the cloud's frame_id to the image's.", range=(-1000.0, 1000.0), length=7),
+    P("scale.reference_slop_s", 0.1, "sparse: largest image / reference stamp difference accepted as a pair.", "s", range=(0.0, 10.0)),
     P("scale.smoothing", 0.3, "Weight of each new scale fit in the log-space running average (1 = no smoothing).", range=(0.01, 1.0)),
     P("scale.outlier_log", 0.2, "A fit whose |ln(new/tracked scale)| exceeds this is rejected as an outlier ...", range=(0.001, 10.0)),
     P("scale.accept_after", 3, "... unless this many consecutive fits agree on the jump (the scene or mount changed).", range=(1, 100)),
@@ -235,6 +238,10 @@ def cross_field_problems(values: Mapping[str, Any]) -> list[tuple[tuple[str, ...
         GroundRegion(*values["scale.ground_region"])
     except (TypeError, ValueError) as error:
         problems.append((("scale.ground_region",), f"scale.ground_region [left, top, right, bottom]: {error}"))
+    extrinsic = values["scale.reference_extrinsic"]
+    if any(extrinsic) and not any(extrinsic[3:]):
+        problems.append((("scale.reference_extrinsic",), "scale.reference_extrinsic [x, y, z, qx, qy, qz, qw] has a zero "
+                         "quaternion: give the rotation (0, 0, 0, 1 for none), or all zeros to look it up with tf2_ros"))
     if not values["min_range"] < values["max_range"]:
         problems.append((("min_range", "max_range"), f"need min_range < max_range, got {values['min_range']:g} and "
                          f"{values['max_range']:g}"))

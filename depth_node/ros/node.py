@@ -2,9 +2,10 @@
 
 Subscribes (relative names, remap them):
   ``image`` (sensor_msgs/Image) or ``image/compressed`` (sensor_msgs/CompressedImage), per ``input_transport``;
-  ``camera_info`` (sensor_msgs/CameraInfo); ``reference_depth`` (sensor_msgs/Image, 16UC1 mm or 32FC1 m, any
-  resolution with the camera's field of view; used by ``scale.mode`` sparse, paired by stamp within
-  ``scale.reference_slop_s``). Sensor-data QoS (best effort).
+  ``camera_info`` (sensor_msgs/CameraInfo); for ``scale.mode`` sparse, paired by stamp within ``scale.reference_slop_s``,
+  ``reference_depth`` (sensor_msgs/Image, 16UC1 mm or 32FC1 m, any resolution with the camera's field of view) or, with
+  ``scale.reference`` points, ``reference_points`` (sensor_msgs/PointCloud2, e.g. a LiDAR: projected into the camera
+  through ``scale.reference_extrinsic``, or tf2_ros where a ROS distro provides it). Sensor-data QoS (best effort).
 Publishes (each built only while it has a subscriber; header = the input image's):
   ``depth/image`` (32FC1 m, NaN no estimate, ±Inf out of range per REP 117 | 16UC1 mm, 0 no value), ``depth/camera_info`` (rescaled to the depth grid),
   ``depth/confidence`` (32FC1 in [0, 1]), ``depth/points`` (organized PointCloud2), ``depth/colorized`` (rgb8),
@@ -42,12 +43,19 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
+
+try:  # a ROS distro's tf2 (no wheel exists): the reference cloud's extrinsic from /tf, as robots publish it
+    import tf2_ros
+except ImportError:
+    tf2_ros = None
 
 from depth_node import stop_signals
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.estimator import DepthEstimator
+from depth_node.core.lidar import project_points
+from depth_node.core.transforms import RigidTransform
 from depth_node.core.parameters import (
     PARAMS,
     PARAMS_BY_NAME,
@@ -161,6 +169,7 @@ class _DepthNodeBody:
         self._running: tuple[float, StageTimer] | None = None  # (monotonic start, timer) of the frame being computed
         self._inputs: list[Any] = []
         self.sub_reference: Any = None  # only while scale.mode is sparse
+        self._tf_buffer: Any = None     # tf2_ros, for reference_points without scale.reference_extrinsic
         self._timer: Any = None
         self._first_frame_s: float | None = None
         self._warned_fallback = False
@@ -197,14 +206,20 @@ class _DepthNodeBody:
         )
 
     def _follow_scale_mode(self) -> None:
-        """Subscribe to ``reference_depth`` exactly while ``scale.mode`` is sparse (and the node is active)."""
+        """Subscribe to ``reference_depth`` (or ``reference_points``, per ``scale.reference``) exactly while
+        ``scale.mode`` is sparse (and the node is active)."""
         wanted = self.config.scale_mode == "sparse" and self._timer is not None
-        if wanted and self.sub_reference is None:
-            self.sub_reference = self.create_subscription(Image, "reference_depth", self._reference.add, _qos(qos_profile_sensor_data),
-                                                          qos_overriding_options=QOS_OVERRIDES)
-        elif not wanted and self.sub_reference is not None:
+        msg_type, topic = (PointCloud2, "reference_points") if self.config.scale_reference == "points" else (Image, "reference_depth")
+        if self.sub_reference is not None and (not wanted or self.sub_reference.msg_type is not msg_type):
             self.destroy_subscription(self.sub_reference)
             self.sub_reference = None
+            self._reference = StampedCache(capacity=8)  # the other topic's messages are no reference for this one
+        if wanted and self.sub_reference is None:
+            self.sub_reference = self.create_subscription(msg_type, topic, self._reference.add, _qos(qos_profile_sensor_data),
+                                                          qos_overriding_options=QOS_OVERRIDES)
+            if msg_type is PointCloud2:
+                self.get_logger().info(f"scale.mode sparse: reference cloud {self.sub_reference.topic_name}, extrinsic "
+                                       f"from {self._extrinsic_source()}")
 
     def _deactivate(self) -> None:
         for subscription in [*self._inputs, self.sub_reference]:
@@ -375,8 +390,9 @@ class _DepthNodeBody:
             self.warnings.raise_("stamps", f"image stamps went backwards by {(last - stamp) / 1e9:.3f} s (a bag restarted, "
                                            "a clock jump, or two cameras on one topic?): temporal state reset")
 
-    def _reference_for(self, header: Any) -> Any | None:
-        """This frame's reference depth in metres (NaN invalid), or None (the scale is then held)."""
+    def _reference_for(self, header: Any, camera: PinholeCamera) -> Any | None:
+        """This frame's reference depth in metres (NaN invalid) — the reference image, or the reference cloud
+        projected onto ``camera``'s grid — or None (the scale is then held)."""
         slop_s = self.config.scale_reference_slop_s
         msg = self._reference.wait_nearest(stamp_ns(header.stamp), int(slop_s * 1e9), timeout_s=min(slop_s, 0.2))
         topic = self.sub_reference.topic_name
@@ -385,10 +401,36 @@ class _DepthNodeBody:
             self.warnings.raise_("reference_depth", f"scale.mode sparse: {what} on {topic}")
             return None
         try:
+            if isinstance(msg, PointCloud2):
+                points = convert.cloud_to_points(msg, topic)
+                return project_points(points, camera, self._camera_from_cloud(msg, header)).depth_m
             return convert.depth_image_to_metres(msg, topic)
         except InputError as exc:
             self.warnings.raise_("reference_depth", f"{topic}: {exc}")
             return None
+
+    def _extrinsic_source(self) -> str:
+        if any(self.config.scale_reference_extrinsic):
+            return "scale.reference_extrinsic"
+        return "tf2_ros (/tf, /tf_static)" if tf2_ros is not None else "nowhere: set scale.reference_extrinsic (no tf2_ros here)"
+
+    def _camera_from_cloud(self, cloud: Any, header: Any) -> RigidTransform:
+        """The reference cloud's frame → the image's optical frame: the parameter, else tf2_ros at the cloud's stamp."""
+        given = self.config.scale_reference_extrinsic
+        if any(given):
+            return RigidTransform.from_xyz_quaternion(*given)
+        if tf2_ros is None:
+            raise InputError("no extrinsic for the reference cloud: set scale.reference_extrinsic [x, y, z, qx, qy, qz, qw] "
+                             "(the cloud's frame in the camera's optical frame; tf2_ros is not installed to look it up)")
+        if self._tf_buffer is None:
+            self._tf_buffer = tf2_ros.Buffer()
+            self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
+        try:
+            stamped = self._tf_buffer.lookup_transform(header.frame_id, cloud.header.frame_id, cloud.header.stamp)
+        except Exception as exc:  # noqa: BLE001 - tf2's lookup, connectivity and extrapolation errors alike
+            raise InputError(f"tf2 has no transform {cloud.header.frame_id} → {header.frame_id} at the cloud's stamp "
+                             f"({exc}); or set scale.reference_extrinsic") from None
+        return convert.transform_of(stamped)
 
     def _report_scale(self, state: Any) -> None:
         self._scale_state = state
@@ -489,7 +531,7 @@ class _DepthNodeBody:
         reference = None
         if config.scale_mode == "sparse":
             with timer.stage("convert_reference"):
-                reference = self._reference_for(msg.header)
+                reference = self._reference_for(msg.header, camera)
         stamp = msg.header.stamp  # the input's header, as an rclpy Header (depth/camera_info is built as a message)
         header = Header(stamp=Time(sec=stamp.sec, nanosec=stamp.nanosec), frame_id=msg.header.frame_id)
         messages = OutputMessages(header, info, camera, config, want)  # the outputs are computed straight into them
