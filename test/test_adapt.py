@@ -117,3 +117,21 @@ def test_too_few_labelled_frames_are_refused_with_the_minimum(tmp_path: Path) ->
 def test_adapt_help() -> None:
     run = subprocess.run([*CLI, "adapt", "--help"], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and "--holdout-bag" in run.stdout and "--gt-topic" in run.stdout
+
+
+def test_a_lidar_cloud_is_ground_truth_for_adapt_on_the_networks_grid(tmp_path: Path) -> None:
+    """--gt-cloud-topic: the rendered LiDAR projected straight onto the network's input grid (through the bag's
+    /tf_static), sparse, and on the same depth as the depth image where both have one."""
+    from depth_node.estimators.card import load_card
+    from depth_node.paths import resolve_card
+    from depth_node.synth.lidar import LidarSpec
+
+    write(SynthSpec(scenes=("room",), frames=3, width=160, height=120, lidar=LidarSpec()), tmp_path / "drive", folder=False)
+    rules = load_card(resolve_card("default")).input
+    by_cloud = read_site(tmp_path / "drive" / "bag", rules, {"cloud": "/lidar/points"})
+    by_image = read_site(tmp_path / "drive" / "bag", rules)
+    assert len(by_cloud.samples) == len(by_image.samples) == 3
+    sparse, dense = by_cloud.samples.depth, by_image.samples.depth
+    assert sparse.shape == dense.shape == (3, 224, 224) and 0.02 < np.isfinite(sparse).mean() < 0.5 < np.isfinite(dense).mean()
+    both = np.isfinite(sparse) & np.isfinite(dense)
+    assert np.median(np.abs(sparse[both] - dense[both]) / dense[both]) < 0.02

@@ -1,19 +1,20 @@
 """Site adaptation (``depth-node adapt``): fine-tune a card's network on a recording of the robot's own site.
 
 Data: each bag is read as ``depth-node eval`` reads it (:mod:`depth_node.eval.bag_input`: the camera image, its
-camera_info and the ground-truth depth image, found by type or named; ROS 2 mcap / sqlite3 and ROS 1 bags), the
-ground truth put on the image's grid (:mod:`depth_node.eval.groundtruth`: through its own camera_info, or the
-image's field of view when it has the image's shape), then both resized to the network's input as the card says
-(area for RGB, nearest for depth) — what the node will feed the network. Frames whose ground truth covers less than
-:data:`MIN_VALID_FRACTION` of the image are not labelled frames.
+camera_info and the ground truth — a depth image, or a LiDAR's PointCloud2 — found by type or named; ROS 2 mcap /
+sqlite3 and ROS 1 bags); the image is resized to the network's input as the card says (area), the ground truth put on
+that grid (:mod:`depth_node.eval.cloud_truth`: a depth image through its own camera_info by nearest neighbour, or the
+image's field of view when it has the image's shape; a cloud projected there) — what the node will feed the network.
+Frames whose ground truth covers less than :data:`MIN_VALID_FRACTION` of the image are not labelled frames.
 
 Split by time: the last ``holdout`` (default 20 %) of each bag's labelled frames, by stamp, is held out — never
 trained on, scored before and after; ``holdout_bags`` holds out whole bags instead. A random split would score
 frames a fraction of a second from training frames: near copies.
 
 Training: :func:`depth_node.train.trainer.train` (SILog + gradient loss, AdamW, warm-up then cosine decay) on the
-rest; the decoder only unless ``train_encoder`` (a short recording of one site; the encoder keeps what it learnt on
-many). Output in ``out``: the weights, ``model.onnx`` (checked against torch), ``card.yaml`` whose ``training:`` says
+rest, every layer (chosen on two selection sites, docs/adaptation.md); ``decoder_only`` keeps the encoder as it was,
+which loses less elsewhere and gains less on the site. Frames without ground truth are not used: teacher pseudo-labels
+for them were measured and lost to the labelled frames alone. Output in ``out``: the weights, ``model.onnx`` (checked against torch), ``card.yaml`` whose ``training:`` says
 the base card, the bags (paths and SHA-256 of their files), the split and the command, with AbsRel and δ1 on the
 held-out frames as published (the network's metres) and scale+shift aligned, for the base and the adapted network;
 ``train_log.csv`` and ``loss.png``.
@@ -37,7 +38,7 @@ from depth_node.core.parameters import PipelineConfig
 from depth_node.errors import DepthNodeError, InputError
 from depth_node.estimators.card import load_card
 from depth_node.eval.bag_input import BagFrames, choose_topics, frame_image, open_reader
-from depth_node.eval.groundtruth import gt_camera, gt_metres, resample_to
+from depth_node.eval.cloud_truth import CloudTruth, frame_truth
 from depth_node.paths import resolve_card
 from depth_node.progress import ProgressBar
 from depth_node.ros import convert
@@ -61,15 +62,18 @@ class AdaptConfig:
     card: str = "default"
     holdout: float = 0.2              # the last fraction of each bag's labelled frames, by stamp
     holdout_bags: list[Path] = field(default_factory=list)  # instead: these whole bags held out
-    train_encoder: bool = False
+    decoder_only: bool = False       # keep the encoder (default: every layer is trained)
     steps: int = 300
     batch: int = 8
     lr: float = 3e-4
     seed: int = 0
     threads: int = 0
     log_every: int = 50
-    topics: dict[str, str] = field(default_factory=dict)  # image / camera_info / depth / depth_info, as eval's flags
+    topics: dict[str, str] = field(default_factory=dict)  # image / camera_info / depth / depth_info / cloud, as eval's flags
     slop_s: float = 0.02
+    cloud_slop_s: float = 0.05
+    extrinsic: str = ""        # a ground-truth cloud's frame in the camera's optical frame (default: the bag's TF)
+    motion_frame: str = ""
     command: str = ""
 
     def check(self) -> None:
@@ -105,37 +109,38 @@ def fine_tunable(card: str) -> Path:
 
 
 def read_site(bag: Path, rules: Any, topics: dict[str, str] | None = None, slop_s: float = 0.02,
-              progress: Callable[[int, int], None] | None = None) -> SiteFrames:
+              progress: Callable[[int, int], None] | None = None, cloud_slop_s: float = 0.05, extrinsic: str = "",
+              motion_frame: str = "") -> SiteFrames:
     """The labelled frames of one bag at the network's input size (see the module docstring)."""
     reader = open_reader(bag)
     try:
         chosen = choose_topics(reader, **(topics or {}))
     finally:
         reader.close()
-    if chosen.depth is None:
-        raise AdaptError(f"{bag}: no ground-truth depth topic (an RGB-D camera's registered depth, or LiDAR projected into "
-                         "the camera, as 16UC1 mm or 32FC1 m): name it with --gt-topic, or record one")
-    frames = BagFrames(bag, chosen, slop_s)
+    if chosen.depth is None and chosen.cloud is None:
+        raise AdaptError(f"{bag}: no ground-truth depth topic (an RGB-D camera's registered depth as 16UC1 mm or 32FC1 m, "
+                         "or a LiDAR's PointCloud2): name it with --gt-topic or --gt-cloud-topic, or record one")
+    frames = BagFrames(bag, chosen, slop_s, cloud_slop_s=cloud_slop_s)
+    clouds = CloudTruth.for_bag(bag, extrinsic, motion_frame) if chosen.cloud else None
     geometry, defaults = convert.InputGeometry(), PipelineConfig()  # the node's defaults: raw camera, its fallback FOV
     rgb_out, depth_out, stamps, names, skipped, size = [], [], [], [], 0, None
     for n, frame in enumerate(frames):
         if progress:
             progress(n + 1, len(frames))
-        if frame.depth is None:
+        if frame.depth is None and frame.cloud is None:
             skipped += 1
             continue
         image, camera = frame_image(frame, chosen.image_type, geometry, defaults.camera_model, defaults.fallback_hfov_deg)
-        truth = gt_metres(frame.depth)
-        try:
-            truth = resample_to(truth, gt_camera(truth, frame.depth_info, camera), camera)
+        size = size or rules.target_size(*image.shape[:2])[::-1]  # (width, height) for cv2
+        try:  # straight onto the network's grid: a depth image by nearest neighbour, a cloud projected there
+            truth = frame_truth(frame, camera, camera.resized(*size), clouds)
         except InputError as error:
             raise AdaptError(f"{bag}: the ground truth is not registered to the image: {error}") from None
         if np.isfinite(truth).mean() < MIN_VALID_FRACTION:
             skipped += 1
             continue
-        size = size or rules.target_size(*image.shape[:2])[::-1]  # (width, height) for cv2
         rgb_out.append(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
-        depth_out.append(cv2.resize(truth, size, interpolation=cv2.INTER_NEAREST))
+        depth_out.append(truth)
         stamps.append(frame.stamp_ns)
         names.append(f"{Path(bag).name}/{frame.index}")
     if not names:
@@ -195,7 +200,8 @@ def adapt(cfg: AdaptConfig, say: Callable[[str], None] = print) -> AdaptResult:
     held_bags = {Path(b) for b in cfg.holdout_bags}
     train_parts, held_parts, bags = [], [], []
     for bag in cfg.bags:
-        site = read_site(Path(bag), rules, cfg.topics, cfg.slop_s, ProgressBar(f"reading {Path(bag).name}"))
+        site = read_site(Path(bag), rules, cfg.topics, cfg.slop_s, ProgressBar(f"reading {Path(bag).name}"), cfg.cloud_slop_s,
+                         cfg.extrinsic, cfg.motion_frame)
         if Path(bag) in held_bags:
             train_picks, held_picks = np.zeros(0, int), np.arange(len(site.samples))
         else:
@@ -215,7 +221,7 @@ def adapt(cfg: AdaptConfig, say: Callable[[str], None] = print) -> AdaptResult:
         raise AdaptError(f"{len(frames)} frames to train on and {len(held)} held out: both are needed")
     if frames.rgb.shape[1:] != held.rgb.shape[1:]:
         raise AdaptError("the bags' cameras give the network different input sizes: adapt on bags of one camera")
-    train_cfg = TrainConfig(out=cfg.out, train_dir=Path(cfg.bags[0]), init=str(base), freeze_encoder=not cfg.train_encoder,
+    train_cfg = TrainConfig(out=cfg.out, train_dir=Path(cfg.bags[0]), init=str(base), freeze_encoder=cfg.decoder_only,
                             steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, seed=cfg.seed, threads=cfg.threads,
                             log_every=cfg.log_every)
     result = train(train_cfg, say=say, data=(frames, {SITE: held}))
@@ -232,7 +238,7 @@ def _write_card(cfg: AdaptConfig, base: Path, bags: list[dict[str, Any]], before
     card = yaml.safe_load(path.read_text())
     base_card = load_card(base)
     card["description"] = (f"{base_card.name} adapted to a site by `depth-node adapt` on {len(bags)} bag(s) with ground-truth "
-                           f"depth ({'encoder and decoder' if cfg.train_encoder else 'decoder only'}, {cfg.steps} steps). "
+                           f"depth ({'decoder only' if cfg.decoder_only else 'every layer'}, {cfg.steps} steps). "
                            "Metric depth; scores on the held-out frames in training.")
     card["license"] = f"{base_card.license}; adaptation data: the bags in training.bags"
     card["training"] = {
@@ -241,7 +247,7 @@ def _write_card(cfg: AdaptConfig, base: Path, bags: list[dict[str, Any]], before
         "bags": bags,
         "split": ({"held_out_bags": [str(Path(b).resolve()) for b in cfg.holdout_bags]} if cfg.holdout_bags else
                   {"by_time": f"the last {cfg.holdout:.0%} of each bag's labelled frames, by stamp"}),
-        "recipe": {"train_encoder": cfg.train_encoder, "steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr, "seed": cfg.seed},
+        "recipe": {"decoder_only": cfg.decoder_only, "steps": cfg.steps, "batch": cfg.batch, "lr": cfg.lr, "seed": cfg.seed},
         "seconds": round(result.seconds, 1),
         "held_out": {"base": {k: round(v, 4) for k, v in before.items()}, "adapted": {k: round(v, 4) for k, v in after.items()},
                      "meaning": "AbsRel and δ1 of the network's metres (as published) and after a per-frame scale and "
