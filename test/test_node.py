@@ -171,7 +171,7 @@ def test_sky_is_positive_infinity_and_no_scale_is_nan() -> None:
     assert mm.dtype == np.uint16 and (mm[0] == 0).all() and (mm[2:] == 2000).all()   # REP 118: 0 = no value
 
 
-def test_reference_depth_is_subscribed_only_in_sparse_mode_and_qos_overrides_apply(conv_card: Path) -> None:
+def test_the_reference_is_subscribed_only_in_sparse_mode_and_qos_overrides_apply(conv_card: Path) -> None:
     from rclpy.qos import ReliabilityPolicy
 
     def topics(node) -> set[str]:  # noqa: ANN001
@@ -186,8 +186,10 @@ def test_reference_depth_is_subscribed_only_in_sparse_mode_and_qos_overrides_app
         assert h.node.publishers_by_output["depth"].qos_profile.depth == 7
         assert h.node.set_parameters([Parameter("scale.mode", value="sparse")])[0].successful
         assert "/reference_depth" in topics(h.node)
+        assert h.node.set_parameters([Parameter("scale.reference", value="points")])[0].successful  # the LiDAR's cloud
+        assert "/reference_points" in topics(h.node) and "/reference_depth" not in topics(h.node)
         assert h.node.set_parameters([Parameter("scale.mode", value="model")])[0].successful
-        assert "/reference_depth" not in topics(h.node)
+        assert not {"/reference_depth", "/reference_points"} & topics(h.node)
     from depth_node.ros.node import INPUT_QOS, OUTPUT_QOS
 
     assert INPUT_QOS.reliability == ReliabilityPolicy.BEST_EFFORT and OUTPUT_QOS.depth == 2  # overrides stay per node

@@ -23,7 +23,7 @@ import numpy as np
 from depth_node.core.camera import PinholeCamera
 from depth_node.core.transforms import RigidTransform
 
-OCCLUSION_RADIUS_PX = 3
+OCCLUSION_RADIUS_PX = 6  # chosen on bench_lidar_truth.py --seed 1 (best of 0, 3, 6 in every scene and mount)
 OCCLUSION_MARGIN = 0.1
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from rosbags.convert.converter import LATCH
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
@@ -48,7 +49,10 @@ class BagWriter:
     def write_cdr(self, topic: str, msgtype: str, timestamp_ns: int, data: bytes | memoryview) -> None:
         connection = self._connections.get(topic)
         if connection is None:
-            connection = self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=self.typestore)
+            # /tf_static is latched (transient local), as tf2 publishes it: `ros2 bag play` then gives it to late joiners
+            qos = LATCH if topic == TF_STATIC_TOPIC[0] else ()
+            connection = self._connections[topic] = self._writer.add_connection(topic, msgtype, typestore=self.typestore,
+                                                                                offered_qos_profiles=qos)
         self._writer.write(connection, int(timestamp_ns), data)
         self.messages += 1
 

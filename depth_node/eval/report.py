@@ -1,9 +1,10 @@
 """A self-contained HTML report of one evaluation, or of several configurations side by side.
 
 One file, no scripts, no network: tables (every number explained beside it), plots drawn by matplotlib and embedded
-as PNG (per-frame error and δ1, per-frame latency, the sparsification curve; one colour per configuration, line
-styles for what is drawn, legends outside the data), and the labelled thumbnails (RGB | prediction | GT | error,
-with their colour keys in metres and %) of the best, median and worst frames. The head says which depth_node,
+as PNG (per-frame error and δ1, per-frame latency and ground-truth density, the sparsification curve; one colour per
+configuration, line styles for what is drawn, legends outside the data), and the labelled thumbnails (RGB — or a
+LiDAR's points over it — | prediction | GT | error, with their colour keys in metres and %) of the best, median and
+worst frames. The head says which depth_node,
 commit, date and command made it.
 """
 
@@ -208,6 +209,8 @@ def render(evaluations: Sequence[Evaluation], summaries: Sequence[dict[str, Any]
                              for n, e in enumerate(evaluations)], "frame", "δ1 (share of pixels within 25 %)", (0.0, 1.02))
     latency_plot = line_chart([(f"{e.label}: {stage}", frames[n], [r.timings_ms.get(stage, math.nan) for r in e.rows], n, style)
                                for n, e in enumerate(evaluations) for stage, style in (("infer", "-"), ("read", "--"))], "frame", "ms")
+    density_plot = line_chart([(e.label, frames[n], [100 * r.gt_density for r in e.rows], n, "-") for n, e in enumerate(evaluations)],
+                              "frame", "% of pixels with ground truth")
     sparsification = []
     for n, s in enumerate(summaries):
         curve = s["sparsification"]
@@ -232,7 +235,9 @@ gaps: no ground truth)</figcaption></figure>
 <figure>{delta_plot}<figcaption>δ1 per frame: the share of pixels whose depth is within 25 % of the ground truth
 (higher is better, 1 = all)</figcaption></figure>
 <figure>{latency_plot}<figcaption>Time per frame: the model's forward pass (infer, solid) and reading the bag (read,
-dashed)</figcaption></figure></div>
+dashed)</figcaption></figure>
+<figure>{density_plot}<figcaption>Ground-truth density per frame: the share of the depth's pixels that have ground truth
+(a LiDAR's: a few %; near 0 with a wrong extrinsic — the thumbnails draw its points over the image)</figcaption></figure></div>
 <h2>Confidence: sparsification</h2><figure>{sparse_plot}<figcaption>Remove the least confident pixels first and score
 the rest (solid). The oracle (dashed) removes the truly worst first; the random order (dotted) keeps the error flat.
 The closer the solid curve to the oracle, the better the confidence ranks errors; AUSE is the area between
