@@ -6,15 +6,15 @@ the site and what is lost elsewhere.
 
   site (--site tum)    TUM fr1 rpy from ../shared/data/train (349 frames at 10 Hz), made into a bag with dataset-to-bag;
                        adapt holds out the last 20 % by stamp (70 frames), the "site, later frames" bag is exactly those
-  site (--site street) a rendered street (depth-node synth, 200 frames at 320×240) whose bag has LiDAR-like ground truth
-                       only: every 8th image row, to 80 m; the later frames are scored against the dense rendered depth
-                       (to 80 m)
+  site (--site street) a rendered street (depth-node synth --lidar, 200 frames at 320×240) whose bag's only ground truth
+                       is its 32-beam LiDAR (PointCloud2 + /tf_static; adapt gets --gt-cloud-topic); the later frames
+                       are scored against the dense rendered depth (to 80 m)
   other sequence       TUM fr3 cabinet from ../shared/data/train (58 frames; another room and camera)
   slambook bag         ../shared/data/bags/slambook_rgbd_ros2_mcap (5 frames)
   rgbd_dev indoor      ../shared/data/rgbd_dev real indoor frames (6; measurement only)
 
     .venv/bin/python benchmarks/bench_adapt.py --work /tmp/sites                  # adapt with its defaults
-    .venv/bin/python benchmarks/bench_adapt.py --work /tmp/sites --name enc -- --train-encoder
+    .venv/bin/python benchmarks/bench_adapt.py --work /tmp/sites --name decoder -- --decoder-only
     .venv/bin/python benchmarks/bench_adapt.py --work /tmp/sites --site street --name street
 Arguments after -- go to depth-node adapt. Prints a markdown table; --json writes the numbers.
 """
@@ -37,27 +37,31 @@ from accuracy_default import MAX_DEPTH_M, SHARED, cli, score, tum_folder  # noqa
 
 SITE_SOURCE = "tum_fr1_rpy"
 HOLDOUT = 0.2  # adapt's default
-STREET_FRAMES, LIDAR_ROW_STEP, LIDAR_RANGE_M = 200, 8, 80.0
+STREET_FRAMES, LIDAR_RANGE_M = 200, 80.0
 
 
 def street_bags(work: Path) -> tuple[Path, Path]:
-    """The rendered street with LiDAR rows as its only ground truth, and its later frames with the dense truth."""
+    """The rendered street whose only ground truth is its LiDAR (a PointCloud2 and /tf_static, no depth image), and
+    its later frames with the dense rendered depth."""
     from depth_node.eval.bag_output import BagWriter, rgbd_messages, write_rgbd
-    from depth_node.synth.writer import SynthSpec, generate
+    from depth_node.synth.lidar import LidarSpec
+    from depth_node.synth.writer import SynthSpec, generate, write_lidar
 
-    site, late = work / "street_lidar", work / "street_lidar_late"
+    site, late = work / "street_lidar_cloud", work / "street_lidar_cloud_late"
     if site.exists() and late.exists():
         return site, late
     shutil.rmtree(site, ignore_errors=True)
     shutil.rmtree(late, ignore_errors=True)
     held_from = STREET_FRAMES - math.ceil(STREET_FRAMES * HOLDOUT)
-    with BagWriter(site) as lidar, BagWriter(late) as dense:
-        for frame in generate(SynthSpec(scenes=("street",), frames=STREET_FRAMES, width=320, height=240)):
-            truth = np.where(frame.depth_m <= LIDAR_RANGE_M, frame.depth_m, np.nan).astype(np.float32)
-            rows = np.full_like(truth, np.nan)
-            rows[::LIDAR_ROW_STEP] = truth[::LIDAR_ROW_STEP]
-            write_rgbd(lidar, frame.stamp_ns, rgbd_messages(lidar.typestore, frame.stamp_ns, frame.rgb, rows, frame.camera))
+    lidar = LidarSpec()
+    spec = SynthSpec(scenes=("street",), frames=STREET_FRAMES, width=320, height=240, lidar=lidar)
+    with BagWriter(site) as camera_and_lidar, BagWriter(late) as dense:
+        for frame in generate(spec):
+            write_rgbd(camera_and_lidar, frame.stamp_ns, rgbd_messages(camera_and_lidar.typestore, frame.stamp_ns, frame.rgb,
+                                                                       None, frame.camera))
+            write_lidar(camera_and_lidar, frame, lidar)
             if frame.index >= held_from:
+                truth = np.where(frame.depth_m <= LIDAR_RANGE_M, frame.depth_m, np.nan).astype(np.float32)
                 write_rgbd(dense, frame.stamp_ns, rgbd_messages(dense.typestore, frame.stamp_ns, frame.rgb, truth, frame.camera))
     return site, late
 
@@ -106,6 +110,8 @@ def main() -> int:
     out = args.work / f"adapt_{args.name}"
     shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
+    if args.site == "street":
+        adapt_args = ["--gt-cloud-topic", "/lidar/points", *adapt_args]
     cli("adapt", str(bags["site"]), "-o", str(out), "--card", args.base, *adapt_args)
     seconds = time.perf_counter() - started
     base = Path(args.base) if Path(args.base).is_file() else Path(__file__).resolve().parent.parent / "models" / f"{args.base}.yaml"

@@ -14,10 +14,10 @@ frames a fraction of a second from training frames: near copies.
 Training: :func:`depth_node.train.trainer.train` (SILog + gradient loss, AdamW, warm-up then cosine decay) on the
 rest, every layer (chosen on two selection sites, docs/adaptation.md); ``decoder_only`` keeps the encoder as it was,
 which loses less elsewhere and gains less on the site. Frames without ground truth are not used: teacher pseudo-labels
-for them were measured and lost to the labelled frames alone. Output in ``out``: the weights, ``model.onnx`` (checked against torch), ``card.yaml`` whose ``training:`` says
-the base card, the bags (paths and SHA-256 of their files), the split and the command, with AbsRel and δ1 on the
-held-out frames as published (the network's metres) and scale+shift aligned, for the base and the adapted network;
-``train_log.csv`` and ``loss.png``.
+for them were measured and lost to the labelled frames alone. Output in ``out``: the weights, ``model.onnx`` (checked
+against torch), ``card.yaml`` whose ``training:`` says the base card, the bags (paths and SHA-256 of their files), the
+split and the command, with AbsRel and δ1 on the held-out frames as published (the network's metres) and scale+shift
+aligned, for the base and the adapted network; ``train_log.csv`` and ``loss.png``.
 """
 
 from __future__ import annotations
