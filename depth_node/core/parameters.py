@@ -120,7 +120,7 @@ PARAMS: tuple[Param, ...] = (
     P("depth_encoding", "32FC1", "32FC1: metres, NaN invalid; 16UC1: millimetres, 0 invalid (REP 118).", choices=DEPTH_ENCODINGS),
     P("depth_no_return", "inf", "32FC1 depth/image pixels without a return in range: inf (REP 117: +Inf for sky and beyond max_range, -Inf closer than min_range, NaN only where there is no estimate) or nan (NaN for all of them). depth/points always uses NaN.", choices=NO_RETURN_VALUES),
     # --- metric scale (core.scale, docs/scale.md) ---
-    P("scale.mode", "model", "How the prediction becomes metres: model (metric models), fixed (scale/shift below), ground_plane (floor at scale.camera_height) or sparse (fit to the reference_depth topic); see docs/scale.md.", choices=SCALE_MODES),
+    P("scale.mode", "model", "How the prediction becomes metres: model (metric models), fixed (scale/shift below), ground_plane (floor at scale.camera_height) or sparse (fit to the reference topic: reference_depth, or reference_points with scale.reference points); see docs/scale.md.", choices=SCALE_MODES),
     P("scale.fixed_scale", 1.0, "Scale s in the model's output space for scale.mode fixed (depth = s*p + t; disparity: 1/(s*p + t)).", range=(1e-9, 1e9)),
     P("scale.fixed_shift", 0.0, "Shift t in the model's output space for scale.mode fixed.", range=(-1e9, 1e9)),
     P("scale.reference_focal_px", 0.0, "scale.mode model: focal length on the model's grid the model was trained at; depth is multiplied by f / f_ref (0 = off).", "px", range=(0.0, 1e6)),

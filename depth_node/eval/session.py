@@ -128,7 +128,7 @@ def _say_result(evaluation: Evaluation, summary: dict[str, Any], bag: Path, out_
             "invalid depth, or ground truth of fewer than 2 pixels): counted in coverage, not in the metrics; "
             "frames.csv column 'scored' is 0 for them")
     density = summary.get("gt_density", {}).get("p50", math.nan)
-    if summary.get("topics", {}).get("cloud") and not density >= MIN_DENSITY:
+    if summary.get("topics", {}).get("cloud") and density < MIN_DENSITY:  # NaN (no cloud paired at all): said above
         say(f"WARNING: the ground-truth cloud covers {density:.3%} of the image (median over frames), under "
             f"{MIN_DENSITY:.1%}: is the extrinsic right ({summary['topics']['extrinsic']})? thumbs/ draw the points over "
             "the image; fix /tf_static or give --extrinsic")

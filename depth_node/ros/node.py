@@ -170,6 +170,7 @@ class _DepthNodeBody:
         self._inputs: list[Any] = []
         self.sub_reference: Any = None  # only while scale.mode is sparse
         self._tf_buffer: Any = None     # tf2_ros, for reference_points without scale.reference_extrinsic
+        self._tf_listener: Any = None
         self._timer: Any = None
         self._first_frame_s: float | None = None
         self._warned_fallback = False
