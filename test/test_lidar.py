@@ -209,8 +209,8 @@ def lidar_bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "bag"
 
 
-def eval_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, "eval", *args, "--no-bag"], capture_output=True, text=True, timeout=300)
+def eval_cli(*args: str, bag: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, "eval", *args, *([] if bag else ["--no-bag"])], capture_output=True, text=True, timeout=300)
 
 
 def metrics(out: Path) -> dict:
@@ -245,6 +245,18 @@ def test_a_model_scores_the_same_against_the_cloud_as_against_the_depth_image(tm
     assert all(0.02 < float(r["gt_density"]) < 0.3 for r in rows)
     thumb = cv2.imread(str(tmp_path / "cloud" / "thumbs" / "000000.jpg"))
     assert thumb is not None and thumb.shape[1] > 3 * thumb.shape[0]
+    placed = eval_cli(str(lidar_bag), "-o", str(tmp_path / "with_bag"), "--gt-cloud-topic", "/lidar/points", "--max-frames", "2",
+                      bag=True)
+    assert placed.returncode == 0, placed.stderr
+    from depth_node.eval.bag_input import open_reader
+
+    reader = open_reader(tmp_path / "with_bag" / "bag")  # the output bag places the cloud: /tf_static comes along
+    try:
+        counts = {c.topic: (c.msgtype, c.msgcount) for c in reader.connections}
+    finally:
+        reader.close()
+    assert counts["/tf_static"] == ("tf2_msgs/msg/TFMessage", 1)
+    assert counts["/lidar/points"] == ("sensor_msgs/msg/PointCloud2", 2)
 
 
 def test_a_wrong_extrinsic_is_caught_and_a_given_one_fixes_it(tmp_path: Path, lidar_bag: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from depth_node.core.transforms import TransformTree
-from depth_node.eval.bag_input import open_reader, readable_messages, stamp_of
+from depth_node.eval.bag_input import MessageReader, open_reader, readable_messages, stamp_of
 from depth_node.ros.convert import transform_of
 
 TF_TYPE = "tf2_msgs/msg/TFMessage"
@@ -27,3 +27,16 @@ def transforms_in_bag(bag: Path, max_extrapolation_ns: int = 0) -> TransformTree
     finally:
         reader.close()
     return tree
+
+
+def static_transforms_cdr(bag: Path) -> list[tuple[str, str, int, bytes]]:
+    """The bag's ``/tf_static`` records as (topic, type, bag time, ROS 2 CDR): for an output bag whose clouds must be
+    placed (``ros2 bag play`` + RViz)."""
+    reader = open_reader(Path(bag))
+    try:
+        read = MessageReader(reader)
+        connections = [c for c in reader.connections if c.msgtype == TF_TYPE and c.topic in STATIC_TOPICS]
+        return [("/tf_static", TF_TYPE, timestamp, read(conn.msgtype, raw)[1])
+                for conn, timestamp, raw in readable_messages(reader, connections, [])]
+    finally:
+        reader.close()

@@ -33,6 +33,7 @@ from depth_node.core.spaces import Invariance, OutputSpace
 from depth_node.errors import DepthNodeError
 from depth_node.eval.bag_input import CLOUD, IMAGE, INFO, BagFrames, EvalFrame, frame_image
 from depth_node.eval.bag_output import BagWriter
+from depth_node.eval.bag_tf import static_transforms_cdr
 from depth_node.eval.cloud_truth import CloudTruth, frame_truth
 from depth_node.eval.groundtruth import gt_camera
 from depth_node.eval.picture import colour_bar, label_panel
@@ -278,6 +279,9 @@ class Evaluator:
         the output bag and the summary agree frame for frame; a second one stops at once. After a SIGKILL, the output
         bag has no index: ``depth-node bag-recover`` (or eval itself) reads every frame written before it."""
         writer = BagWriter(self.out_dir / "bag", "mcap") if self.options.write_bag else None
+        if writer is not None and self.clouds is not None:  # the ground-truth cloud's frames, for a player and RViz
+            for record in static_transforms_cdr(self.frames.bag):
+                writer.write_cdr(*record)
         if self.options.thumbnails:
             self.thumbs.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
