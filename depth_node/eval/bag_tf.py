@@ -5,6 +5,7 @@ samples are interpolated between their stamps."""
 from __future__ import annotations
 
 from pathlib import Path
+
 from depth_node.core.transforms import TransformTree
 from depth_node.eval.bag_input import MessageReader, open_reader, readable_messages, stamp_of
 from depth_node.ros.convert import transform_of
