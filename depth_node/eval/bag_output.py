@@ -70,13 +70,18 @@ class BagWriter:
         self.close()
 
 
+def _header(typestore: Any, stamp_ns: int, frame_id: str) -> Any:
+    T = typestore.types
+    return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=stamp_ns // 1_000_000_000,
+                                                                          nanosec=stamp_ns % 1_000_000_000), frame_id=frame_id)
+
+
 def rgbd_messages(typestore: Any, stamp_ns: int, rgb: np.ndarray, depth_m: np.ndarray | None, camera: PinholeCamera,
                   frame_id: str = FRAME_ID, depth_camera: PinholeCamera | None = None) -> dict[str, Any]:
     """rosbags messages of one RGB-D frame, keyed like :data:`RGBD_TOPICS`. ``depth_m``: float32 metres, NaN or
     inf = no measurement (written as 32FC1 NaN), on ``depth_camera``'s grid (default: the colour camera's)."""
     T = typestore.types
-    Header, Time = T["std_msgs/msg/Header"], T["builtin_interfaces/msg/Time"]
-    header = Header(stamp=Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000), frame_id=frame_id)
+    header = _header(typestore, stamp_ns, frame_id)
     Image = T["sensor_msgs/msg/Image"]
 
     def info(cam: PinholeCamera) -> Any:
@@ -116,12 +121,6 @@ def write_rgbd(writer: BagWriter, stamp_ns: int, messages: dict[str, Any]) -> No
 
 LIDAR_TOPIC = ("/lidar/points", "sensor_msgs/msg/PointCloud2")
 TF_STATIC_TOPIC, TF_TOPIC = ("/tf_static", "tf2_msgs/msg/TFMessage"), ("/tf", "tf2_msgs/msg/TFMessage")
-
-
-def _header(typestore: Any, stamp_ns: int, frame_id: str) -> Any:
-    T = typestore.types
-    return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=stamp_ns // 1_000_000_000,
-                                                                          nanosec=stamp_ns % 1_000_000_000), frame_id=frame_id)
 
 
 def lidar_cloud_message(typestore: Any, stamp_ns: int, points: np.ndarray, rings: np.ndarray, frame_id: str) -> Any:

@@ -44,13 +44,6 @@ class CloudTruth:
         given = RigidTransform.parse(extrinsic) if extrinsic else None
         return cls(transforms_in_bag(bag), given, motion_frame, occlusion_radius_px)
 
-    def describe(self) -> str:
-        if self.extrinsic is not None:
-            x, y, z = self.extrinsic.translation
-            qx, qy, qz, qw = self.extrinsic.quaternion()
-            return f"--extrinsic {x:.4g},{y:.4g},{z:.4g},{qx:.4g},{qy:.4g},{qz:.4g},{qw:.4g}"
-        return "the bag's /tf" + (f", carried across time through {self.motion_frame}" if self.motion_frame else "_static")
-
     def camera_from_cloud(self, cloud: Any, camera_frame: str, image_stamp_ns: int) -> RigidTransform:
         if self.extrinsic is not None:
             return self.extrinsic
